@@ -1,0 +1,34 @@
+# make run   - start the service (web + worker) on this machine, SQLite, embedded defaults
+# make demo  - the same against our fake DumplingAI with sample accounts (no key needed)
+# make test  - every test (SQLite, and PostgreSQL when it can be found or started)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	scripts/run.sh
+
+demo: install
+	scripts/demo.sh
+
+test: install
+	scripts/test.sh
+
+bench: install
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .hypothesis

@@ -1,0 +1,51 @@
+"""`python -m fakeupstream --port 8900 [--host 127.0.0.1] [--demo] [--follow-every SECONDS]`"""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from .core import FakeDumpling
+
+DEMO_KEY = "demo-key"
+DEMO_HANDLE = "dumplingdemo"
+
+
+def seed_demo(fake: FakeDumpling) -> None:
+    fake.add_key(DEMO_KEY)  # unlimited credits
+    fake.seed(DEMO_HANDLE, 45)
+    fake.seed("charlidamelio", 120)
+
+
+def _follow_every(fake: FakeDumpling, seconds: float, stop: threading.Event) -> None:
+    while not stop.wait(seconds):
+        fake.follow(DEMO_HANDLE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fakeupstream", description="Fake DumplingAI upstream.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
+    parser.add_argument("--demo", action="store_true", help=f"seed key {DEMO_KEY!r} and demo handles")
+    parser.add_argument("--follow-every", type=float, metavar="SECONDS",
+                        help=f"make {DEMO_HANDLE!r} follow a new account every SECONDS")
+    args = parser.parse_args(argv)
+
+    fake = FakeDumpling()
+    if args.demo:
+        seed_demo(fake)
+    fake.start(args.host, args.port)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    if args.follow_every:
+        threading.Thread(target=_follow_every, args=(fake, args.follow_every, stop), daemon=True).start()
+    key_note = f"demo key: {DEMO_KEY}" if args.demo else "no keys yet: POST /_fake/keys"
+    print(f"Fake DumplingAI upstream at {fake.url} ({key_note})", flush=True)
+    while not stop.wait(0.5):
+        pass
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()

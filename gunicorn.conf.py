@@ -1,0 +1,31 @@
+"""gunicorn settings for `web` (Procfile, `make run`).
+
+The work is I/O-bound: each request mostly waits on DumplingAI (up to seconds).
+Threads are cheap waiting slots, so: one process per core (2 here) and many threads
+each. Measured in bench/bench_concurrency.py: 200 concurrent clients against an
+upstream answering in 1 s need >= 200 slots; 2 x 128 threads leaves headroom.
+"""
+import os
+import tempfile
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+backlog = 2048
+timeout = 60          # above the upstream client's 25 s bound and a trigger's 25 s wait
+graceful_timeout = 30
+keepalive = 5
+accesslog = None      # the app logs one JSON line per request (with the key redacted)
+
+
+def on_starting(server):
+    # Prometheus: every worker writes its metrics to a shared folder that /metrics reads.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prom-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

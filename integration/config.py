@@ -1,0 +1,71 @@
+"""Settings, read from the environment in one place (CONTRACT.md, "Configuration")."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET = "dev-only-secret-do-not-use-in-production"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    dumpling_base_url: str = "https://app.dumplingai.com"
+    database_url: str = f"sqlite:///{ROOT / 'instance' / 'app.db'}"
+    secret_key: str = DEV_SECRET
+    environment: str = "development"
+    page_size: int = 30                 # `count` asked of the upstream when refreshing a watch
+    page_cap: int = 10                  # most pages one refresh or one action call may read
+    refresh_window_seconds: int = 60    # trigger calls inside it share one upstream refresh
+    poll_interval_seconds: int = 300    # worker: how often a watch with subscriptions is refreshed
+    allow_private_webhook_targets: bool = False
+    auth_cache_seconds: int = 6 * 3600  # how long a successful auth test is remembered
+    upstream_connect_timeout: float = 3.05
+    upstream_read_timeout: float = 12.0
+    upstream_total_seconds: float = 25.0  # all attempts of one upstream call, inside Zapier's 30 s
+    upstream_retries: int = 2
+    action_max_limit: int = 1000
+    journal_retention_days: int = 30
+    journal_max_events: int = 1000
+    worker_concurrency: int = 16
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        s = cls(
+            dumpling_base_url=env.get("DUMPLING_BASE_URL", cls.dumpling_base_url).rstrip("/"),
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            secret_key=env.get("SECRET_KEY") or DEV_SECRET,
+            environment=env.get("APP_ENV", "development"),
+            page_size=_int("PAGE_SIZE", cls.page_size),
+            page_cap=_int("PAGE_CAP", cls.page_cap),
+            refresh_window_seconds=_int("REFRESH_WINDOW_SECONDS", cls.refresh_window_seconds),
+            poll_interval_seconds=_int("POLL_INTERVAL_SECONDS", cls.poll_interval_seconds),
+            allow_private_webhook_targets=env.get("ALLOW_PRIVATE_WEBHOOK_TARGETS") == "1",
+            auth_cache_seconds=_int("AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
+            upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", cls.upstream_read_timeout),
+            upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
+            worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
+        )
+        known = {f.name for f in fields(cls)}
+        s = replace(s, **{k: v for k, v in overrides.items() if k in known})
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        if self.environment != "development" and self.secret_key == DEV_SECRET:
+            raise RuntimeError("SECRET_KEY must be set outside development (APP_ENV != development)")
+        if not 1 <= self.page_size <= 100:
+            raise RuntimeError("PAGE_SIZE must be between 1 and 100")

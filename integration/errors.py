@@ -1,0 +1,90 @@
+"""Every error the service answers, and the one table mapping upstream failures to them.
+
+CONTRACT.md: always JSON `{"error": <sentence>, "code": <snake_case>}`; never HTML,
+never a stack trace, never a 200 carrying an error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ApiError(Exception):
+    status: int
+    code: str
+    message: str
+    headers: dict = field(default_factory=dict)
+    fields: dict | None = None
+
+    def body(self) -> dict:
+        out = {"error": self.message, "code": self.code}
+        if self.fields:
+            out["fields"] = self.fields
+        return out
+
+
+@dataclass
+class UpstreamFailure(Exception):
+    """Raised by the upstream client; `kind` is a key of UPSTREAM_ERRORS."""
+
+    kind: str
+    upstream_status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+    rate_limit: dict = field(default_factory=dict)
+
+
+# kind -> (our status, code, sentence). `{detail}` is the upstream's own message.
+UPSTREAM_ERRORS: dict[str, tuple[int, str, str]] = {
+    "bad_request": (400, "upstream_rejected", "DumplingAI refused the request: {detail}"),
+    "unauthorized": (401, "invalid_api_key", "DumplingAI refused the API key. Check the key in your DumplingAI dashboard (API keys) and reconnect."),
+    "no_credits": (402, "insufficient_credits", "Your DumplingAI account has no credits left. Top up your DumplingAI credits, then try again."),
+    "not_found": (404, "handle_not_found", "TikTok has no following list for this handle. Check the spelling; private accounts cannot be read."),
+    "rate_limited": (429, "rate_limited", "DumplingAI is rate limiting requests for this key. Wait a moment and try again."),
+    "upstream_error": (502, "upstream_error", "DumplingAI had a problem answering ({detail}). Try again in a few minutes."),
+    "malformed": (502, "upstream_malformed", "DumplingAI answered with data we could not read. Try again in a few minutes."),
+    "unreachable": (502, "upstream_unreachable", "We could not reach DumplingAI. Try again in a few minutes."),
+    "timeout": (504, "upstream_timeout", "DumplingAI did not answer in time. Try again; a smaller limit answers faster."),
+}
+
+# upstream HTTP status -> kind
+UPSTREAM_STATUS_KINDS: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "no_credits",
+    404: "not_found",
+    429: "rate_limited",
+    503: "rate_limited",
+    500: "upstream_error",
+    502: "upstream_error",
+}
+
+
+def kind_for_status(status: int) -> str:
+    return UPSTREAM_STATUS_KINDS.get(status, "upstream_error" if status >= 500 else "bad_request")
+
+
+def from_upstream(failure: UpstreamFailure) -> ApiError:
+    status, code, sentence = UPSTREAM_ERRORS[failure.kind]
+    detail = (failure.detail or f"status {failure.upstream_status}")[:200]
+    headers = {}
+    if status == 429:
+        headers["Retry-After"] = str(max(1, int(round(failure.retry_after or 30))))
+    return ApiError(status, code, sentence.format(detail=detail), headers)
+
+
+# Errors the service raises itself.
+def missing_key() -> ApiError:
+    return ApiError(401, "missing_api_key", "Send your DumplingAI API key as 'Authorization: Bearer <key>'.")
+
+
+def not_found(what: str = "This resource") -> ApiError:
+    return ApiError(404, "not_found", f"{what} does not exist.")
+
+
+def invalid_body(messages: dict | None = None) -> ApiError:
+    return ApiError(400, "invalid_request", "Some fields are missing or invalid; see 'fields'.", fields=messages or {})
+
+
+def not_json() -> ApiError:
+    return ApiError(400, "invalid_json", "The request body must be a JSON object.")

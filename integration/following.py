@@ -1,0 +1,47 @@
+"""The action: list the accounts a handle follows, paging for the user."""
+from __future__ import annotations
+
+from integration.platforms import Platform
+from integration.upstream import DumplingClient, Meter
+
+UPSTREAM_MAX_COUNT = 100
+
+
+def list_following(client: DumplingClient, api_key: str, handle: str, platform: Platform, *,
+                   count: int | None = None, min_time: int | None = None, limit: int | None = None,
+                   page_cap: int = 10, meter: Meter) -> dict:
+    """One page when `limit` is absent; otherwise pages (following minCursor, never maxCursor)
+    until `limit` accounts, `hasMore: false`, or `page_cap` pages."""
+    accounts: list[dict] = []
+    seen: set[str] = set()
+    cursor, has_more, total, pages = min_time, True, None, 0
+    while True:
+        ask = count
+        if limit is not None:
+            # Ask only for what is still wanted (a cursor is a follow time, not an offset, so a
+            # smaller last page is safe), in as few pages (credits) as possible.
+            ask = min(count or UPSTREAM_MAX_COUNT, limit - len(accounts))
+        page = client.fetch_page(api_key, handle, platform.request_source, count=ask, min_time=cursor, meter=meter)
+        pages += 1
+        total = page.total if page.total is not None else total
+        for account in page.accounts:
+            if account["id"] not in seen:  # an inclusive cursor would repeat the boundary account
+                seen.add(account["id"])
+                accounts.append(account)
+        progressed = bool(page.accounts) and (cursor is None or page.min_cursor < cursor)
+        has_more = page.has_more and progressed  # a cursor that does not move would loop forever
+        if page.accounts:
+            cursor = page.min_cursor
+        if limit is None or not has_more or len(accounts) >= limit or pages >= page_cap:
+            break
+    # Never cut a page: per-account follow times are unknown, so `nextMinTime` can only resume
+    # after a whole page. An upstream that ignores `count` may therefore overshoot `limit`.
+    return {
+        "handle": handle,
+        "following": accounts,
+        "count": len(accounts),
+        "total": total,
+        "hasMore": has_more,
+        "nextMinTime": cursor if has_more else None,
+        "pages": pages,
+    }

@@ -1,0 +1,116 @@
+"""Tables. Timestamps are naive UTC (`utcnow()`), identical on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Watch(Base):
+    """One (owner, handle) pair: its detection state and journal head."""
+
+    __tablename__ = "watches"
+    __table_args__ = (UniqueConstraint("owner_hash", "handle", name="uq_watch_owner_handle"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    handle: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    # Detection state (integration.detection.WatchState) and the baseline samples.
+    watermark: Mapped[int | None] = mapped_column(BigInteger)
+    top_ids: Mapped[str] = mapped_column(Text, default="[]", nullable=False)  # JSON list
+    baseline: Mapped[str] = mapped_column(Text, default="[]", nullable=False)  # JSON list of flat accounts
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    last_refresh_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Coalescing: a refresh in progress holds a lease; others wait for it instead of paying again.
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Worker (webhook subscriptions): the key to refresh with, encrypted, and the schedule.
+    api_key_enc: Mapped[str | None] = mapped_column(Text)
+    next_poll_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="active", nullable=False)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    truncations: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+
+class KnownAccount(Base):
+    """Every account id a watch has ever seen: an account is emitted at most once."""
+
+    __tablename__ = "known_accounts"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class Event(Base):
+    """The follow journal: one row per new follow, numbered per watch."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("watch_id", "sequence", name="uq_event_watch_sequence"),
+        UniqueConstraint("watch_id", "account_id", name="uq_event_watch_account"),
+        Index("ix_events_detected", "watch_id", "detected_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), nullable=False)
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+    account_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    detected_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: the flat account
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_owner", "owner_hash"), Index("ix_subscriptions_watch", "watch_id"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), nullable=False)
+    owner_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    platform: Mapped[str] = mapped_column(String(16), nullable=False)
+    target_url: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_enc: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+
+
+class Delivery(Base):
+    """The outbox: written with the journal rows, sent by the worker."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id", name="uq_delivery_sub_event"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # also the webhook-id header
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)  # pending/delivered/failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AuthCheck(Base):
+    """A key that recently passed the auth test (by owner hash), so the test is free."""
+
+    __tablename__ = "auth_checks"
+
+    owner_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    checked_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)

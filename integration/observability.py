@@ -1,0 +1,78 @@
+"""Structured JSON logs (with a request id, API keys redacted) and Prometheus metrics."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter("http_requests_total", "Answers by route and status", ["route", "method", "status"])
+HTTP_LATENCY = Histogram("http_request_duration_seconds", "Answer latency by route", ["route"],
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+UPSTREAM_CALLS = Counter("upstream_calls_total", "DumplingAI calls by outcome", ["outcome"])
+CREDITS_SPENT = Counter("upstream_credits_spent_total", "DumplingAI credits spent (successful calls)", ["platform"])
+DETECTION_TRUNCATED = Counter("detection_truncated_total", "Refreshes that hit the page cap and emitted only the newest follows")
+EVENTS_DETECTED = Counter("follow_events_total", "New follows written to the journal")
+WEBHOOK_DELIVERIES = Counter("webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
+
+# Anything that looks like a bearer token or an API key assignment.
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
+    re.compile(r"(?i)((?:api[_-]?key|authorization|secret|apiKey)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"),
+    re.compile(r"whsec_[A-Za-z0-9+/=]+"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in getattr(record, "fields", {}).items():
+            payload[key] = value
+        request_id = _current_request_id()
+        if request_id:
+            payload.setdefault("request_id", request_id)
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        # Redact last, over the whole line: no code path can leak a key into the logs.
+        return redact(json.dumps(payload, default=str))
+
+
+def _current_request_id() -> str | None:
+    try:
+        from flask import g, has_request_context
+        return g.get("request_id") if has_request_context() else None
+    except Exception:  # noqa: BLE001 - logging must never fail
+        return None
+
+
+def configure_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # urllib3 logs full URLs and headers at debug; keep it quiet.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def log(logger: logging.Logger, level: int, msg: str, **fields) -> None:
+    request_id = _current_request_id()  # taken now: a handler may format the record later
+    if request_id:
+        fields.setdefault("request_id", request_id)
+    logger.log(level, msg, extra={"fields": fields})

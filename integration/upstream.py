@@ -1,0 +1,165 @@
+"""The one DumplingAI client.
+
+Pooled session; per-attempt timeouts inside an overall deadline that leaves room in
+Zapier's 30 s; retries with backoff and jitter only where a retry cannot cost the user
+twice: 429/502/503 answers (failed requests are free) and connections that never got
+established. A read timeout is NOT retried: the upstream may have done (and charged)
+the work.
+"""
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+from marshmallow import ValidationError
+from requests.adapters import HTTPAdapter
+
+from integration.accounts import flatten
+from integration.errors import UpstreamFailure, kind_for_status
+from schemas.upstream import UpstreamPageSchema
+
+PATH = "/api/v1/get-tiktok-user-following"
+RETRY_STATUSES = {429, 502, 503}
+_page_schema = UpstreamPageSchema()
+
+
+@dataclass(frozen=True)
+class UpstreamPage:
+    accounts: tuple[dict, ...]  # flat accounts, newest follow first
+    max_cursor: int
+    min_cursor: int
+    has_more: bool
+    total: int | None
+
+
+@dataclass
+class Meter:
+    """What one of our answers cost: upstream calls, credits, latest rate-limit headers."""
+
+    calls: int = 0
+    credits: int = 0
+    rate_limit: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, status: int | None, headers) -> None:
+        with self._lock:
+            self.calls += 1
+            if status == 200:
+                self.credits += 1
+            if headers is not None:
+                for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining"):
+                    if headers.get(name) is not None:
+                        self.rate_limit[name] = headers[name]
+
+    def headers(self) -> dict:
+        out = {"X-Credits-Used": str(self.credits)}
+        out.update(self.rate_limit)
+        return out
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class DumplingClient:
+    def __init__(self, base_url: str, *, connect_timeout: float = 3.05, read_timeout: float = 12.0,
+                 total_seconds: float = 25.0, retries: int = 2, pool_size: int = 64,
+                 on_call=None, sleep=time.sleep):
+        self.url = base_url.rstrip("/") + PATH
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.total_seconds = total_seconds
+        self.retries = retries
+        self._on_call = on_call or (lambda outcome: None)  # metrics hook: outcome label
+        self._sleep = sleep
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def fetch_page(self, api_key: str, handle: str, request_source: str, *,
+                   count: int | None = None, min_time: int | None = None,
+                   meter: Meter | None = None) -> UpstreamPage:
+        body = {"handle": handle, "requestSource": request_source}
+        if count is not None:
+            body["count"] = count
+        if min_time is not None:
+            body["minTime"] = min_time
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        deadline = time.monotonic() + self.total_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            try:
+                response = self.session.post(
+                    self.url, json=body, headers=headers,
+                    timeout=(min(self.connect_timeout, remaining), max(0.1, min(self.read_timeout, remaining))),
+                )
+            except requests.ConnectTimeout as exc:
+                failure = UpstreamFailure("unreachable", detail="connect timeout")
+                self._record(meter, None, None, "unreachable")
+                retry_after = None
+            except requests.ConnectionError as exc:
+                # A read timeout surfaces as ReadTimeout (a subclass of Timeout, not ConnectionError),
+                # handled below; what lands here never reached the upstream's handler.
+                failure = UpstreamFailure("unreachable", detail=type(exc).__name__)
+                self._record(meter, None, None, "unreachable")
+                retry_after = None
+            except requests.Timeout:
+                self._record(meter, None, None, "timeout")
+                raise UpstreamFailure("timeout", detail="read timeout")
+            else:
+                rate = {k: response.headers[k] for k in ("X-RateLimit-Limit", "X-RateLimit-Remaining") if k in response.headers}
+                if response.status_code == 200:
+                    self._record(meter, 200, response.headers, "ok")
+                    return self._parse(response, rate)
+                self._record(meter, response.status_code, response.headers, f"http_{response.status_code}")
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                failure = UpstreamFailure(kind_for_status(response.status_code), response.status_code,
+                                          _error_text(response), retry_after, rate)
+                if response.status_code not in RETRY_STATUSES:
+                    raise failure
+            if attempt > self.retries:
+                raise failure
+            delay = retry_after if retry_after is not None else 0.25 * (2 ** (attempt - 1))
+            delay *= random.uniform(1.0, 1.25)  # jitter: spread out synchronized retries
+            if time.monotonic() + delay >= deadline - 1.0:
+                raise failure  # no time left for another attempt within the overall bound
+            self._sleep(delay)
+
+    def _record(self, meter, status, headers, outcome):
+        if meter is not None:
+            meter.record(status, headers)
+        self._on_call(outcome)
+
+    def _parse(self, response, rate) -> UpstreamPage:
+        try:
+            data = _page_schema.load(response.json())
+            accounts = tuple(flatten(entry) for entry in data["followingList"])
+        except (ValueError, ValidationError, KeyError, TypeError) as exc:
+            raise UpstreamFailure("malformed", 200, detail=type(exc).__name__, rate_limit=rate)
+        return UpstreamPage(accounts, data["maxCursor"], data["minCursor"], data["hasMore"], data.get("total"))
+
+    def close(self):
+        self.session.close()
+
+
+def _error_text(response) -> str:
+    try:
+        message = response.json().get("error")
+        if isinstance(message, str):
+            return message[:200]
+    except (ValueError, AttributeError):
+        pass
+    return f"status {response.status_code}"

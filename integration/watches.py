@@ -1,0 +1,236 @@
+"""The imperative shell around `integration.detection`: state from the database, pages
+from the upstream, the journal and the outbox written back in one transaction.
+
+Coalescing: a refresh holds a lease on its watch row (a conditional UPDATE, atomic on
+SQLite and PostgreSQL). Callers inside the refresh window, and callers that arrive
+while a refresh runs, wait for it and read the journal instead of paying again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from integration.db import transaction
+from integration.detection import NeedPage, NeedVerify, Outcome, Page, WatchState, step
+from integration.models import Delivery, Event, KnownAccount, Subscription, Watch, utcnow
+from integration.observability import DETECTION_TRUNCATED, EVENTS_DETECTED, log
+from integration.platforms import Platform
+from integration.services import Services
+from integration.upstream import Meter
+
+logger = logging.getLogger(__name__)
+
+# Longer than any refresh can take (page_cap x the client's bound); env only so tests of a
+# killed worker need not wait 5 minutes for the lease to expire.
+LEASE_SECONDS = float(os.environ.get("LEASE_SECONDS") or 300)
+WAIT_SECONDS = 25.0     # a waiting trigger call answers from the journal after this (Zapier: 30 s)
+TOP_IDS_MAX = 200
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+@dataclass
+class RefreshResult:
+    refreshed: bool          # this call paid for a refresh
+    new_events: int = 0
+    truncated: bool = False
+
+
+def get_or_create_watch(svc: Services, owner: str, handle: str) -> int:
+    for _ in range(3):
+        with transaction(svc.sessions) as session:
+            found = session.scalar(select(Watch.id).where(Watch.owner_hash == owner, Watch.handle == handle))
+            if found is not None:
+                return found
+        try:
+            with transaction(svc.sessions) as session:
+                watch = Watch(owner_hash=owner, handle=handle)
+                session.add(watch)
+                session.flush()
+                return watch.id
+        except IntegrityError:
+            continue  # created concurrently: read it on the next turn
+    raise RuntimeError("could not create watch")
+
+
+def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform, meter: Meter,
+                 *, window: float | None = None, wait_seconds: float = WAIT_SECONDS) -> RefreshResult:
+    """Refresh the watch unless a refresh finished inside the window (or while we waited)."""
+    window = svc.settings.refresh_window_seconds if window is None else window
+    started = utcnow()
+    fresh_cutoff = started - dt.timedelta(seconds=window)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        token = _claim(svc, watch_id, fresh_cutoff)
+        if token is _FRESH:
+            return RefreshResult(refreshed=False)
+        if token is not None:
+            return _refresh(svc, watch_id, token, api_key, platform, meter)
+        if time.monotonic() >= deadline:
+            return RefreshResult(refreshed=False)  # answer from the journal; the next poll catches up
+        time.sleep(0.05)
+
+
+_FRESH = object()
+
+
+def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
+    now = utcnow()
+    token = secrets.token_hex(16)
+    with transaction(svc.sessions) as session:
+        watch = session.get(Watch, watch_id)
+        if watch.last_refresh_at is not None and watch.last_refresh_at >= fresh_cutoff:
+            return _FRESH
+        claimed = session.execute(
+            update(Watch)
+            .where(Watch.id == watch_id,
+                   or_(Watch.lease_until.is_(None), Watch.lease_until < now),
+                   or_(Watch.last_refresh_at.is_(None), Watch.last_refresh_at < fresh_cutoff))
+            .values(lease_token=token, lease_until=now + dt.timedelta(seconds=LEASE_SECONDS))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return token if claimed == 1 else None
+
+
+def release(svc: Services, watch_id: int, token: str) -> None:
+    with transaction(svc.sessions) as session:
+        session.execute(update(Watch).where(Watch.id == watch_id, Watch.lease_token == token)
+                        .values(lease_token=None, lease_until=None).execution_options(synchronize_session=False))
+
+
+def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: Platform, meter: Meter) -> RefreshResult:
+    try:
+        with transaction(svc.sessions) as session:
+            watch = session.get(Watch, watch_id)
+            handle = watch.handle
+            state = WatchState(watch.watermark, tuple(json.loads(watch.top_ids)))
+        outcome, first_page = _detect(svc, watch_id, handle, state, api_key, platform, meter)
+    except BaseException:
+        release(svc, watch_id, token)
+        raise
+    return _commit(svc, watch_id, token, outcome, first_page)
+
+
+def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, tuple]:
+    settings = svc.settings
+    pages: list[Page] = []
+    verify: Page | None = None
+    known: set[str] = set()
+    first_page: tuple = ()
+    while True:
+        wanted = step(state, known, pages, verify, page_cap=settings.page_cap)
+        if isinstance(wanted, Outcome):
+            return wanted, first_page
+        page = svc.client.fetch_page(api_key, handle, platform.request_source,
+                                     count=settings.page_size, min_time=wanted.min_time, meter=meter)
+        known |= _known_among(svc, watch_id, [a["id"] for a in page.accounts])
+        as_page = Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more)
+        if isinstance(wanted, NeedVerify):
+            verify = as_page
+        else:
+            if not pages:
+                first_page = page.accounts
+            pages.append(as_page)
+
+
+def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    with svc.sessions() as session:
+        return set(session.scalars(select(KnownAccount.account_id)
+                                   .where(KnownAccount.watch_id == watch_id, KnownAccount.account_id.in_(ids))))
+
+
+def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_page: tuple) -> RefreshResult:
+    now = utcnow()
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
+    with transaction(svc.sessions) as session:
+        watch = session.get(Watch, watch_id, with_for_update=True)
+        if watch.lease_token != token:
+            # Our lease expired and another refresh took over: its result stands, ours is dropped.
+            log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
+            return RefreshResult(refreshed=True)
+        already = set(session.scalars(select(KnownAccount.account_id).where(
+            KnownAccount.watch_id == watch_id, KnownAccount.account_id.in_(list(outcome.seen_ids))))) if outcome.seen_ids else set()
+        session.add_all(KnownAccount(watch_id=watch_id, account_id=i) for i in outcome.seen_ids - already)
+        subscriptions = session.scalars(select(Subscription.id).where(
+            Subscription.watch_id == watch_id, Subscription.active.is_(True))).all()
+        sequence = watch.last_sequence
+        for account in reversed(outcome.new_follows):  # oldest first: the newest gets the highest number
+            sequence += 1
+            event = Event(watch_id=watch_id, sequence=sequence, account_id=account["id"],
+                          detected_at=now, payload=json.dumps(account))
+            session.add(event)
+            session.flush()
+            # The outbox: deliveries are written in the same transaction as the journal.
+            session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
+                                     next_attempt_at=now) for sub_id in subscriptions)
+        watch.last_sequence = sequence
+        if outcome.baseline:
+            watch.baseline = json.dumps(list(first_page))
+        watch.watermark = outcome.state.watermark
+        watch.top_ids = json.dumps(list(outcome.state.top_ids[:TOP_IDS_MAX]))
+        watch.last_refresh_at = now
+        watch.lease_token = None
+        watch.lease_until = None
+        if outcome.truncated:
+            watch.truncations += 1
+        _prune(svc, session, watch)
+    if outcome.new_follows:
+        EVENTS_DETECTED.inc(len(outcome.new_follows))
+    if outcome.truncated:
+        DETECTION_TRUNCATED.inc()
+        log(logger, logging.WARNING, "burst larger than the page cap: only the newest follows were emitted",
+            watch_id=watch_id, emitted=len(outcome.new_follows), page_cap=svc.settings.page_cap)
+    return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated)
+
+
+def _prune(svc: Services, session, watch: Watch) -> None:
+    """Journal retention: events older than the retention period, or beyond the newest
+    `journal_max_events`, go, unless a delivery for them is still pending."""
+    settings = svc.settings
+    too_old = utcnow() - dt.timedelta(days=settings.journal_retention_days)
+    pending = exists().where(Delivery.event_id == Event.id, Delivery.status == "pending")
+    session.execute(delete(Event).where(
+        Event.watch_id == watch.id,
+        or_(Event.detected_at < too_old, Event.sequence <= watch.last_sequence - settings.journal_max_events),
+        ~pending,
+    ).execution_options(synchronize_session=False))
+
+
+def event_item(watch_handle: str, event: Event) -> dict:
+    return {**json.loads(event.payload), "followedBy": watch_handle,
+            "detectedAt": iso(event.detected_at), "sequence": event.sequence}
+
+
+def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
+                  since: dt.datetime | None = None, after_sequence: int | None = None) -> list[dict]:
+    """Newest first. Zapier also gets the baseline accounts after the journal (sequence 0)."""
+    with svc.sessions() as session:
+        watch = session.get(Watch, watch_id)
+        query = select(Event).where(Event.watch_id == watch_id)
+        if since is not None:
+            query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
+        if after_sequence is not None:
+            query = query.where(Event.sequence > after_sequence)
+        events = session.scalars(query.order_by(Event.sequence.desc()).limit(limit)).all()
+        items = [event_item(watch.handle, e) for e in events]
+        if platform.trigger_includes_baseline and len(items) < limit and since is None and after_sequence is None:
+            listed = {item["id"] for item in items}
+            for account in json.loads(watch.baseline):
+                if len(items) >= limit:
+                    break
+                if account["id"] not in listed:
+                    items.append({**account, "followedBy": watch.handle,
+                                  "detectedAt": iso(watch.created_at), "sequence": 0})
+        return items

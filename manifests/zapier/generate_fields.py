@@ -1,0 +1,210 @@
+"""Generate manifests/zapier/fields.json from the marshmallow schemas.
+
+The Zapier app (index.js) builds every inputField and outputField from
+fields.json, so the field lists the user sees in Zapier come from the same
+schemas that validate requests and document the API (schemas/*.py).
+
+    .venv/bin/python manifests/zapier/generate_fields.py          # rewrite fields.json
+    .venv/bin/python manifests/zapier/generate_fields.py --check  # exit 1 if stale
+
+tests/test_manifest_drift_zapier.py fails when fields.json is not up to date,
+and when a schema gains a field that has no Zapier label below (add one here,
+then regenerate).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from marshmallow import Schema, fields as mfields  # noqa: E402
+
+from schemas.account import AccountSchema, FollowEventSchema  # noqa: E402
+from schemas.following import FollowingRequestSchema, FollowingResponseSchema  # noqa: E402
+from schemas.hooks import SubscriptionCreateSchema  # noqa: E402
+from schemas.triggers import TriggerRequestSchema  # noqa: E402
+
+FIELDS_JSON = HERE / "fields.json"
+
+# Zapier labels (Title Case). Every schema field the app exposes needs one.
+LABELS = {
+    # flat account (AccountSchema)
+    "id": "TikTok User ID",
+    "uniqueId": "Username",
+    "nickname": "Display Name",
+    "profileUrl": "Profile URL",
+    "avatarThumb": "Avatar Thumbnail URL",
+    "signature": "Bio",
+    "verified": "Verified",
+    "privateAccount": "Private Account",
+    "secUid": "Secure User ID",
+    "followerCount": "Follower Count",
+    "followingCount": "Following Count",
+    "heartCount": "Likes Received",
+    "videoCount": "Video Count",
+    "diggCount": "Likes Given",
+    # follow event (FollowEventSchema)
+    "followedBy": "Followed By",
+    "detectedAt": "Detected At",
+    "sequence": "Event Sequence",
+    # following action answer (FollowingResponseSchema)
+    "handle": "Handle",
+    "count": "Accounts Returned",
+    "total": "Total Following (Approximate)",
+    "hasMore": "Has More",
+    "nextMinTime": "Next Page Cursor",
+    "pages": "Pages Read (Credits Spent)",
+}
+
+# Input labels/help where the Zapier wording differs from the API's.
+INPUT_LABELS = {
+    "handle": "TikTok Handle",
+    "count": "Accounts per Page",
+    "minTime": "Start After Cursor",
+    "limit": "Maximum Accounts",
+}
+INPUT_HELP = {
+    "handle": (
+        "The TikTok account whose follows you want, as `name`, `@name` or a "
+        "profile URL like `https://www.tiktok.com/@name`."
+    ),
+    "count": (
+        "How many accounts to ask TikTok for per page (1-100). Leave empty for "
+        "the provider's default."
+    ),
+    "minTime": (
+        "To continue a previous run, map its **Next Page Cursor** here; only "
+        "accounts followed before that point are listed. Leave empty to start "
+        "with the newest follows."
+    ),
+    "limit": (
+        "Collect up to this many accounts across pages (1-1000). Leave empty "
+        "for one page. Each page costs 1 DumplingAI credit."
+    ),
+}
+
+# Output types Zapier knows; detectedAt is a datetime for Zapier's formatter.
+OUTPUT_TYPE_OVERRIDES = {"detectedAt": "datetime"}
+
+LINE_ITEMS_KEY = "following"  # FollowingResponseSchema.following: a list of accounts
+
+
+def _type(field: mfields.Field) -> str:
+    if isinstance(field, mfields.Boolean):
+        return "boolean"
+    if isinstance(field, mfields.Integer):
+        return "integer"
+    if isinstance(field, (mfields.Float, mfields.Decimal, mfields.Number)):
+        return "number"
+    if isinstance(field, (mfields.DateTime,)):
+        return "datetime"
+    return "string"
+
+
+def _label(key: str, table: dict) -> str:
+    try:
+        return table[key]
+    except KeyError:
+        raise SystemExit(
+            f"generate_fields.py: no Zapier label for schema field {key!r}; add it to LABELS"
+        ) from None
+
+
+def output_fields(schema: Schema, prefix: str = "", label_prefix: str = "") -> list[dict]:
+    out = []
+    for key, field in schema.fields.items():
+        key = field.data_key or key
+        if isinstance(field, mfields.List) and isinstance(field.inner, mfields.Nested):
+            out.extend(output_fields(field.inner.schema, f"{prefix}{key}[]", "Account: "))
+            continue
+        out.append(
+            {
+                "key": f"{prefix}{key}",
+                "label": label_prefix + _label(key, LABELS),
+                "type": OUTPUT_TYPE_OVERRIDES.get(key, _type(field)),
+            }
+        )
+    return out
+
+
+def input_fields(schema: Schema, keys: list[str]) -> list[dict]:
+    out = []
+    for key in keys:
+        field = schema.fields[key]  # KeyError: the schema lost a field the app sends
+        item = {
+            "key": key,
+            "label": _label(key, INPUT_LABELS),
+            "type": _type(field),
+            "required": bool(field.required),
+            "helpText": INPUT_HELP.get(key) or field.metadata.get("description") or key,
+        }
+        out.append(item)
+    return out
+
+
+def build() -> dict:
+    event_out = output_fields(FollowEventSchema())
+    return {
+        "_comment": "GENERATED by manifests/zapier/generate_fields.py from schemas/*.py; do not edit by hand.",
+        "account": output_fields(AccountSchema()),
+        "followEvent": event_out,
+        "operations": {
+            "list_following": {
+                "type": "create",
+                "requestSchema": "schemas.following.FollowingRequestSchema",
+                "responseSchema": "schemas.following.FollowingResponseSchema",
+                "inputFields": input_fields(FollowingRequestSchema(), list(FollowingRequestSchema().fields)),
+                # every request key comes from a user input
+                "requestKeys": list(FollowingRequestSchema().fields),
+                "outputFields": output_fields(FollowingResponseSchema()),
+            },
+            "new_following": {
+                "type": "trigger",
+                "requestSchema": "schemas.triggers.TriggerRequestSchema",
+                "responseSchema": "schemas.account.FollowEventSchema",
+                "inputFields": input_fields(TriggerRequestSchema(), ["handle"]),
+                # limit comes from Zapier's bundle.meta.limit; since/afterSequence are for Make/API
+                "requestKeys": ["handle", "limit"],
+                "outputFields": event_out,
+            },
+            "new_following_instant": {
+                "type": "trigger",
+                "requestSchema": "schemas.hooks.SubscriptionCreateSchema",
+                "responseSchema": "schemas.account.FollowEventSchema",
+                "inputFields": input_fields(SubscriptionCreateSchema(), ["handle"]),
+                # targetUrl is Zapier's bundle.targetUrl
+                "requestKeys": list(SubscriptionCreateSchema().fields),
+                "outputFields": event_out,
+            },
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when fields.json is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = FIELDS_JSON.read_text(encoding="utf-8") if FIELDS_JSON.exists() else ""
+        if current != text:
+            print(f"{FIELDS_JSON} is stale: run {Path(__file__).relative_to(ROOT)}", file=sys.stderr)
+            return 1
+        return 0
+    FIELDS_JSON.write_text(text, encoding="utf-8")
+    print(f"wrote {FIELDS_JSON}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

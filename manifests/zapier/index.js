@@ -1,0 +1,46 @@
+'use strict';
+
+// Zapier CLI app: "TikTok Following (DumplingAI)".
+//
+// It talks to OUR service, never to DumplingAI directly. Every URL is built
+// from ONE setting, the environment variable API_BASE_URL (see lib/api.js),
+// set on Zapier with:
+//     zapier-platform env:set <version> API_BASE_URL=https://your-service
+// Field lists come from fields.json, generated from the service's marshmallow
+// schemas by generate_fields.py.
+
+const { version } = require('./package.json');
+const { version: platformVersion } = require('zapier-platform-core');
+
+const authentication = require('./authentication');
+const { addBearerHeader, handleErrors } = require('./lib/api');
+const listFollowing = require('./creates/list_following');
+const newFollowing = require('./triggers/new_following');
+const newFollowingInstant = require('./triggers/new_following_instant');
+
+// Only the definition keys Zapier knows (helpers such as listFollowEvents stay out).
+const definitionOf = ({ key, noun, display, operation }) => ({ key, noun, display, operation });
+
+module.exports = {
+  version,
+  platformVersion,
+
+  flags: {
+    // Let 429 answers reach handleErrors so ThrottledError carries the
+    // service's sentence and its Retry-After (core 18+ throws early otherwise).
+    throwForThrottlingEarly: false,
+  },
+
+  authentication,
+  beforeRequest: [addBearerHeader],
+  afterResponse: [handleErrors],
+
+  triggers: {
+    [newFollowing.key]: definitionOf(newFollowing),
+    [newFollowingInstant.key]: definitionOf(newFollowingInstant),
+  },
+  searches: {},
+  creates: {
+    [listFollowing.key]: definitionOf(listFollowing),
+  },
+};

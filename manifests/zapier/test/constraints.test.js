@@ -1,0 +1,344 @@
+'use strict';
+
+// (b) Functional constraints and offline stand-ins for Zapier's publishing
+// checks (the real ones run on Zapier's servers at push/promote time).
+// Before loading zapier-platform-core: quiets its per-invocation memory log.
+process.env.NODE_ENV = process.env.NODE_ENV || 'test';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const zapier = require('zapier-platform-core');
+const { App, operations, serialized } = require('./helpers');
+const FIELDS = require('../fields.json');
+const api = require('../lib/api');
+
+const ROOT = path.resolve(__dirname, '..');
+const ops = operations(App);
+
+// --- helpers ---------------------------------------------------------------
+const SMALL_WORDS = new Set([
+  'a', 'an', 'and', 'as', 'at', 'but', 'by', 'for', 'in', 'nor', 'of', 'on',
+  'or', 'per', 'the', 'to', 'vs', 'via', 'with',
+]);
+
+const titleCaseProblems = (label) => {
+  const problems = [];
+  label.split(/\s+/).forEach((word, i) => {
+    const letters = word.replace(/^[^A-Za-z0-9]+/, '');
+    if (!letters) return;
+    if (i > 0 && SMALL_WORDS.has(letters.replace(/[^A-Za-z]+$/, ''))) return;
+    if (!/^[A-Z0-9]/.test(letters)) problems.push(word);
+  });
+  return problems;
+};
+
+// Flatten a sample the way Zapier names output keys: nested objects with
+// "__", arrays of objects as line items "key[]child".
+const sampleKeys = (sample, prefix = '') => {
+  const keys = [];
+  for (const [key, value] of Object.entries(sample)) {
+    if (Array.isArray(value) && value.length && typeof value[0] === 'object') {
+      for (const item of value) {
+        for (const child of sampleKeys(item, `${prefix}${key}[]`)) {
+          if (!keys.includes(child)) keys.push(child);
+        }
+      }
+    } else if (value && typeof value === 'object' && !Array.isArray(value)) {
+      keys.push(...sampleKeys(value, `${prefix}${key}__`));
+    } else {
+      keys.push(`${prefix}${key}`);
+    }
+  }
+  return keys;
+};
+
+const sampleValue = (sample, key) => {
+  const [head, rest] = key.split('[]');
+  if (rest !== undefined) return sample[head].map((item) => item[rest])[0];
+  return sample[key];
+};
+
+const TYPE_CHECKS = {
+  string: (v) => typeof v === 'string',
+  datetime: (v) => typeof v === 'string' && !Number.isNaN(Date.parse(v)),
+  integer: (v) => v === null || Number.isInteger(v),
+  number: (v) => v === null || typeof v === 'number',
+  boolean: (v) => typeof v === 'boolean',
+};
+
+// --- definition shape ---------------------------------------------------------
+test('there are the three expected operations', () => {
+  assert.deepEqual(
+    ops.map(({ type, mapKey }) => `${type}.${mapKey}`).sort(),
+    ['creates.list_following', 'triggers.new_following', 'triggers.new_following_instant'],
+  );
+  assert.equal(App.triggers.new_following.operation.type, 'polling');
+  assert.equal(App.triggers.new_following_instant.operation.type, 'hook');
+});
+
+test('operation keys match their map keys', () => {
+  for (const { mapKey, op } of ops) assert.equal(op.key, mapKey);
+});
+
+test('input field keys are unique per operation, and every input has helpText', () => {
+  for (const { mapKey, op } of ops) {
+    const keys = op.operation.inputFields.map((f) => f.key);
+    assert.equal(new Set(keys).size, keys.length, `${mapKey}: duplicate input keys ${keys}`);
+    for (const field of op.operation.inputFields) {
+      assert.ok(field.helpText && field.helpText.length >= 20, `${mapKey}.${field.key}: helpText`);
+      assert.ok(field.label, `${mapKey}.${field.key}: label`);
+    }
+  }
+});
+
+test('output field keys are unique per operation, and every output field has a label', () => {
+  for (const { mapKey, op } of ops) {
+    const keys = op.operation.outputFields.map((f) => f.key);
+    assert.equal(new Set(keys).size, keys.length, `${mapKey}: duplicate output keys`);
+    for (const field of op.operation.outputFields) {
+      assert.ok(field.label, `${mapKey}.${field.key}: label`);
+      assert.ok(field.type, `${mapKey}.${field.key}: type`);
+    }
+  }
+});
+
+test('labels are Title Case and at most 64 characters', () => {
+  const labels = [];
+  for (const { mapKey, op } of ops) {
+    labels.push([`${mapKey}.display.label`, op.display.label]);
+    labels.push([`${mapKey}.noun`, op.noun]);
+    for (const f of op.operation.inputFields) labels.push([`${mapKey}.input.${f.key}`, f.label]);
+    for (const f of op.operation.outputFields) labels.push([`${mapKey}.output.${f.key}`, f.label]);
+  }
+  for (const f of App.authentication.fields) labels.push([`auth.${f.key}`, f.label]);
+  for (const [where, label] of labels) {
+    assert.ok(typeof label === 'string' && label.length >= 2 && label.length <= 64, `${where}: ${label}`);
+    assert.deepEqual(titleCaseProblems(label), [], `${where}: "${label}" is not Title Case`);
+  }
+});
+
+test('title-case check is not vacuous', () => {
+  assert.deepEqual(titleCaseProblems('List Accounts a User Follows'), []);
+  assert.deepEqual(titleCaseProblems('New followed account'), ['followed', 'account']);
+});
+
+test('trigger descriptions start "Triggers when"; all descriptions are sentences', () => {
+  for (const { type, mapKey, op } of ops) {
+    const description = op.display.description;
+    if (type === 'triggers') {
+      assert.match(description, /^Triggers when /, mapKey);
+    }
+    assert.match(description, /\.$/, `${mapKey}: description should end with a period`);
+    assert.ok(!description.includes(op.display.label), `${mapKey}: description repeats the label`);
+  }
+});
+
+test('samples are present and carry an id', () => {
+  for (const { type, mapKey, op } of ops) {
+    const sample = op.operation.sample;
+    assert.ok(sample && Object.keys(sample).length, `${mapKey}: sample`);
+    if (type === 'triggers') {
+      // Zapier dedupes trigger items by id.
+      assert.equal(typeof sample.id, 'string', `${mapKey}: sample.id`);
+      assert.ok(sample.id.length > 0);
+    } else {
+      // The action answers one object describing a list: every line item has its id.
+      assert.ok(Array.isArray(sample.following) && sample.following.length, mapKey);
+      for (const item of sample.following) assert.equal(typeof item.id, 'string', `${mapKey}: following[].id`);
+    }
+  }
+});
+
+test('sample keys are exactly the outputFields keys, with matching value types', () => {
+  for (const { mapKey, op } of ops) {
+    const outputKeys = op.operation.outputFields.map((f) => f.key);
+    const keys = sampleKeys(op.operation.sample);
+    const extra = keys.filter((k) => !outputKeys.includes(k));
+    const missing = outputKeys.filter((k) => !keys.includes(k));
+    assert.deepEqual(extra, [], `${mapKey}: sample keys without an outputField`);
+    assert.deepEqual(missing, [], `${mapKey}: outputFields missing from the sample`);
+    for (const field of op.operation.outputFields) {
+      const value = sampleValue(op.operation.sample, field.key);
+      assert.ok(TYPE_CHECKS[field.type](value), `${mapKey}.${field.key}: ${JSON.stringify(value)} is not ${field.type}`);
+    }
+  }
+});
+
+test('both triggers output the same follow-event fields and share the sample', () => {
+  const poll = App.triggers.new_following.operation;
+  const hook = App.triggers.new_following_instant.operation;
+  assert.deepEqual(hook.outputFields, poll.outputFields);
+  assert.deepEqual(hook.sample, poll.sample);
+  assert.equal(hook.performList, poll.perform, 'performList is the polling route');
+});
+
+test('fields in the definition are exactly fields.json (generated from the schemas)', () => {
+  const definition = serialized();
+  for (const [key, spec] of Object.entries(FIELDS.operations)) {
+    const type = spec.type === 'create' ? 'creates' : 'triggers';
+    const op = definition[type][key];
+    assert.ok(op, `${type}.${key} missing`);
+    assert.deepEqual(op.operation.inputFields, spec.inputFields, `${key} inputFields`);
+    assert.deepEqual(op.operation.outputFields, spec.outputFields, `${key} outputFields`);
+  }
+});
+
+// --- authentication -----------------------------------------------------------
+test('authentication: custom, one required password api_key with a link to the keys page', () => {
+  const auth = App.authentication;
+  assert.equal(auth.type, 'custom');
+  assert.equal(auth.fields.length, 1);
+  const [field] = auth.fields;
+  assert.equal(field.key, 'api_key');
+  assert.equal(field.type, 'password');
+  assert.equal(field.required, true);
+  assert.match(field.helpText, /\[[^\]]+\]\(https:\/\/app\.dumplingai\.com\/api-keys\)/);
+  assert.equal(typeof auth.test, 'function');
+});
+
+test('connection label is present and never contains the key', () => {
+  const { connectionLabel } = App.authentication;
+  assert.ok(connectionLabel, 'connectionLabel');
+  const key = 'sk-live-0123456789abcdef';
+  const z = {};
+  const label = connectionLabel(z, { authData: { api_key: key }, inputData: { ok: true, label: 'DumplingAI key …cdef' } });
+  assert.equal(label, 'DumplingAI key …cdef');
+  const leaky = connectionLabel(z, { authData: { api_key: key }, inputData: { label: `key ${key}` } });
+  assert.ok(leaky && !leaky.includes(key), leaky);
+  assert.ok(connectionLabel(z, { authData: { api_key: key }, inputData: {} }));
+});
+
+// --- one base URL ---------------------------------------------------------------
+test('every URL is built from API_BASE_URL (no other URL literal in the code)', () => {
+  const allowed = {
+    'lib/api.js': ['https://tiktok-following.example.com'], // the documented default
+    'authentication.js': ['https://app.dumplingai.com/api-keys'], // help link
+  };
+  const files = ['index.js', 'authentication.js', 'lib', 'triggers', 'creates', 'searches']
+    .map((p) => path.join(ROOT, p))
+    .filter((p) => fs.existsSync(p))
+    .flatMap((p) => (fs.statSync(p).isDirectory() ? fs.readdirSync(p).map((f) => path.join(p, f)) : [p]))
+    .filter((p) => p.endsWith('.js') && !p.endsWith('samples.js'));
+  for (const file of files) {
+    const rel = path.relative(ROOT, file);
+    const urls = fs.readFileSync(file, 'utf8').match(/https?:\/\/[^\s'"`)]+/g) || [];
+    const stray = urls.filter((u) => !(allowed[rel] || []).includes(u) && !u.startsWith('https://your-service'));
+    assert.deepEqual(stray, [], `${rel} hard-codes a URL`);
+  }
+});
+
+test('apiUrl follows API_BASE_URL, with a placeholder default', (t) => {
+  const saved = process.env.API_BASE_URL;
+  t.after(() => {
+    if (saved === undefined) delete process.env.API_BASE_URL;
+    else process.env.API_BASE_URL = saved;
+  });
+  delete process.env.API_BASE_URL;
+  assert.equal(api.apiUrl('auth/test'), 'https://tiktok-following.example.com/v1/zapier/auth/test');
+  process.env.API_BASE_URL = 'http://127.0.0.1:5000/';
+  assert.equal(api.apiUrl('/hooks/abc'), 'http://127.0.0.1:5000/v1/zapier/hooks/abc');
+});
+
+// --- middleware (offline) -------------------------------------------------------
+test('beforeRequest adds the Bearer header', () => {
+  const request = api.addBearerHeader({ url: 'x', headers: {} }, {}, { authData: { api_key: 'k-1' } });
+  assert.equal(request.headers.Authorization, 'Bearer k-1');
+});
+
+const fakeResponse = (status, body, headers = {}) => ({
+  status,
+  data: body,
+  skipThrowForStatus: false,
+  getHeader: (name) => headers[name.toLowerCase()] ?? null,
+});
+
+const thrown = (fn) => {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  assert.fail('expected a throw');
+};
+
+test('afterResponse maps the service errors to Zapier error types', () => {
+  const z = { errors: zapier.errors };
+  assert.equal(api.handleErrors(fakeResponse(200, {}), z).status, 200);
+
+  let err = thrown(() => api.handleErrors(fakeResponse(401, { error: 'Bad key, reconnect.', code: 'invalid_api_key' }), z));
+  assert.equal(err.name, 'ExpiredAuthError');
+  assert.equal(err.message, 'Bad key, reconnect.');
+
+  err = thrown(() => api.handleErrors(fakeResponse(402, { error: 'No credits left.', code: 'no_credits' }), z));
+  assert.equal(err.name, 'HaltedError');
+  assert.equal(err.message, 'No credits left.');
+
+  err = thrown(() => api.handleErrors(fakeResponse(429, { error: 'Slow down.', code: 'rate_limited' }, { 'retry-after': '17' }), z));
+  assert.equal(err.name, 'ThrottledError');
+  assert.deepEqual(JSON.parse(err.message), { message: 'Slow down.', delay: 17 });
+
+  for (const status of [400, 404, 502, 504]) {
+    err = thrown(() => api.handleErrors(fakeResponse(status, { error: `Sentence ${status}.`, code: `c_${status}` }), z));
+    assert.equal(err.name, 'AppError');
+    assert.deepEqual(JSON.parse(err.message), { message: `Sentence ${status}.`, code: `c_${status}`, status });
+  }
+
+  // Not our JSON (e.g. a proxy's HTML page): still a sentence, never a crash.
+  err = thrown(() => api.handleErrors(fakeResponse(503, undefined), z));
+  assert.equal(err.name, 'AppError');
+  assert.match(JSON.parse(err.message).message, /HTTP 503/);
+
+  // A request that handles its own statuses passes through.
+  const own = { ...fakeResponse(404, {}), skipThrowForStatus: true };
+  assert.equal(api.handleErrors(own, z), own);
+});
+
+test('Retry-After parsing', () => {
+  assert.equal(api.parseRetryAfter('30'), 30);
+  assert.equal(api.parseRetryAfter(null), null);
+  assert.equal(api.parseRetryAfter('soon'), null);
+  const inTen = new Date(Date.now() + 10_000).toUTCString();
+  assert.ok(api.parseRetryAfter(inTen) <= 10 && api.parseRetryAfter(inTen) >= 8);
+});
+
+test('429 reaches our middleware (throwForThrottlingEarly is off)', () => {
+  assert.equal(App.flags.throwForThrottlingEarly, false);
+});
+
+// --- the request bodies are exactly fields.json's requestKeys ---------------------
+test('each operation sends exactly its requestKeys (checked against the schemas by the drift test)', async () => {
+  const sent = [];
+  const z = {
+    errors: zapier.errors,
+    request: async (request) => {
+      sent.push(request);
+      return { status: 200, data: request.url.endsWith('/hooks') ? { id: 'sub_1' } : [] };
+    },
+  };
+  const all = { handle: '@someone', count: '10', minTime: 1700000000, limit: 50 };
+  const cases = [
+    ['list_following', App.creates.list_following.operation.perform, { inputData: all }],
+    ['new_following', App.triggers.new_following.operation.perform, { inputData: all, meta: { limit: 5 } }],
+    ['new_following_instant', App.triggers.new_following_instant.operation.performSubscribe, {
+      inputData: all, targetUrl: 'https://hooks.zapier.com/hooks/standard/1/abc/',
+    }],
+  ];
+  for (const [key, fn, bundle] of cases) {
+    sent.length = 0;
+    await fn(z, { authData: { api_key: 'k' }, ...bundle });
+    assert.equal(sent.length, 1, key);
+    assert.equal(sent[0].method, 'POST', key);
+    assert.deepEqual(Object.keys(sent[0].body).sort(), [...FIELDS.operations[key].requestKeys].sort(), key);
+  }
+  // integers are sent as integers
+  sent.length = 0;
+  await App.creates.list_following.operation.perform(z, { inputData: all });
+  assert.deepEqual(sent[0].body, { handle: '@someone', count: 10, minTime: 1700000000, limit: 50 });
+  // empty optional inputs are left out
+  sent.length = 0;
+  await App.creates.list_following.operation.perform(z, { inputData: { handle: 'x1', count: '', limit: null } });
+  assert.deepEqual(sent[0].body, { handle: 'x1' });
+});

@@ -1,0 +1,314 @@
+'use strict';
+
+// (c) Every operation, run by zapier-platform-core's app tester against a live
+// instance of our service backed by the fake DumplingAI.
+//
+//   API_BASE_URL       our service, e.g. http://127.0.0.1:5000
+//   FAKE_UPSTREAM_URL  the fake DumplingAI (its /_fake/... control API)
+//   TEST_API_KEY       a key the fake knows, with unlimited credits
+//
+// Skipped (with a message) when API_BASE_URL is unset. tests/test_zapier_app.py
+// starts both servers and runs this file.
+// Before loading zapier-platform-core: quiets its per-invocation memory log.
+process.env.NODE_ENV = process.env.NODE_ENV || 'test';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const crypto = require('node:crypto');
+
+const zapier = require('zapier-platform-core');
+const App = require('../index');
+const { apiUrl } = require('../lib/api');
+const FIELDS = require('../fields.json');
+
+const { API_BASE_URL, FAKE_UPSTREAM_URL, TEST_API_KEY } = process.env;
+const SKIP = API_BASE_URL
+  ? FAKE_UPSTREAM_URL && TEST_API_KEY
+    ? false
+    : 'integration: FAKE_UPSTREAM_URL and TEST_API_KEY are required with API_BASE_URL'
+  : 'integration: API_BASE_URL is unset (run tests/test_zapier_app.py, or set API_BASE_URL, FAKE_UPSTREAM_URL and TEST_API_KEY)';
+
+const appTester = zapier.createAppTester(App);
+const authData = { api_key: TEST_API_KEY };
+const run = (method, bundle = {}) => appTester(method, { authData, ...bundle });
+
+const ACCOUNT_KEYS = FIELDS.account.map((f) => f.key).sort();
+const EVENT_KEYS = FIELDS.followEvent.map((f) => f.key).sort();
+// Unique per run: the service and the fake keep state between runs.
+const RUN = `${Date.now().toString(36)}${crypto.randomBytes(2).toString('hex')}`;
+const handleFor = (name) => `zap_${name}_${RUN}`;
+
+// --- the fake's control API ------------------------------------------------------
+const fake = async (method, path, body) => {
+  const response = await fetch(`${FAKE_UPSTREAM_URL.replace(/\/+$/, '')}/_fake/${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 200, `fake ${method} ${path}: ${text}`);
+  return text ? JSON.parse(text) : null;
+};
+
+const rejection = async (promise) => {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  return assert.fail('expected the operation to fail');
+};
+
+const appErrorBody = (err) => {
+  assert.equal(err.name, 'AppError', `${err.name}: ${err.message}`);
+  return JSON.parse(err.message); // {message, code, status}
+};
+
+// A local webhook target (the service allows loopback targets in tests).
+const startTarget = () =>
+  new Promise((resolve) => {
+    const received = [];
+    const server = http.createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk) => (raw += chunk));
+      req.on('end', () => {
+        received.push({ headers: req.headers, body: raw });
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('{"status":"ok"}');
+      });
+    });
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, received, url: `http://127.0.0.1:${server.address().port}/zapier-hook/${RUN}` }),
+    );
+  });
+
+const waitFor = async (predicate, seconds) => {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    if (predicate()) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return predicate();
+};
+
+// --- authentication -------------------------------------------------------------------
+test('auth test answers ok with a label; the connection label hides the key', { skip: SKIP }, async () => {
+  const result = await run(App.authentication.test);
+  assert.equal(result.ok, true);
+  assert.equal(typeof result.label, 'string');
+  assert.ok(!result.label.includes(TEST_API_KEY) || TEST_API_KEY.length <= 4, result.label);
+  const label = await run(App.authentication.connectionLabel, { inputData: result });
+  assert.equal(label, result.label);
+  assert.ok(label.length > 0);
+});
+
+test('a wrong key is an ExpiredAuthError carrying the service sentence', { skip: SKIP }, async () => {
+  const err = await rejection(
+    appTester(App.authentication.test, { authData: { api_key: `wrong-${RUN}` } }),
+  );
+  assert.equal(err.name, 'ExpiredAuthError', `${err.name}: ${err.message}`);
+  assert.ok(err.message.length > 10, err.message);
+});
+
+// --- the action -------------------------------------------------------------------------
+test('List Accounts a User Follows: pages across cursors', { skip: SKIP }, async () => {
+  const handle = handleFor('list');
+  await fake('POST', `handles/${handle}/seed`, { n: 40 });
+  const perform = App.creates.list_following.operation.perform;
+
+  const first = await run(perform, { inputData: { handle: `@${handle}`, count: '10', limit: 25 } });
+  assert.equal(first.handle, handle);
+  assert.equal(first.following.length, 25);
+  assert.equal(first.count, 25);
+  assert.equal(first.pages, 3);
+  assert.equal(first.hasMore, true);
+  assert.equal(typeof first.nextMinTime, 'number');
+  for (const account of first.following) {
+    assert.deepEqual(Object.keys(account).sort(), ACCOUNT_KEYS);
+    assert.equal(account.profileUrl, `https://www.tiktok.com/@${account.uniqueId}`);
+  }
+  // Every output field of the action is in a live answer.
+  const outputKeys = App.creates.list_following.operation.outputFields.map((f) => f.key);
+  for (const key of outputKeys) {
+    const [head, child] = key.split('[]');
+    assert.ok(head in first, key);
+    if (child) assert.ok(child in first[head][0], key);
+  }
+
+  const rest = await run(perform, {
+    inputData: { handle: `https://www.tiktok.com/@${handle}`, minTime: String(first.nextMinTime), limit: 100, count: 30 },
+  });
+  assert.equal(rest.following.length, 15);
+  assert.equal(rest.hasMore, false);
+  assert.equal(rest.nextMinTime, null);
+  const seen = new Set(first.following.map((a) => a.id));
+  for (const account of rest.following) assert.ok(!seen.has(account.id), 'no overlap between runs');
+});
+
+test('a bad handle is a 400 with the service sentence', { skip: SKIP }, async () => {
+  const err = await rejection(
+    run(App.creates.list_following.operation.perform, { inputData: { handle: 'not a handle!!' } }),
+  );
+  const body = appErrorBody(err);
+  assert.equal(body.status, 400);
+  assert.ok(body.message && body.code, JSON.stringify(body));
+});
+
+// --- error mapping through the live service -------------------------------------------
+test('upstream 403 (no credits) -> 402 -> HaltedError', { skip: SKIP }, async () => {
+  const handle = handleFor('halt');
+  await fake('POST', `handles/${handle}/seed`, { n: 3 });
+  await fake('POST', 'faults', { status: 403, times: 1 });
+  const err = await rejection(
+    run(App.creates.list_following.operation.perform, { inputData: { handle } }),
+  );
+  assert.equal(err.name, 'HaltedError', `${err.name}: ${err.message}`);
+  assert.ok(err.message.length > 10);
+});
+
+test('a key without credits -> HaltedError', { skip: SKIP }, async () => {
+  const key = `zapier-broke-${RUN}`;
+  await fake('POST', 'keys', { key, credits: 0 });
+  const handle = handleFor('broke');
+  await fake('POST', `handles/${handle}/seed`, { n: 3 });
+  const err = await rejection(
+    appTester(App.creates.list_following.operation.perform, { authData: { api_key: key }, inputData: { handle } }),
+  );
+  assert.equal(err.name, 'HaltedError', `${err.name}: ${err.message}`);
+});
+
+test('upstream 503 -> 429 with Retry-After -> ThrottledError with the delay', { skip: SKIP }, async () => {
+  const handle = handleFor('slow');
+  await fake('POST', `handles/${handle}/seed`, { n: 3 });
+  // A long Retry-After: the service does not retry within Zapier's time budget.
+  await fake('POST', 'faults', { status: 503, times: 1, headers: { 'Retry-After': '60' } });
+  const err = await rejection(
+    run(App.creates.list_following.operation.perform, { inputData: { handle } }),
+  );
+  assert.equal(err.name, 'ThrottledError', `${err.name}: ${err.message}`);
+  const { message, delay } = JSON.parse(err.message);
+  assert.ok(message && !/^The server returned 429/.test(message), `our sentence, not core's: ${message}`);
+  assert.ok(Number.isInteger(delay) && delay > 0, `delay ${delay}`);
+});
+
+test('upstream 404 -> AppError 404 with the service sentence', { skip: SKIP }, async () => {
+  const handle = handleFor('missing');
+  await fake('POST', 'faults', { status: 404, times: 1 });
+  const err = await rejection(
+    run(App.creates.list_following.operation.perform, { inputData: { handle } }),
+  );
+  const body = appErrorBody(err);
+  assert.equal(body.status, 404);
+  assert.ok(body.message.length > 10);
+});
+
+// --- polling trigger ------------------------------------------------------------------------
+test('New Followed Account: baseline samples first, then the new follow first', { skip: SKIP }, async () => {
+  const handle = handleFor('poll');
+  await fake('POST', `handles/${handle}/seed`, { n: 5 });
+  const perform = App.triggers.new_following.operation.perform;
+
+  const baseline = await run(perform, { inputData: { handle: `@${handle}` } });
+  assert.ok(Array.isArray(baseline));
+  assert.equal(baseline.length, 5);
+  for (const item of baseline) {
+    assert.deepEqual(Object.keys(item).sort(), EVENT_KEYS);
+    assert.equal(item.sequence, 0);
+    assert.equal(item.followedBy, handle);
+    assert.ok(!Number.isNaN(Date.parse(item.detectedAt)));
+  }
+  assert.equal(new Set(baseline.map((i) => i.id)).size, 5, 'unique ids (Zapier dedupes on id)');
+
+  const entry = await fake('POST', `handles/${handle}/follow`, {});
+  const next = await run(perform, { inputData: { handle } });
+  assert.equal(next[0].id, String(entry.user.id), 'the new follow comes first');
+  assert.equal(next[0].uniqueId, entry.user.uniqueId);
+  assert.ok(next[0].sequence > 0);
+  assert.deepEqual(Object.keys(next[0]).sort(), EVENT_KEYS);
+  // Zapier's dedupe: only the new id is new.
+  const known = new Set(baseline.map((i) => i.id));
+  assert.deepEqual(next.filter((i) => !known.has(i.id)).map((i) => i.id), [String(entry.user.id)]);
+
+  // bundle.meta.limit is passed on as `limit`.
+  const limited = await run(perform, { inputData: { handle }, meta: { limit: 2 } });
+  assert.equal(limited.length, 2);
+  assert.equal(limited[0].id, String(entry.user.id));
+});
+
+// --- REST hook trigger --------------------------------------------------------------------------
+test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { skip: SKIP }, async (t) => {
+  const op = App.triggers.new_following_instant.operation;
+  const handle = handleFor('hook');
+  await fake('POST', `handles/${handle}/seed`, { n: 4 });
+  const target = await startTarget();
+  t.after(() => target.server.close());
+
+  const subscribeData = await run(op.performSubscribe, {
+    inputData: { handle: `@${handle}` },
+    targetUrl: target.url,
+  });
+  assert.equal(typeof subscribeData.id, 'string');
+  assert.equal(subscribeData.handle, handle);
+  assert.equal(subscribeData.targetUrl, target.url);
+  assert.equal(subscribeData.platform, 'zapier');
+  assert.match(subscribeData.secret, /^whsec_/);
+  assert.equal(subscribeData.status, 'active');
+
+  const listHooks = async (z) => (await z.request({ url: apiUrl('hooks') })).data;
+  const hooks = await run(listHooks);
+  assert.ok(hooks.some((h) => h.id === subscribeData.id), 'the subscription is listed');
+
+  // performList: the polling route, items shaped exactly like the hook payload.
+  const samples = await run(op.performList, { inputData: { handle } });
+  assert.equal(samples.length, 4);
+  for (const item of samples) assert.deepEqual(Object.keys(item).sort(), EVENT_KEYS);
+
+  const entry = await fake('POST', `handles/${handle}/follow`, {});
+  const listed = await run(op.performList, { inputData: { handle } });
+  assert.equal(listed[0].id, String(entry.user.id));
+
+  // perform: one delivery = one event.
+  const delivered = await run(op.perform, {
+    inputData: { handle },
+    subscribeData,
+    cleanedRequest: listed[0],
+    rawRequest: { method: 'POST', headers: {}, content: JSON.stringify(listed[0]) },
+  });
+  assert.deepEqual(delivered, [listed[0]]);
+
+  // With the service's worker running (EXPECT_WEBHOOK_DELIVERY=1), a real
+  // delivery arrives: exactly one event, shaped like a polling item.
+  const expectDelivery = process.env.EXPECT_WEBHOOK_DELIVERY === '1';
+  if (await waitFor(() => target.received.length > 0, expectDelivery ? 30 : 2)) {
+    const body = JSON.parse(target.received[0].body);
+    assert.ok(body && !Array.isArray(body), 'one event per delivery');
+    assert.deepEqual(Object.keys(body).sort(), EVENT_KEYS);
+    assert.equal(body.id, String(entry.user.id));
+    assert.equal(body.followedBy, handle);
+    const fromHook = await run(op.perform, { subscribeData, cleanedRequest: body });
+    assert.deepEqual(fromHook, [body]);
+  } else {
+    assert.ok(!expectDelivery, 'EXPECT_WEBHOOK_DELIVERY=1 but no webhook delivery arrived within 30 s');
+    t.diagnostic('no webhook delivery (no worker running); perform was checked with a polling item');
+  }
+
+  const gone = await run(op.performUnsubscribe, { inputData: { handle }, subscribeData });
+  assert.deepEqual(gone, { id: subscribeData.id, deleted: true });
+  const after = await run(listHooks);
+  assert.ok(!after.some((h) => h.id === subscribeData.id), 'unsubscribed');
+  // Turning the Zap off again must not fail.
+  const again = await run(op.performUnsubscribe, { subscribeData });
+  assert.deepEqual(again, { id: subscribeData.id, deleted: false });
+});
+
+test('a hook subscription with a wrong key is refused with ExpiredAuthError', { skip: SKIP }, async () => {
+  const err = await rejection(
+    appTester(App.triggers.new_following_instant.operation.performSubscribe, {
+      authData: { api_key: `wrong-${RUN}` },
+      inputData: { handle: handleFor('nokey') },
+      targetUrl: 'http://127.0.0.1:9/never',
+    }),
+  );
+  assert.equal(err.name, 'ExpiredAuthError', `${err.name}: ${err.message}`);
+});

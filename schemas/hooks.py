@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from schemas.fields import Handle
+
+
+class SubscriptionCreateSchema(Schema):
+    handle = Handle(required=True)
+    targetUrl = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={"description": "Where each new follow is POSTed (Zapier's bundle.targetUrl, Make's webhook URL). https only."},
+    )
+
+
+class SubscriptionSchema(Schema):
+    id = fields.String(required=True)
+    handle = fields.String(required=True)
+    targetUrl = fields.String(required=True)
+    platform = fields.String(required=True)
+    secret = fields.String(metadata={"description": "Standard Webhooks signing secret (whsec_...); only in the answer to the create call"})
+    status = fields.String(required=True, metadata={"description": "active, paused (see statusReason)"})
+    statusReason = fields.String(allow_none=True)
+    createdAt = fields.String(required=True)
+    deliveredCount = fields.Integer()
+    failedCount = fields.Integer()
+
+
+class DeliverySchema(Schema):
+    id = fields.String(required=True)
+    eventSequence = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"description": "pending, delivered, failed"})
+    attempts = fields.Integer(required=True)
+    lastStatus = fields.Integer(allow_none=True)
+    lastError = fields.String(allow_none=True)
+    nextAttemptAt = fields.String(allow_none=True)
+    createdAt = fields.String(required=True)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from schemas.fields import Handle
+
+MAX_ITEMS = 300
+
+
+class TriggerRequestSchema(Schema):
+    handle = Handle(required=True)
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=MAX_ITEMS),
+        metadata={"description": "Most items to answer (newest first)"},
+    )
+    since = fields.AwareDateTime(
+        default_timezone=None,
+        metadata={"description": "Make epoch: only events detected strictly after this time (ISO 8601)"},
+    )
+    afterSequence = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={"description": "Only events whose `sequence` is greater than this"},
+    )

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Start web (gunicorn) and worker on one machine; Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+"$BIN/python" -m integration.migrate
+"$BIN/python" -m integration.worker &
+worker=$!
+"$BIN/gunicorn" -c gunicorn.conf.py app:app &
+web=$!
+trap 'kill $worker $web 2>/dev/null; wait' INT TERM EXIT
+echo "service on http://127.0.0.1:${PORT:-8000} (worker pid $worker)"
+wait -n $worker $web

@@ -1,0 +1,483 @@
+"""Tests of the pure new-follow detection against an in-memory model of the upstream."""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import math
+import statistics
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from integration.detection import (
+    TOP_IDS_CAP,
+    NeedPage,
+    NeedVerify,
+    Outcome,
+    Page,
+    WatchState,
+    step,
+)
+
+
+class Upstream:
+    """The following list: unique, increasing follow times; newest first when paged."""
+
+    def __init__(self, n: int = 0, start: int = 1_700_000_000):
+        self.clock = start
+        self.rows: list[tuple[int, str]] = []  # (follow_time, id), ascending
+        self.time_of: dict[str, int] = {}
+        self.returned: set[str] = set()  # every id any page ever carried
+        self.serial = 0
+        for _ in range(n):
+            self.follow_new()
+
+    def follow_new(self) -> str:
+        self.serial += 1
+        uid = f"u{self.serial}"
+        self.follow(uid)
+        return uid
+
+    def follow(self, uid: str) -> None:
+        """Follow, or re-follow (moves the account to the top with a new time)."""
+        if uid in self.time_of:
+            self.unfollow(uid)
+        self.clock += 1
+        self.rows.append((self.clock, uid))
+        self.time_of[uid] = self.clock
+
+    def unfollow(self, uid: str) -> None:
+        t = self.time_of.pop(uid)
+        del self.rows[bisect.bisect_left(self.rows, (t, uid))]
+
+    def newest(self, k: int | None = None) -> list[str]:
+        ids = [uid for _, uid in reversed(self.rows)]
+        return ids if k is None else ids[:k]
+
+    def tick(self) -> int:
+        """The moment of a refresh: later follows get later times."""
+        self.clock += 1
+        return self.clock
+
+    def page(self, min_time: int | None, count: int) -> Page:
+        end = len(self.rows) if min_time is None else bisect.bisect_left(self.rows, (min_time, ""))
+        chunk = self.rows[max(0, end - count) : end][::-1]
+        self.returned.update(uid for _, uid in chunk)
+        if not chunk:
+            return Page((), 0, 0, False)
+        accounts = tuple({"id": uid, "uniqueId": f"name_{uid}"} for _, uid in chunk)
+        return Page(accounts, chunk[0][0], chunk[-1][0], end > count)
+
+
+class Watch:
+    """What the database shell does: keep state and `known`, loop on step, count requests."""
+
+    def __init__(self, up: Upstream, count: int, page_cap: int = 10, check_purity: bool = False):
+        self.up, self.count, self.page_cap = up, count, page_cap
+        self.state = WatchState()
+        self.known: set[str] = set()
+        self.check_purity = check_purity
+
+    def refresh(self) -> tuple[Outcome, int]:
+        pages: list[Page] = []
+        verify = None
+        requests = 0
+        while True:
+            args = (self.state, frozenset(self.known), tuple(pages), verify)
+            if self.check_purity:
+                before = copy.deepcopy(args)
+            r = step(*args, page_cap=self.page_cap)
+            if self.check_purity:
+                assert args == before, "step mutated its inputs"
+                assert step(*args, page_cap=self.page_cap) == r, "step is not deterministic"
+            if isinstance(r, Outcome):
+                break
+            requests += 1
+            assert requests <= self.page_cap + 2, "runaway refresh"
+            if isinstance(r, NeedVerify):
+                assert verify is None, "asked to verify twice"
+                verify = self.up.page(r.min_time, self.count)
+            else:
+                assert isinstance(r, NeedPage)
+                pages.append(self.up.page(r.min_time, self.count))
+        self.state = r.state
+        self.known |= r.seen_ids
+        return r, requests
+
+
+def ids(outcome: Outcome) -> list[str]:
+    return [a["id"] for a in outcome.new_follows]
+
+
+P = 5
+
+
+@pytest.fixture
+def setup():
+    """A list of 20 follows and a watch after its baseline (page size 5)."""
+    up = Upstream(20)
+    w = Watch(up, P)
+    w.refresh()
+    return up, w
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def test_baseline_one_request_no_events():
+    up = Upstream(20)
+    w = Watch(up, P)
+    out, n = w.refresh()
+    assert n == 1 and out.baseline and out.new_follows == () and not out.truncated
+    assert out.state == WatchState(up.time_of[up.newest(1)[0]], tuple(up.newest(P)))
+    assert out.seen_ids == frozenset(up.newest(P))
+
+
+def test_nothing_changed_one_request(setup):
+    up, w = setup
+    for _ in range(3):
+        out, n = w.refresh()
+        assert (n, ids(out), out.baseline) == (1, [], False)
+
+
+@pytest.mark.parametrize("k", range(1, P))
+def test_fewer_than_a_page_of_new_follows_one_request(setup, k):
+    up, w = setup
+    new = [up.follow_new() for _ in range(k)]
+    out, n = w.refresh()
+    assert n == 1 and ids(out) == new[::-1] and not out.truncated
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [])
+
+
+@pytest.mark.parametrize("k", [P, P + 1, 2 * P - 1, 2 * P, 2 * P + 3, 3 * P, 7 * P + 2])
+def test_burst_costs_at_most_ceil_k_over_p_plus_one(setup, k):
+    up, w = setup
+    new = [up.follow_new() for _ in range(k)]
+    out, n = w.refresh()
+    # An exact multiple of P needs one more page to see the old accounts.
+    assert n == math.ceil(k / P) + (1 if k % P == 0 else 0)
+    assert ids(out) == new[::-1] and not out.truncated
+
+
+def test_burst_beyond_page_cap_emits_newest_and_says_truncated():
+    up = Upstream(20)
+    w = Watch(up, P, page_cap=3)
+    w.refresh()
+    new = [up.follow_new() for _ in range(4 * P + 2)]
+    out, n = w.refresh()
+    assert n == 3 and out.truncated
+    assert ids(out) == new[::-1][: 3 * P]
+    # The next refresh is back to normal and still catches later follows.
+    later = up.follow_new()
+    out, n = w.refresh()
+    assert (n, ids(out), out.truncated) == (1, [later], False)
+
+
+def test_only_unfollows_one_request_no_events(setup):
+    up, w = setup
+    top = up.newest(P)
+    up.unfollow(top[2])
+    up.unfollow(top[4])
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [])
+    up.unfollow(up.newest(1)[0])  # the anchor (newest account)
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [])
+    for uid in up.newest(P):  # a whole page disappears; old accounts move up
+        up.unfollow(uid)
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [])
+    new = up.follow_new()
+    assert ids(w.refresh()[0]) == [new]
+
+
+def test_unfollow_everything_then_follow(setup):
+    up, w = setup
+    for uid in up.newest():
+        up.unfollow(uid)
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [])
+    new = [up.follow_new() for _ in range(3)]
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, new[::-1])
+
+
+@pytest.mark.parametrize("which", [0, 2, P - 1])
+def test_refollow_known_account_with_new_follows_at_most_two(setup, which):
+    up, w = setup
+    again = up.newest(P)[which]
+    x = up.follow_new()
+    up.unfollow(again)
+    y = up.follow_new()
+    up.follow(again)
+    z = up.follow_new()
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [z, y, x])  # budget: <= 2
+
+
+def test_refollow_deep_known_account_with_new_follows(setup):
+    up, w = setup
+    for _ in range(2 * P):  # push the known page down; the watch sees it all
+        up.follow_new()
+    w.refresh()
+    deep = up.newest()[3 * P - 1]
+    assert deep in w.known and deep not in w.state.top_ids[:P]
+    x = up.follow_new()
+    up.unfollow(deep)
+    up.follow(deep)
+    y = up.follow_new()
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [y, x])  # budget: <= 2
+
+
+def test_refollow_of_the_anchor(setup):
+    up, w = setup
+    anchor = up.newest(1)[0]
+    up.follow(anchor)
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [])
+    x = up.follow_new()
+    up.follow(anchor)
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [x])  # budget: <= 2
+
+
+def test_hidden_boundary_needs_exactly_one_verification():
+    # top_ids all unfollowed but the anchor, which is re-followed after a new follow:
+    # the page [anchor, x, old, old, old] cannot tell x (new) from the old ones.
+    up = Upstream(20)
+    w = Watch(up, P)
+    w.refresh()
+    anchor, *rest = up.newest(P)
+    for uid in rest:
+        up.unfollow(uid)
+    x = up.follow_new()
+    up.follow(anchor)
+    out, n = w.refresh()
+    assert (n, ids(out)) == (2, [x])
+    assert w.refresh()[1] == 1
+
+
+def test_unknown_old_account_after_the_anchor_is_the_last_on_page_no_verification():
+    up = Upstream(20)
+    w = Watch(up, P)
+    w.refresh()
+    top = up.newest(P)
+    for uid in top[1:]:
+        up.unfollow(uid)
+    x = [up.follow_new() for _ in range(3)]
+    # page 1 = [x3, x2, x1, anchor, old-unknown]: min_cursor < W, last account always old
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, x[::-1])
+
+
+def test_after_truncation_the_unseen_gap_is_never_announced():
+    up = Upstream(10)
+    w = Watch(up, 3, page_cap=1)
+    w.refresh()
+    burst = [up.follow_new() for _ in range(4)]
+    out, n = w.refresh()
+    assert (n, out.truncated, ids(out)) == (1, True, burst[:0:-1])
+    for uid in burst[1:]:  # the announced ones go; the unseen burst[0] moves up
+        up.unfollow(uid)
+    m = up.follow_new()
+    # page [m, burst[0], old top]: burst[0] was followed before the last refresh
+    out, n = w.refresh()
+    assert (n, ids(out)) == (2, [m])
+
+
+def test_verification_trusts_only_the_prefix_when_the_list_moved():
+    # Boundary page [a', x, o1, o2, o3] (a re-followed, W = 100); o2 is unfollowed
+    # before the verification request, so it is missing from it, yet it is old.
+    acc = lambda *names: tuple({"id": n} for n in names)  # noqa: E731
+    state = WatchState(100, ("a", "b"))
+    known = {"a", "b"}
+    boundary = Page(acc("a", "x", "o1", "o2", "o3"), 130, 90, True)
+    assert step(state, known, [boundary]) == NeedVerify(101)
+    verify = Page(acc("o1", "o3", "o4", "o5", "o6"), 97, 80, True)
+    out = step(state, known, [boundary], verify)
+    assert ids(out) == ["x"]
+    assert out.seen_ids == {"a", "x", "o1", "o2", "o3", "o4", "o5", "o6"}
+    assert out.state == WatchState(130, ("a", "x", "o1", "o2", "o3", "o4", "o5", "o6", "b"))
+
+
+def test_empty_baseline_then_first_follows():
+    up = Upstream(0)
+    w = Watch(up, P)
+    out, n = w.refresh()
+    assert (n, out.baseline, out.new_follows) == (1, True, ())
+    assert out.state.watermark is not None
+    first = [up.follow_new() for _ in range(P + 2)]
+    out, n = w.refresh()
+    assert (n, out.baseline, ids(out)) == (2, False, first[::-1])
+
+
+def test_mix_of_everything(setup):
+    up, w = setup
+    top = up.newest(P)
+    a = up.follow_new()
+    up.unfollow(top[1])
+    up.follow(top[3])  # re-follow of a known account
+    b = up.follow_new()
+    c = up.follow_new()
+    up.unfollow(a)  # followed and gone again before the refresh: not a follow now
+    up.follow(up.newest()[12])  # re-follow of an old account never seen: it is a follow now
+    d = up.newest(1)[0]
+    out, n = w.refresh()
+    assert (n, ids(out)) == (1, [d, c, b])
+
+
+def test_refollow_known_yields_no_event_ever(setup):
+    up, w = setup
+    uid = up.newest(P)[1]
+    for _ in range(3):
+        up.unfollow(uid)
+        w.refresh()
+        up.follow(uid)
+        out, _ = w.refresh()
+        assert uid not in ids(out)
+
+
+def test_top_ids_are_capped():
+    up = Upstream(3)
+    w = Watch(up, 30, page_cap=100)
+    w.refresh()
+    for _ in range(TOP_IDS_CAP + 100):
+        up.follow_new()
+    out, _ = w.refresh()
+    assert len(out.new_follows) == TOP_IDS_CAP + 100
+    assert out.state.top_ids == tuple(up.newest(TOP_IDS_CAP))
+
+
+# ---------------------------------------------------------------- purity & speed
+
+
+def test_step_is_pure_and_deterministic():
+    up = Upstream(20)
+    w = Watch(up, P, check_purity=True)
+    w.refresh()
+    anchor, *rest = up.newest(P)
+    for uid in rest:
+        up.unfollow(uid)
+    up.follow_new()
+    up.follow(anchor)
+    for _ in range(2 * P + 1):
+        up.follow_new()
+    w.refresh()  # pages + verification, checked at every step
+
+    state, known = WatchState(5, ("a",)), {"a"}
+    page = Page(({"id": "b"}, {"id": "a"}), 7, 5, False)
+    snapshot = copy.deepcopy((state, known, page))
+    out = step(state, known, [page])
+    assert (state, known, page) == snapshot
+    out.new_follows[0]["followedBy"] = "x"  # decorating an event leaves the page alone
+    assert page.accounts[0] == {"id": "b"}
+
+
+def test_detection_is_fast():
+    """10,000 known ids, a burst of 50, page size 30: well under 5 ms (all steps)."""
+    up = Upstream(10_000)
+    state = WatchState(up.time_of[up.newest(1)[0]], tuple(up.newest(30)))
+    known = frozenset(up.newest())
+    for _ in range(50):
+        up.follow_new()
+    responses = {}
+    for mt in (None, *[r[0] for r in up.rows[-60:]]):
+        responses[mt] = up.page(mt, 30)
+
+    def detect():
+        pages = []
+        while not isinstance(r := step(state, known, pages), Outcome):
+            pages.append(responses[r.min_time])
+        return r
+
+    assert len(detect().new_follows) == 50
+    runs = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        detect()
+        runs.append(time.perf_counter() - t0)
+    assert statistics.median(runs) < 0.005
+
+
+# ---------------------------------------------------------------- properties
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("follow"), st.integers(1, 4)),
+        st.tuples(st.just("unfollow"), st.integers(0, 10_000)),
+        st.tuples(st.just("refollow"), st.integers(0, 10_000)),
+        # Targeted at the hard cases: the newest accounts vanish or jump back up.
+        st.tuples(st.just("unfollow_newest"), st.integers(1, 12)),
+        st.tuples(st.just("refollow_newest"), st.integers(0, 8)),
+        st.tuples(st.just("refresh"), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+def run_history(initial, page_size, page_cap, history):
+    """Replay a history, checking every refresh against the oracle."""
+    up = Upstream(initial)
+    w = Watch(up, page_size, page_cap=page_cap)
+    w.refresh()
+    last_refresh = up.tick()
+    ever_followed = list(up.time_of)
+    emitted: set[str] = set()
+    for op, arg in history + [("refresh", 0)]:
+        if op == "follow":
+            for _ in range(arg):
+                ever_followed.append(up.follow_new())
+        elif op == "unfollow" and up.rows:
+            up.unfollow(up.rows[arg % len(up.rows)][1])
+        elif op == "refollow" and ever_followed:
+            up.follow(ever_followed[arg % len(ever_followed)])
+        elif op == "unfollow_newest":
+            for uid in up.newest(arg):
+                up.unfollow(uid)
+        elif op == "refollow_newest" and up.rows:
+            up.follow(up.newest()[min(arg, len(up.rows) - 1)])
+        elif op == "refresh":
+            expected = [
+                uid
+                for t, uid in reversed(up.rows)
+                if t > last_refresh and uid not in w.known
+            ]
+            known_before = set(w.known)
+            out, requests = w.refresh()
+            last_refresh = up.tick()
+            got = ids(out)
+            assert len(got) == len(set(got))
+            assert not emitted & set(got), "an account was announced twice"
+            emitted |= set(got)
+            assert w.known <= up.returned
+            if out.truncated:  # a subset, and never a false follow; the newest are kept
+                assert got == expected[: len(got)] and requests >= page_cap
+            else:
+                assert got == expected, (got, expected)
+            assert not set(got) & known_before
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    initial=st.integers(0, 30),
+    page_size=st.integers(1, 10),
+    history=ops,
+)
+def test_property_events_are_exactly_the_new_unknown_follows(initial, page_size, history):
+    run_history(initial, page_size, 1000, history)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    initial=st.integers(0, 30),
+    page_size=st.integers(1, 10),
+    page_cap=st.integers(1, 3),
+    history=ops,
+)
+def test_property_small_page_cap_never_false_follows(initial, page_size, page_cap, history):
+    run_history(initial, page_size, page_cap, history)

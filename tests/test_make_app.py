@@ -1,0 +1,656 @@
+"""The Make custom app in manifests/make:
+
+1. schema: every app file is valid against Make's own JSON Schemas (../shared/make-app-schemas);
+2. lint: what those schemas cannot see (references, trigger order, pagination, error map);
+3. contract: each module's communication, rendered by tests/make_iml.py, sent to a live
+   service backed by the fake upstream.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import http.server
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+from jsonschema import Draft7Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+from tests.conftest import API_KEY, unique_handle
+from tests.make_iml import (
+    MISSING,
+    build_request,
+    HttpRequest,
+    MakeApp,
+    MakeError,
+    TriggerState,
+    evaluate,
+    expressions,
+    load_jsonc,
+    merge_epoch,
+    render,
+    run,
+    send,
+    strip_jsonc,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_DIR = ROOT / "manifests" / "make"
+SHARED_DIR = Path(os.environ.get("SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
+SCHEMA_DIR = SHARED_DIR / "make-app-schemas"
+SCHEMA_BASE_URI = "https://make-app-schemas.invalid/"
+DRAFT7_META_URI = "http://json-schema.org/draft-07/schema"
+PLACEHOLDER_URL = "https://tiktok-following.example.com/v1/make"
+
+APP = MakeApp(APP_DIR)
+CONNECTION = APP.connection("dumplingai")
+SEARCH = APP.module("listFollowing")
+TRIGGER = APP.module("watchNewFollowing")
+INSTANT = APP.module("watchNewFollowingInstant")
+WEBHOOK = APP.webhook("newFollowing")
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(APP_DIR).as_posix()
+
+
+APP_FILES = sorted({_rel(p) for p in APP.code_files()})
+
+
+def _names(params) -> list[str]:
+    return [p["name"] for p in (params or []) if isinstance(p, dict)]
+
+
+def _refs(template, root: str) -> set[str]:
+    """`x` for every `root.x` used in the IML of `template`."""
+    found = set()
+    for expr in expressions(template):
+        found.update(re.findall(rf"(?<![\w.]){root}\.([A-Za-z_$][\w$]*)", expr))
+    return found
+
+
+# =========================================================================== 1. schema
+def _require_schemas():
+    if not SCHEMA_DIR.is_dir():
+        pytest.skip(f"Make app schemas not found at {SCHEMA_DIR} (set SHARED_DIR)")
+
+
+def _registry() -> Registry:
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        if path.name == "file-map.json":
+            continue
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((SCHEMA_BASE_URI + path.name, Resource.from_contents(contents, default_specification=DRAFT7)))
+    resources.append((DRAFT7_META_URI, Resource.from_contents(Draft7Validator.META_SCHEMA, default_specification=DRAFT7)))
+    return Registry().with_resources(resources)
+
+
+def schema_for(rel_path: str) -> str | None:
+    """The schema file name for an app file, chosen like the VS Code extension does
+    (file-map.json, first match wins); *.static-params.iml.json -> parameters.json."""
+    name = rel_path.rsplit("/", 1)[-1]
+    if name.endswith(".static-params.iml.json"):
+        return "parameters.json"
+    file_map = json.loads((SCHEMA_DIR / "file-map.json").read_text(encoding="utf-8"))
+    for entry in file_map:
+        for pattern in entry["fileMatch"]:
+            subject = rel_path if "/" in pattern else name
+            if fnmatch.fnmatchcase(subject, pattern.replace("**/", "*")):
+                return entry["url"].rsplit("/", 1)[-1]
+    return None
+
+
+def _validator(schema_name: str) -> Draft7Validator:
+    return Draft7Validator({"$ref": SCHEMA_BASE_URI + schema_name}, registry=_registry())
+
+
+def _errors(schema_name: str, instance) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in _validator(schema_name).iter_errors(instance)]
+
+
+@pytest.mark.parametrize("rel_path", APP_FILES)
+def test_schema(rel_path):
+    _require_schemas()
+    schema_name = schema_for(rel_path)
+    assert schema_name, f"no Make schema matches {rel_path}: rename it as the app editor would"
+    assert (SCHEMA_DIR / schema_name).is_file(), schema_name
+    errors = _errors(schema_name, load_jsonc(APP_DIR / rel_path))
+    assert not errors, f"{rel_path} is not a valid {schema_name}:\n" + "\n".join(errors)
+
+
+def test_schema_choice_follows_file_map():
+    _require_schemas()
+    expected = {
+        "makecomapp.json": "makecomapp.schema.json",
+        "general/base.iml.json": "base.json",
+        "modules/groups.json": "groups.json",
+        "connections/dumplingai/dumplingai.communication.iml.json": "api.json",
+        "connections/dumplingai/dumplingai.params.iml.json": "parameters.json",
+        "modules/watchNewFollowing/watchNewFollowing.epoch.iml.json": "epoch.json",
+        "modules/watchNewFollowing/watchNewFollowing.static-params.iml.json": "parameters.json",
+        "modules/listFollowing/listFollowing.mappable-params.iml.json": "parameters.json",
+        "modules/listFollowing/listFollowing.interface.iml.json": "parameters.json",
+        "modules/listFollowing/listFollowing.samples.iml.json": "samples.json",
+        "webhooks/newFollowing/newFollowing.attach.iml.json": "api.json",
+        "webhooks/newFollowing/newFollowing.detach.iml.json": "api.json",
+    }
+    for rel_path, schema_name in expected.items():
+        assert rel_path in APP_FILES, rel_path
+        assert schema_for(rel_path) == schema_name, rel_path
+
+
+def test_schema_catches_broken_files():
+    """The validator is really wired (refs resolve, rules bite)."""
+    _require_schemas()
+    trigger = copy.deepcopy(TRIGGER.code("communication"))
+    del trigger["response"]["trigger"]["order"]
+    assert _errors("api.json", trigger)
+    base = copy.deepcopy(APP.base)
+    base["response"]["error"]["401"]["type"] = "NoSuchError"
+    assert _errors("base.json", base)
+    epoch = copy.deepcopy(TRIGGER.code("epoch"))
+    del epoch["response"]["output"]["date"]
+    assert _errors("epoch.json", epoch)
+    search = copy.deepcopy(SEARCH.code("communication"))
+    del search["body"]
+    assert _errors("api.json", search)
+    params = copy.deepcopy(SEARCH.code("mappableParams"))
+    params[0]["schema"] = {"type": 12}  # checked against the draft-07 meta-schema
+    assert _errors("parameters.json", params)
+    project = copy.deepcopy(APP.project)
+    del project["components"]["endpoint"]
+    assert _errors("makecomapp.schema.json", project)
+
+
+def test_every_json_file_is_part_of_the_app():
+    on_disk = {_rel(p) for p in APP_DIR.rglob("*.json")}
+    assert on_disk == set(APP_FILES), "files on disk but not in makecomapp.json (or missing): " \
+        f"{sorted(on_disk ^ set(APP_FILES))}"
+
+
+def test_jsonc_comments_are_stripped_outside_strings():
+    text = '{\n // a comment\n "url": "https://x.example//not-a-comment", /* block\n */ "n": 1 // end\n}'
+    assert json.loads(strip_jsonc(text)) == {"url": "https://x.example//not-a-comment", "n": 1}
+    assert json.loads(strip_jsonc('{"s": "a \\" // b"}')) == {"s": 'a " // b'}
+
+
+# =========================================================================== 2. lint
+CONNECTION_PARAMS = set(_names(CONNECTION.code("params")))
+MODULES = APP.components["module"]
+
+
+def _module_params(module) -> set[str]:
+    return set(_names(module.code("staticParams"))) | set(_names(module.code("mappableParams")))
+
+
+def test_lint_every_iml_expression_parses():
+    ctx = {"parameters": {}, "connection": {}, "webhook": {}, "body": {}, "item": {}, "headers": {},
+           "statusCode": 200, "common": {}, "temp": {}, "data": {}}
+    for rel_path in APP_FILES:
+        for expr in expressions(load_jsonc(APP_DIR / rel_path)):
+            evaluate(expr, ctx)  # raises on anything tests/make_iml.py (and so this app) does not support
+
+
+def test_lint_parameters_used_are_declared():
+    for name, module in MODULES.items():
+        declared = _module_params(module)
+        for code in ("communication", "epoch"):
+            used = _refs(module.code(code), "parameters")
+            assert used <= declared, f"module {name} {code} uses undeclared parameters {used - declared}"
+    used = _refs(CONNECTION.code("communication"), "parameters")
+    assert used <= CONNECTION_PARAMS, used - CONNECTION_PARAMS
+    webhook_params = set(_names(WEBHOOK.code("params")))
+    for code in ("attach", "detach", "communication"):
+        used = _refs(WEBHOOK.code(code), "parameters")
+        assert used <= webhook_params, f"webhook {code} uses undeclared parameters {used - webhook_params}"
+    assert not _refs(APP.base, "parameters"), "the base must not depend on a module's parameters"
+
+
+def test_lint_connection_references_are_connection_parameters():
+    templates = {"base": APP.base}
+    for name, module in MODULES.items():
+        templates.update({f"{name}.{code}": module.code(code) for code in ("communication", "epoch")})
+    templates.update({f"webhook.{code}": WEBHOOK.code(code) for code in ("attach", "detach", "communication")})
+    for where, template in templates.items():
+        used = _refs(template, "connection")
+        assert used <= CONNECTION_PARAMS, f"{where} uses {used - CONNECTION_PARAMS}, not connection parameters"
+    assert _refs(APP.base, "connection") == {"baseUrl", "apiKey"}
+
+
+def test_lint_webhook_detach_uses_only_what_attach_stores():
+    attach, detach = WEBHOOK.code("attach"), WEBHOOK.code("detach")
+    stored = set(attach["response"]["data"])
+    assert stored == {"externalHookId"}, "store the subscription id under Make's documented name"
+    assert attach["response"]["data"]["externalHookId"] == "{{body.id}}"
+    assert _refs(detach, "webhook") <= stored, _refs(detach, "webhook") - stored
+    assert _refs(detach, "webhook") == {"externalHookId"}
+    assert _refs(attach, "webhook") == {"url"}
+    assert attach["body"]["targetUrl"] == "{{webhook.url}}"
+    assert detach["method"] == "DELETE" and detach["url"] == "/hooks/{{webhook.externalHookId}}"
+    assert attach["method"] == "POST" and attach["url"] == "/hooks"
+
+
+def test_lint_instant_trigger_is_wired_to_an_attached_webhook():
+    assert INSTANT.meta["moduleType"] == "instant_trigger"
+    assert INSTANT.meta["webhook"] == "newFollowing"
+    assert WEBHOOK.meta["webhookType"] == "web"  # dedicated
+    assert WEBHOOK.meta["connection"] == "dumplingai"
+    assert WEBHOOK.code("communication") == {"output": "{{body}}"}
+
+
+def test_lint_polling_trigger_order_is_desc():
+    triggers = [m for m in MODULES.values() if m.meta.get("moduleType") == "trigger"]
+    assert triggers
+    for module in triggers:
+        trig = module.code("communication")["response"]["trigger"]
+        assert trig == {"type": "date", "order": "desc", "id": "{{item.sequence}}", "date": "{{item.detectedAt}}"}
+        assert module.code("epoch"), "a date trigger needs an epoch so Make offers All / Since / From now on"
+
+
+def test_lint_epoch_is_limited():
+    epoch = TRIGGER.code("epoch")
+    assert 1 <= epoch["response"]["limit"] <= 300
+    assert epoch["body"]["limit"] <= 300
+    assert set(epoch["response"]["output"]) == {"label", "date"}
+    assert epoch["response"]["output"]["date"] == "{{item.detectedAt}}"
+    comm = TRIGGER.code("communication")
+    assert comm["body"]["limit"] == 300, "ask for the most; Make applies the user's Limit after filtering"
+    assert comm["response"]["limit"] == "{{parameters.limit}}"
+
+
+def test_lint_pagination_repeats_every_body_key():
+    paginated = 0
+    for name, module in MODULES.items():
+        comm = module.code("communication")
+        if not comm or "pagination" not in comm:
+            continue
+        paginated += 1
+        page_body = comm["pagination"].get("body")
+        assert isinstance(page_body, dict), f"{name}: a POST pagination must send a body"
+        missing = set(comm["body"]) - set(page_body)
+        assert not missing, f"{name}: pagination body drops {missing} (Make replaces the body)"
+        for key, value in comm["body"].items():
+            assert page_body[key] == value, f"{name}: pagination changes {key}"
+        assert page_body["minTime"] == "{{body.nextMinTime}}"
+        assert comm["pagination"]["condition"] == "{{body.hasMore}}"
+    assert paginated == 1
+
+
+def test_lint_base_error_map():
+    error = APP.base["response"]["error"]
+    expected = {"400": "DataError", "401": "InvalidAccessTokenError", "402": "InvalidConfigurationError",
+                "429": "RateLimitError", "502": "ConnectionError", "504": "ConnectionError"}
+    for status, type_ in expected.items():
+        assert error[status]["type"] == type_, status
+        assert "body.error" in error[status]["message"], status
+    assert "body.error" in error["message"]
+    conn_error = CONNECTION.code("communication")["response"]["error"]
+    for status in ("401", "402", "429", "502", "504"):
+        assert conn_error[status]["type"] == expected[status]
+
+
+def test_lint_authorization_is_sanitized():
+    for where, template in (("base", APP.base), ("connection", CONNECTION.code("communication"))):
+        assert "request.headers.authorization" in template["log"]["sanitize"], where
+        assert list(template["headers"]) == ["authorization"], f"{where}: header name must match the sanitize path"
+        assert template["headers"]["authorization"].startswith("Bearer {{")
+    assert CONNECTION.code("communication")["log"]["sanitize"] == ["request.headers.authorization"]
+
+
+def test_lint_service_url_lives_in_one_place():
+    hits = [rel for rel in APP_FILES if PLACEHOLDER_URL in (APP_DIR / rel).read_text(encoding="utf-8")]
+    assert hits == ["connections/dumplingai/dumplingai.params.iml.json"]
+    assert APP.base["baseUrl"] == "{{connection.baseUrl}}"
+    assert CONNECTION.code("communication")["url"] == "{{parameters.baseUrl}}/auth/test"
+    for name, module in MODULES.items():
+        for code in ("communication", "epoch"):
+            directive = module.code(code)
+            if directive and "url" in directive:
+                assert directive["url"].startswith("/"), f"{name}.{code} must use the base URL"
+    base_param = next(p for p in CONNECTION.code("params") if p["name"] == "baseUrl")
+    pattern = re.compile(base_param["validate"]["pattern"])
+    assert pattern.match(base_param["default"])
+    assert not pattern.match(PLACEHOLDER_URL + "/")
+
+
+def test_lint_connection_parameters():
+    api_key = next(p for p in CONNECTION.code("params") if p["name"] == "apiKey")
+    assert api_key["type"] == "password" and api_key["required"] is True
+    assert "https://app.dumplingai.com/api-keys" in api_key["help"]
+    assert CONNECTION.meta["connectionType"] == "basic"
+    comm = CONNECTION.code("communication")
+    assert comm["method"] == "GET"
+    assert comm["response"]["metadata"]["value"] == "{{body.label}}"
+
+
+def test_lint_every_parameter_has_a_label_and_help():
+    groups = [CONNECTION.code("params"), WEBHOOK.code("params")]
+    for module in MODULES.values():
+        groups += [module.code("staticParams"), module.code("mappableParams")]
+    for params in groups:
+        for param in params or []:
+            assert param.get("label") and param.get("help"), param["name"]
+
+
+def test_lint_modules_and_groups():
+    assert SEARCH.meta["moduleType"] == "search" and SEARCH.meta["label"] == "List Accounts a User Follows"
+    assert TRIGGER.meta["label"] == "Watch New Followed Accounts"
+    assert INSTANT.meta["label"] == "Watch New Followed Accounts (Instant)"
+    grouped = {m for group in load_jsonc(APP_DIR / "modules/groups.json") for m in group["modules"]}
+    assert grouped == set(MODULES)
+    for module in MODULES.values():
+        assert module.meta["connection"] == "dumplingai"
+
+
+def test_lint_webhook_communication_outputs_the_delivered_event():
+    sample = INSTANT.code("samples")
+    assert render(WEBHOOK.code("communication")["output"], {"body": sample}) == sample
+    assert set(sample) == set(_names(INSTANT.code("interface")))
+
+
+# =========================================================================== 3. contract (live service)
+@pytest.fixture
+def make(live_service, fake_upstream):
+    """The connection as Make stores it, pointed at the live service."""
+    return {"apiKey": API_KEY, "baseUrl": live_service.url + "/v1/make"}
+
+
+def _ctx(connection: dict, **kwargs) -> dict:
+    return {"connection": connection, **kwargs}
+
+
+def _interface(module) -> list[str]:
+    return _names(module.code("interface"))
+
+
+def _get(connection: dict, path: str) -> requests.Response:
+    return requests.get(connection["baseUrl"] + path, headers={"Authorization": f"Bearer {connection['apiKey']}"},
+                        timeout=10)
+
+
+def test_contract_connection_test(make):
+    result = run(CONNECTION.code("communication"), {"parameters": make})
+    assert result.requests[0].method == "GET"
+    assert result.requests[0].url == make["baseUrl"] + "/auth/test"
+    assert result.requests[0].headers == {"authorization": f"Bearer {API_KEY}"}
+    label = result.metadata["value"]
+    assert result.metadata["type"] == "text"
+    assert label.startswith("DumplingAI key") and API_KEY not in label  # at most the key's last 4 characters
+
+
+def test_contract_connection_rejects_a_bad_key(make, fake_upstream):
+    with pytest.raises(MakeError) as err:
+        run(CONNECTION.code("communication"), {"parameters": dict(make, apiKey="not-a-registered-key")})
+    assert err.value.type == "InvalidAccessTokenError"
+    assert err.value.status == 401
+    assert err.value.message
+
+
+def test_contract_search_follows_pagination_to_the_end(make, fake_upstream):
+    handle = unique_handle("mk")
+    seeded = fake_upstream.seed(handle, 45)
+    before = fake_upstream.credits_spent()
+    result = run(SEARCH.code("communication"), _ctx(make, parameters={"handle": "@" + handle, "count": 10}), APP.base)
+    ids = [o["id"] for o in result.outputs]
+    assert ids == [str(e["user"]["id"]) for e in seeded], "every seeded account exactly once, newest first"
+    assert len(result.requests) >= 2, "the search must have followed pagination"
+    first, *pages = result.requests
+    assert first.method == "POST" and first.url == make["baseUrl"] + "/following"
+    assert first.body == {"handle": "@" + handle, "count": 10}  # empty optional parameters are left out
+    for previous, page in zip(result.responses, pages):
+        assert page.body == {"handle": "@" + handle, "count": 10, "minTime": previous.body["nextMinTime"]}
+    assert result.responses[-1].body["hasMore"] is False
+    assert result.responses[-1].body["nextMinTime"] is None
+    for output in result.outputs:
+        assert list(output) == _interface(SEARCH) or set(output) == set(_interface(SEARCH))
+    assert fake_upstream.credits_spent() - before == sum(r.body["pages"] for r in result.responses)
+
+
+def test_contract_search_limit(make, fake_upstream):
+    handle = unique_handle("mk")
+    seeded = fake_upstream.seed(handle, 45)
+    params = {"handle": f"https://www.tiktok.com/@{handle}", "count": 10, "limit": 25}
+    result = run(SEARCH.code("communication"), _ctx(make, parameters=params), APP.base)
+    assert [o["id"] for o in result.outputs] == [str(e["user"]["id"]) for e in seeded[:25]]
+    assert result.requests[0].body == params
+
+
+@pytest.mark.parametrize("upstream_status, status, type_", [
+    (401, 401, "InvalidAccessTokenError"),
+    (403, 402, "InvalidConfigurationError"),
+    (404, 404, "DataError"),
+    (503, 429, "RateLimitError"),
+    (500, 502, "ConnectionError"),
+])
+def test_contract_errors_map_to_make_error_types(make, fake_upstream, upstream_status, status, type_):
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 3)
+    fake_upstream.fail_next(upstream_status, times=5)  # the service may retry some failures
+    with pytest.raises(MakeError) as err:
+        run(SEARCH.code("communication"), _ctx(make, parameters={"handle": handle}), APP.base)
+    assert (err.value.status, err.value.type) == (status, type_)
+    assert err.value.message and "[" not in err.value.message[:1]
+
+
+def test_contract_validation_error_is_a_data_error(make):
+    with pytest.raises(MakeError) as err:
+        run(SEARCH.code("communication"), _ctx(make, parameters={"handle": "not a handle!", "count": 1000}), APP.base)
+    assert (err.value.status, err.value.type) == (400, "DataError")
+    assert err.value.message
+
+
+def _iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_contract_polling_trigger(make, fake_upstream):
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 5)
+    comm, epoch = TRIGGER.code("communication"), merge_epoch(TRIGGER.code("communication"), TRIGGER.code("epoch"))
+    ctx = _ctx(make, parameters={"handle": handle, "limit": 2})
+
+    # Opening "Choose where to start" starts the watch; Make gets no baseline samples.
+    first = run(epoch, ctx, APP.base)
+    assert first.requests[0].url == make["baseUrl"] + "/triggers/new-following"
+    assert first.requests[0].body == {"handle": handle, "limit": 300}
+    assert first.outputs == []
+
+    state = TriggerState.all()
+    assert state.take(run(comm, ctx, APP.base)) == []
+
+    followed = fake_upstream.follow(handle)
+    result = run(comm, ctx, APP.base)
+    assert result.requests[0].body == {"handle": handle, "limit": 300}
+    events = state.take(result)
+    assert len(events) == 1
+    event = events[0]
+    assert set(event) == set(_interface(TRIGGER))
+    assert event["id"] == str(followed["user"]["id"]) and event["uniqueId"] == followed["user"]["uniqueId"]
+    assert event["followedBy"] == handle
+    assert isinstance(event["sequence"], int) and event["sequence"] > 0
+    assert event["detectedAt"].endswith("Z") and _iso(event["detectedAt"])
+
+    # The next run sees the same event in the answer but Make outputs it only once.
+    again = run(comm, ctx, APP.base)
+    assert [o["sequence"] for o in again.outputs].count(event["sequence"]) == 1
+    assert state.take(again) == []
+
+    # Three more follows, Limit 2: two now (oldest first), the third on the next run.
+    more = [fake_upstream.follow(handle) for _ in range(3)]
+    batch1 = state.take(run(comm, ctx, APP.base))
+    batch2 = state.take(run(comm, ctx, APP.base))
+    assert [len(batch1), len(batch2)] == [2, 1]
+    delivered = batch1 + batch2
+    assert sorted(e["uniqueId"] for e in delivered) == sorted(m["user"]["uniqueId"] for m in more)
+    sequences = [e["sequence"] for e in delivered]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 3 and min(sequences) > event["sequence"]
+    assert state.take(run(comm, ctx, APP.base)) == []
+
+    # The epoch lists what can be chosen as a start, with label and date.
+    choices = run(epoch, ctx, APP.base)
+    assert len(choices.outputs) == 4
+    for choice in choices.outputs:
+        assert set(choice) == {"label", "date"}
+        assert re.fullmatch(r".+ \(@[\w.]+\)", choice["label"]) and _iso(choice["date"])
+
+
+def test_contract_trigger_since_is_strictly_after(make, fake_upstream):
+    """The service's own `since` (what "Since specific date" means): events detected strictly after it."""
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 2)
+    comm = TRIGGER.code("communication")
+    ctx = _ctx(make, parameters={"handle": handle, "limit": 10})
+    run(comm, ctx, APP.base)  # starts the watch
+    fake_upstream.follow(handle)
+    event = run(comm, ctx, APP.base).outputs[0]
+    request = build_request(comm, ctx, APP.base)
+    request.body = dict(request.body, since=event["detectedAt"])
+    answer = send(request)
+    assert answer.status == 200
+    assert [e["sequence"] for e in answer.body] == [], (
+        f"since={event['detectedAt']} must exclude the event detected at that very time; got {answer.body}")
+
+
+def test_contract_trigger_from_now_on_and_since(make, fake_upstream):
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 2)
+    comm = TRIGGER.code("communication")
+    ctx = _ctx(make, parameters={"handle": handle, "limit": 10})
+    run(comm, ctx, APP.base)  # starts the watch
+    old = fake_upstream.follow(handle)
+    old_events = run(comm, ctx, APP.base).outputs
+    assert [e["uniqueId"] for e in old_events] == [old["user"]["uniqueId"]]
+    time.sleep(1.1)  # detectedAt may be whole seconds
+    from_now = TriggerState.from_now()
+    since = TriggerState.since(old_events[0]["detectedAt"])
+    new = fake_upstream.follow(handle)
+    result = run(comm, ctx, APP.base)
+    assert [e["uniqueId"] for e in from_now.take(result)] == [new["user"]["uniqueId"]]
+    assert [e["uniqueId"] for e in since.take(result)] == [new["user"]["uniqueId"]]
+    assert [e["uniqueId"] for e in TriggerState.all().take(result)] == [old["user"]["uniqueId"],
+                                                                        new["user"]["uniqueId"]]
+
+
+class _Hooks(http.server.ThreadingHTTPServer):
+    """Stands in for Make's webhook URL."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, dict]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(handler):  # noqa: N805
+                length = int(handler.headers.get("content-length") or 0)
+                body = json.loads(handler.rfile.read(length) or b"null")
+                self.received.append(({k.lower(): v for k, v in handler.headers.items()}, body))
+                handler.send_response(200)
+                handler.send_header("content-length", "8")
+                handler.end_headers()
+                handler.wfile.write(b"Accepted")
+
+            def log_message(handler, *args):  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/make-hook/abc123"
+
+
+@pytest.fixture
+def make_webhook_url():
+    server = _Hooks()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_contract_webhook_attach_then_detach(make, fake_upstream, make_webhook_url):
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 3)
+    webhook = {"id": 4242, "url": make_webhook_url.url}
+    attached = run(WEBHOOK.code("attach"), _ctx(make, parameters={"handle": "@" + handle}, webhook=webhook), APP.base)
+    assert attached.requests[0].method == "POST" and attached.requests[0].url == make["baseUrl"] + "/hooks"
+    assert attached.requests[0].body == {"handle": "@" + handle, "targetUrl": make_webhook_url.url}
+    assert attached.responses[0].status == 201
+    hook_id = attached.data["externalHookId"]
+    assert hook_id and hook_id == attached.responses[0].body["id"]
+
+    sub = _get(make, f"/hooks/{hook_id}")
+    assert sub.status_code == 200
+    assert sub.json()["handle"] == handle and sub.json()["targetUrl"] == make_webhook_url.url
+    assert sub.json()["platform"] == "make"
+
+    webhook.update(attached.data)  # Make keeps response.data in the webhook's data
+    detached = run(WEBHOOK.code("detach"), _ctx(make, parameters={"handle": handle}, webhook=webhook), APP.base)
+    assert detached.requests[0].method == "DELETE"
+    assert detached.requests[0].url == make["baseUrl"] + f"/hooks/{hook_id}"
+    assert detached.responses[0].status == 204
+    assert _get(make, f"/hooks/{hook_id}").status_code == 404
+
+    with pytest.raises(MakeError) as err:  # detaching twice: the subscription is gone
+        run(WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
+    assert err.value.status == 404
+
+
+@pytest.mark.skipif(importlib.util.find_spec("integration.worker") is None, reason="integration/worker.py not there yet")
+def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_service, make_webhook_url, tmp_path):
+    """attach -> the worker delivers ONE follow event to the webhook URL -> the module outputs it."""
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 3)
+    attached = run(WEBHOOK.code("attach"), _ctx(make, parameters={"handle": handle}, webhook={"url": make_webhook_url.url}),
+                   APP.base)
+    secret = attached.responses[0].body.get("secret", "")
+    env = {**os.environ, "DATABASE_URL": live_service.database_url, "DUMPLING_BASE_URL": fake_upstream.url,
+           "REFRESH_WINDOW_SECONDS": "0", "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "POLL_INTERVAL_SECONDS": "1"}
+    log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        time.sleep(2.5)  # the worker's first refresh takes the baseline
+        followed = fake_upstream.follow(handle)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not make_webhook_url.received:
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+    assert make_webhook_url.received, f"no delivery; see {tmp_path / 'worker.log'}"
+    headers, body = make_webhook_url.received[0]
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)
+    assert secret.startswith("whsec_")
+    bundle = render(WEBHOOK.code("communication")["output"], {"body": body})
+    assert set(bundle) == set(_interface(INSTANT))
+    assert bundle["uniqueId"] == followed["user"]["uniqueId"] and bundle["followedBy"] == handle
+    run(WEBHOOK.code("detach"), _ctx(make, webhook=attached.data), APP.base)
+
+
+def test_iml_renderer_basics():
+    ctx = {"parameters": {"handle": "x", "limit": 5}, "body": {"a": [1, 2, 3], "error": ""}}
+    assert render({"h": "{{parameters.handle}}", "c": "{{parameters.count}}", "l": "{{parameters.limit}}"}, ctx) == \
+        {"h": "x", "l": 5}
+    assert render("/hooks/{{parameters.limit}}", ctx) == "/hooks/5"
+    assert evaluate("ifempty(body.error, 'fallback, with comma')", ctx) == "fallback, with comma"
+    assert evaluate("ifempty(body.missing; 'semicolon')", ctx) == "semicolon"
+    assert evaluate("body.a[1]", ctx) == 1 and evaluate("body.a[-1]", ctx) == 3
+    assert evaluate("body.nothing.deeper", ctx) is MISSING
+    assert evaluate("parameters.limit > 3 && !body.error", ctx) is True
+    request = HttpRequest("GET", "http://h/x", {}, qs={"a": "b c"})
+    assert request.full_url() == "http://h/x?a=b+c"

@@ -1,0 +1,184 @@
+"""The Zapier app's field lists cannot drift from the marshmallow schemas.
+
+manifests/zapier/index.js builds every inputField/outputField from
+manifests/zapier/fields.json, which manifests/zapier/generate_fields.py generates
+from schemas/*.py. This test (no Node needed) proves:
+
+- fields.json is what the generator makes from the current schemas;
+- input fields (+ what Zapier itself supplies) == the request schema fields;
+- output fields == the answer schema fields (flat account / follow event);
+- the app's operation modules build their fields from fields.json.
+
+With Node and manifests/zapier/node_modules present it also compares the loaded
+definition itself (the Node suite does the same, and checks the request bodies).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from marshmallow import fields as mfields
+
+from schemas.account import AccountSchema, FollowEventSchema
+from schemas.following import FollowingRequestSchema, FollowingResponseSchema
+from schemas.hooks import SubscriptionCreateSchema
+from schemas.triggers import TriggerRequestSchema
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = ROOT / "manifests" / "zapier"
+FIELDS = json.loads((APP_DIR / "fields.json").read_text(encoding="utf-8"))
+OPS = FIELDS["operations"]
+
+# Request fields the Zapier app deliberately does not send (Make / plain API only).
+NOT_FOR_ZAPIER = {"new_following": {"since", "afterSequence"}}
+# Request fields Zapier supplies itself rather than the user.
+FROM_ZAPIER = {"new_following": {"limit"}, "new_following_instant": {"targetUrl"}}
+
+ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string"}
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("zapier_generate_fields", APP_DIR / "generate_fields.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def keys(items) -> list[str]:
+    return [item["key"] for item in items]
+
+
+def schema_keys(schema) -> list[str]:
+    return [field.data_key or name for name, field in schema.fields.items()]
+
+
+def zapier_type(field) -> str:
+    for cls, name in ZAPIER_TYPES.items():
+        if isinstance(field, cls):
+            return name
+    raise AssertionError(f"no Zapier type for {field!r}")
+
+
+def test_fields_json_is_generated_from_current_schemas():
+    generated = _generator().render()
+    current = (APP_DIR / "fields.json").read_text(encoding="utf-8")
+    assert current == generated, (
+        "manifests/zapier/fields.json is stale: run "
+        "`.venv/bin/python manifests/zapier/generate_fields.py`"
+    )
+
+
+def test_operations_are_the_three_zapier_operations():
+    assert set(OPS) == {"list_following", "new_following", "new_following_instant"}
+
+
+@pytest.mark.parametrize(
+    "op, schema",
+    [
+        ("list_following", FollowingRequestSchema()),
+        ("new_following", TriggerRequestSchema()),
+        ("new_following_instant", SubscriptionCreateSchema()),
+    ],
+)
+def test_input_fields_match_request_schema(op, schema):
+    spec = OPS[op]
+    inputs = keys(spec["inputFields"])
+    from_zapier = FROM_ZAPIER.get(op, set())
+    not_sent = NOT_FOR_ZAPIER.get(op, set())
+
+    # What the app sends = what the user enters + what Zapier supplies.
+    assert set(spec["requestKeys"]) == set(inputs) | from_zapier
+    assert not set(inputs) & from_zapier
+    # ... == the request schema's fields, minus the documented Make/API-only ones.
+    assert set(spec["requestKeys"]) == set(schema_keys(schema)) - not_sent
+    assert not_sent <= set(schema_keys(schema)), "NOT_FOR_ZAPIER names a field the schema no longer has"
+
+    # Every required schema field is asked for (or supplied by Zapier), and the flags agree.
+    for name, field in schema.fields.items():
+        if field.required:
+            assert name in inputs or name in from_zapier, f"{op}: required {name} is not an input"
+    for item in spec["inputFields"]:
+        field = schema.fields[item["key"]]
+        assert item["required"] is bool(field.required), item["key"]
+        assert item["type"] == zapier_type(field), item["key"]
+        assert item["label"] and item["helpText"], item["key"]
+
+
+def test_action_input_fields_are_exactly_the_following_request_schema():
+    assert keys(OPS["list_following"]["inputFields"]) == schema_keys(FollowingRequestSchema())
+
+
+def test_trigger_output_fields_are_the_follow_event_schema():
+    event = schema_keys(FollowEventSchema())
+    assert keys(FIELDS["followEvent"]) == event
+    assert keys(FIELDS["account"]) == schema_keys(AccountSchema())
+    assert set(event) - set(schema_keys(AccountSchema())) == {"followedBy", "detectedAt", "sequence"}
+    for op in ("new_following", "new_following_instant"):
+        assert keys(OPS[op]["outputFields"]) == event, op
+    schema = FollowEventSchema()
+    for item in FIELDS["followEvent"]:
+        expected = "datetime" if item["key"] == "detectedAt" else zapier_type(schema.fields[item["key"]])
+        assert item["type"] == expected, item["key"]
+
+
+def test_action_output_fields_are_the_following_response_schema():
+    response = FollowingResponseSchema()
+    expected = []
+    for name in schema_keys(response):
+        if name == "following":  # the accounts, as Zapier line items
+            expected += [f"following[]{key}" for key in schema_keys(AccountSchema())]
+        else:
+            expected.append(name)
+    assert keys(OPS["list_following"]["outputFields"]) == expected
+
+
+def test_every_output_field_has_a_label():
+    for op, spec in OPS.items():
+        for item in spec["outputFields"]:
+            assert item.get("label"), f"{op}.{item['key']}"
+
+
+@pytest.mark.parametrize(
+    "path, key",
+    [
+        ("creates/list_following.js", "list_following"),
+        ("triggers/new_following.js", "new_following"),
+        ("triggers/new_following_instant.js", "new_following_instant"),
+    ],
+)
+def test_operation_modules_build_fields_from_fields_json(path, key):
+    source = (APP_DIR / path).read_text(encoding="utf-8")
+    assert re.search(rf"const KEY = '{key}';", source), path
+    assert "inputFields: inputFields(KEY)" in source, path
+    assert "outputFields: outputFields(KEY)" in source, path
+    assert "require('../lib/fields')" in source, path
+    lib = (APP_DIR / "lib" / "fields.js").read_text(encoding="utf-8")
+    assert "require('../fields.json')" in lib
+
+
+def test_loaded_definition_matches_fields_json_when_node_is_available():
+    node = shutil.which("node")
+    if not node or not (APP_DIR / "node_modules" / "zapier-platform-core").is_dir():
+        pytest.skip("Node or manifests/zapier/node_modules missing: the static checks above still ran")
+    script = (
+        "const App = require('./index');"
+        "const out = {};"
+        "for (const t of ['triggers','creates','searches'])"
+        "  for (const [k, op] of Object.entries(App[t] || {}))"
+        "    out[k] = {inputFields: op.operation.inputFields, outputFields: op.operation.outputFields};"
+        "process.stdout.write(JSON.stringify(out));"
+    )
+    done = subprocess.run([node, "-e", script], cwd=APP_DIR, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "NODE_ENV": "test"})
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert set(loaded) == set(OPS)
+    for op, spec in OPS.items():
+        assert loaded[op]["inputFields"] == spec["inputFields"], op
+        assert loaded[op]["outputFields"] == spec["outputFields"], op

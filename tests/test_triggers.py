@@ -1,0 +1,231 @@
+"""The polling triggers end to end: detection through the database and the fake upstream,
+with the credit cost of every scenario of issue #3, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from tests.conftest import AUTH, make_test_app
+
+P = 5  # page size for these tests
+ROUTE = "/v1/{}/triggers/new-following"
+
+
+@pytest.fixture
+def trig(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, page_size=P, page_cap=4)
+    client = app.test_client()
+
+    def poll(handle="alice", platform="make", **body):
+        before = fake_upstream.credits_spent()
+        response = client.post(ROUTE.format(platform), json={"handle": handle, **body}, headers=AUTH)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        cost = fake_upstream.credits_spent() - before
+        assert response.headers["X-Credits-Used"] == str(cost)
+        return response.get_json(), cost
+
+    poll.client, poll.app = client, app
+    yield poll
+    app.extensions["tiktok_following"].engine.dispose()
+
+
+def ids(items):
+    return [item["id"] for item in items]
+
+
+def uid(entry):
+    return entry["user"]["id"]
+
+
+def test_baseline_then_nothing_changed(trig, fake_upstream):
+    fake_upstream.seed("alice", 12)
+    assert trig() == ([], 1)          # the first refresh is a baseline: no events, 1 request
+    assert trig() == ([], 1)          # nothing changed: 1 request
+
+
+def test_fewer_than_a_page_of_new_follows(trig, fake_upstream):
+    fake_upstream.seed("alice", 12)
+    trig()
+    new = [fake_upstream.follow("alice") for _ in range(P - 1)]
+    items, cost = trig()
+    assert cost == 1
+    assert ids(items) == [uid(e) for e in reversed(new)]  # newest first
+    assert [i["sequence"] for i in items] == [4, 3, 2, 1]
+    assert all(i["followedBy"] == "alice" for i in items)
+    assert trig() == (items, 1)  # the journal keeps them; nothing new
+
+
+@pytest.mark.parametrize("k", [P, P + 2, 2 * P, 3 * P - 1])
+def test_burst_costs_at_most_ceil_k_over_p_plus_one(trig, fake_upstream, k):
+    fake_upstream.seed("alice", 12)
+    trig()
+    new = [fake_upstream.follow("alice") for _ in range(k)]
+    items, cost = trig(limit=300)
+    assert ids(items) == [uid(e) for e in reversed(new)]
+    assert cost <= -(-k // P) + 1
+
+
+def test_burst_past_the_page_cap_emits_the_newest_and_records_it(trig, fake_upstream):
+    from integration.models import Watch
+
+    fake_upstream.seed("alice", 12)
+    trig()
+    new = [fake_upstream.follow("alice") for _ in range(6 * P)]
+    items, cost = trig(limit=300)
+    assert cost == 4  # page_cap
+    assert ids(items) == [uid(e) for e in reversed(new)][: 4 * P]
+    svc = trig.app.extensions["tiktok_following"]
+    with svc.sessions() as session:
+        assert session.query(Watch).one().truncations == 1
+    metrics = trig.client.get("/metrics").get_data(as_text=True)
+    counted = [line for line in metrics.splitlines() if line.startswith("detection_truncated_total ")]
+    assert counted and float(counted[0].split()[1]) >= 1
+    assert trig() == (items, 1)  # and the next refresh is normal again
+
+
+def test_unfollows_move_older_accounts_up_without_events(trig, fake_upstream):
+    seeded = fake_upstream.seed("alice", 20)
+    trig()
+    for entry in seeded[:3]:  # including the newest
+        fake_upstream.unfollow("alice", uid(entry))
+    assert trig() == ([], 1)
+
+
+def test_refollow_is_not_an_event_but_new_follows_in_the_same_refresh_are(trig, fake_upstream):
+    seeded = fake_upstream.seed("alice", 20)
+    trig()
+    fake_upstream.unfollow("alice", uid(seeded[2]))
+    new1 = fake_upstream.follow("alice")
+    fake_upstream.follow("alice", account=seeded[2])  # followed again
+    new2 = fake_upstream.follow("alice")
+    items, cost = trig()
+    assert ids(items) == [uid(new2), uid(new1)]
+    assert cost <= 2
+
+
+def test_mix_of_everything(trig, fake_upstream):
+    seeded = fake_upstream.seed("alice", 30)
+    trig()
+    for entry in seeded[:4]:
+        fake_upstream.unfollow("alice", uid(entry))
+    fake_upstream.follow("alice", account=seeded[1])
+    new = [fake_upstream.follow("alice") for _ in range(7)]
+    fake_upstream.unfollow("alice", uid(new[3]))
+    items, cost = trig(limit=300)
+    assert ids(items) == [uid(e) for e in reversed(new) if e is not new[3]]
+    assert cost <= 4
+
+
+def test_an_account_is_emitted_at_most_once_per_watch(trig, fake_upstream):
+    fake_upstream.seed("alice", 10)
+    trig()
+    new = fake_upstream.follow("alice")
+    assert ids(trig()[0]) == [uid(new)]
+    fake_upstream.unfollow("alice", uid(new))
+    trig()
+    fake_upstream.follow("alice", account=new)
+    assert ids(trig()[0]) == [uid(new)]  # still the one journal entry
+    assert trig()[0][0]["sequence"] == 1
+
+
+def test_zapier_gets_journal_then_baseline_samples(trig, fake_upstream):
+    seeded = fake_upstream.seed("alice", 12)
+    first, cost = trig(platform="zapier")
+    assert cost == 1
+    assert ids(first) == [uid(e) for e in seeded[:P]]  # baseline samples on the very first call
+    assert {i["sequence"] for i in first} == {0}
+    new = fake_upstream.follow("alice")
+    items, _ = trig(platform="zapier")
+    assert ids(items)[0] == uid(new) and items[0]["sequence"] == 1
+    assert ids(items)[1:] == ids(first)  # Zapier's dedupe already saw these ids: nothing old fires
+    assert len(set(ids(items))) == len(items)
+
+
+def test_make_gets_only_events_and_honours_since_and_after_sequence(trig, fake_upstream):
+    fake_upstream.seed("alice", 12)
+    assert trig(platform="make")[0] == []
+    a = fake_upstream.follow("alice")
+    first, _ = trig()
+    cut = first[0]["detectedAt"]
+    b, c = fake_upstream.follow("alice"), fake_upstream.follow("alice")
+    items, _ = trig()
+    assert ids(items) == [uid(c), uid(b), uid(a)]
+    assert ids(trig(since=cut)[0]) == [uid(c), uid(b)]
+    assert ids(trig(afterSequence=1)[0]) == [uid(c), uid(b)]
+    assert ids(trig(limit=1)[0]) == [uid(c)]
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).isoformat()
+    assert trig(since=future)[0] == []
+
+
+def test_event_shape(trig, fake_upstream):
+    fake_upstream.seed("alice", 3)
+    trig()
+    entry = fake_upstream.follow("alice")
+    item = trig()[0][0]
+    assert set(item) == {"id", "uniqueId", "nickname", "profileUrl", "avatarThumb", "signature", "verified",
+                         "privateAccount", "secUid", "followerCount", "followingCount", "heartCount", "videoCount",
+                         "diggCount", "followedBy", "detectedAt", "sequence"}
+    assert item["id"] == uid(entry) and item["profileUrl"].endswith("@" + entry["user"]["uniqueId"])
+    assert dt.datetime.fromisoformat(item["detectedAt"].replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_watches_are_per_key_owner(trig, fake_upstream):
+    fake_upstream.seed("alice", 5)
+    fake_upstream.add_key("other-key")
+    trig()
+    new = fake_upstream.follow("alice")
+    other = trig.client.post(ROUTE.format("make"), json={"handle": "alice"},
+                             headers={"Authorization": "Bearer other-key"}).get_json()
+    assert other == []  # a different owner has its own watch: this is its baseline
+    assert ids(trig()[0]) == [uid(new)]
+
+
+def test_upstream_failure_during_refresh_loses_nothing(trig, fake_upstream):
+    fake_upstream.seed("alice", 10)
+    trig()
+    new = fake_upstream.follow("alice")
+    fake_upstream.fail_next(500)
+    response = trig.client.post(ROUTE.format("make"), json={"handle": "alice"}, headers=AUTH)
+    assert response.status_code == 502
+    assert ids(trig()[0]) == [uid(new)]
+
+
+def test_refresh_window_coalesces_calls(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=60)
+    client = app.test_client()
+    fake_upstream.seed("alice", 10)
+    for _ in range(5):
+        assert client.post(ROUTE.format("zapier"), json={"handle": "alice"}, headers=AUTH).status_code == 200
+    assert fake_upstream.credits_spent() == 1
+
+
+def test_concurrent_callers_share_one_refresh_and_no_duplicates(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=60)
+    fake_upstream.seed("alice", 10)
+    app.test_client().post(ROUTE.format("make"), json={"handle": "alice"}, headers=AUTH)  # baseline
+    with app.extensions["tiktok_following"].sessions.begin() as session:
+        from sqlalchemy import update
+        from integration.models import Watch
+        session.execute(update(Watch).values(last_refresh_at=None))  # make it due
+    new = [fake_upstream.follow("alice") for _ in range(3)]
+    fake_upstream.delay = 0.3
+    results, errors = [], []
+
+    def call():
+        try:
+            r = app.test_client().post(ROUTE.format("make"), json={"handle": "alice"}, headers=AUTH)
+            results.append((r.status_code, ids(r.get_json())))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert fake_upstream.credits_spent() == 2  # the baseline + exactly one shared refresh
+    expected = [uid(e) for e in reversed(new)]
+    assert all(status == 200 and got == expected for status, got in results), results
