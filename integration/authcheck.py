@@ -9,6 +9,7 @@ is noticed the same day; any upstream 401 forgets it at once).
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -40,12 +41,23 @@ def check_key(svc: Services, api_key: str, platform: Platform, meter: Meter) -> 
             if failure.kind == "unauthorized":
                 forget(svc, owner)
             raise
-    remember(svc, owner)
+    remember(svc, owner, force=True)
     return {"ok": True, "label": key_label(api_key), "cached": False}
 
 
-def remember(svc: Services, owner: str) -> None:
+_REMEMBERED: dict[str, float] = {}  # owner -> monotonic time this process last wrote it
+_REMEMBER_EVERY = 600.0             # write at most every 10 min per owner: not on every action call
+_REMEMBERED_MAX = 10_000
+
+
+def remember(svc: Services, owner: str, *, force: bool = False) -> None:
     """Any successful upstream call proves the key: refresh the cache for free."""
+    now = time.monotonic()
+    if not force and now - _REMEMBERED.get(owner, -_REMEMBER_EVERY) < min(_REMEMBER_EVERY, svc.settings.auth_cache_seconds / 2):
+        return
+    if len(_REMEMBERED) >= _REMEMBERED_MAX:
+        _REMEMBERED.clear()  # bounded memory; the only cost is one extra write per owner
+    _REMEMBERED[owner] = now
     try:
         with transaction(svc.sessions) as session:
             session.merge(AuthCheck(owner_hash=owner, checked_at=utcnow()))
@@ -54,5 +66,6 @@ def remember(svc: Services, owner: str) -> None:
 
 
 def forget(svc: Services, owner: str) -> None:
+    _REMEMBERED.pop(owner, None)
     with transaction(svc.sessions) as session:
         session.execute(delete(AuthCheck).where(AuthCheck.owner_hash == owner))

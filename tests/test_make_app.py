@@ -620,8 +620,13 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
     log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
-        time.sleep(2.5)  # the worker's first refresh takes the baseline
+        # The worker polls watched handles every POLL_INTERVAL_SECONDS of the web service (300 s
+        # by default); a polling-trigger call refreshes the same watch at once, and that refresh
+        # queues the delivery for the worker.
+        trigger_ctx = _ctx(make, parameters={"handle": handle, "limit": 10})
+        run(TRIGGER.code("communication"), trigger_ctx, APP.base)  # baseline, if attach did not take it
         followed = fake_upstream.follow(handle)
+        run(TRIGGER.code("communication"), trigger_ctx, APP.base)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not make_webhook_url.received:
             time.sleep(0.2)

@@ -29,7 +29,8 @@ class Receiver:
     """Records every POST; answers the scripted (status, headers, delay) in order, then 200."""
 
     def __init__(self):
-        self.received: list[tuple[dict, bytes]] = []  # (lower-cased headers, body)
+        self.received: list[tuple[dict, bytes]] = []  # (lower-cased headers, body), when answered
+        self.started = 0  # requests that arrived (answered or not)
         self.script: deque = deque()
         self.delay = 0.0  # seconds before answering any request not scripted with its own delay
         self.arrived = threading.Condition()
@@ -44,6 +45,8 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.arrived:
+                    receiver.started += 1
+                    receiver.arrived.notify_all()
                     status, headers, delay = receiver.script.popleft() if receiver.script else (200, {}, receiver.delay)
                 time.sleep(delay)
                 with receiver.arrived:
@@ -68,6 +71,10 @@ class Receiver:
     def wait_for(self, n: int, timeout: float = 30.0) -> bool:
         with self.arrived:
             return self.arrived.wait_for(lambda: len(self.received) >= n, timeout)
+
+    def wait_started(self, n: int, timeout: float = 30.0) -> bool:
+        with self.arrived:
+            return self.arrived.wait_for(lambda: self.started >= n, timeout)
 
     def ids(self) -> list[str]:
         return [headers["webhook-id"] for headers, _ in self.received]

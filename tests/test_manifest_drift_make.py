@@ -1,0 +1,113 @@
+"""The Make app's parameters and interfaces match the marshmallow schemas the service
+validates and answers with (schemas/*.py), compared directly."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from marshmallow import fields, validate
+
+from schemas.account import AccountSchema, FollowEventSchema
+from schemas.following import FollowingRequestSchema
+from schemas.hooks import SubscriptionCreateSchema
+from schemas.triggers import MAX_ITEMS, TriggerRequestSchema
+from tests.make_iml import MakeApp
+
+APP = MakeApp(Path(__file__).resolve().parents[1] / "manifests" / "make")
+SEARCH = APP.module("listFollowing")
+TRIGGER = APP.module("watchNewFollowing")
+INSTANT = APP.module("watchNewFollowingInstant")
+WEBHOOK = APP.webhook("newFollowing")
+
+# Request fields the modules do not show as parameters, and why.
+SEARCH_ONLY_VIA_PAGINATION = {"minTime"}            # set from `nextMinTime` by the pagination directive
+TRIGGER_KEPT_BY_MAKE = {"since", "afterSequence"}   # Make keeps its own position (date + sequence)
+
+
+def _params(module) -> dict[str, dict]:
+    params = (module.code("staticParams") or []) + (module.code("mappableParams") or [])
+    return {p["name"]: p for p in params}
+
+
+def _make_type(field: fields.Field, name: str) -> set[str]:
+    if isinstance(field, fields.Boolean):
+        return {"boolean"}
+    if isinstance(field, fields.Integer):
+        return {"uinteger", "integer", "number"}
+    if isinstance(field, (fields.DateTime, fields.AwareDateTime)) or name.endswith("At"):
+        return {"date"}
+    if name.endswith("Url") or name == "avatarThumb":
+        return {"url"}
+    return {"text"}
+
+
+def _range(field: fields.Field) -> tuple[int | None, int | None]:
+    for validator in field.validators:
+        if isinstance(validator, validate.Range):
+            return validator.min, validator.max
+    return None, None
+
+
+@pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
+                                            (INSTANT, FollowEventSchema)], ids=lambda v: getattr(v, "name", ""))
+def test_interface_matches_schema(module, schema):
+    interface = module.code("interface")
+    declared = schema().fields
+    assert [i["name"] for i in interface] == list(declared), "same fields, same order"
+    for item in interface:
+        assert item["type"] in _make_type(declared[item["name"]], item["name"]), item
+        assert item.get("label")
+
+
+@pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
+                                            (INSTANT, FollowEventSchema)], ids=lambda v: getattr(v, "name", ""))
+def test_samples_are_valid_items(module, schema):
+    sample = module.code("samples")
+    assert schema().validate(sample) == {}
+    assert list(sample) == [i["name"] for i in module.code("interface")]
+
+
+def _check_param(param: dict, field: fields.Field, *, required: bool | None = None):
+    assert bool(param.get("required")) == (field.required if required is None else required), param["name"]
+    assert param["type"] in _make_type(field, param["name"]), param["name"]
+    low, high = _range(field)
+    if low is not None or high is not None:
+        assert param["validate"] == {"min": low, "max": high}, param["name"]
+    if "default" in param and high is not None:
+        assert low <= param["default"] <= high
+
+
+def test_search_parameters_match_following_request():
+    declared = FollowingRequestSchema().fields
+    params = _params(SEARCH)
+    assert set(params) == set(declared) - SEARCH_ONLY_VIA_PAGINATION
+    for name, param in params.items():
+        _check_param(param, declared[name])
+    comm = SEARCH.code("communication")
+    assert set(comm["body"]) == set(params)
+    assert set(comm["pagination"]["body"]) == set(declared)
+    for name in params:
+        assert comm["body"][name] == f"{{{{parameters.{name}}}}}"
+
+
+def test_trigger_parameters_match_trigger_request():
+    declared = TriggerRequestSchema().fields
+    params = _params(TRIGGER)
+    assert set(params) == set(declared) - TRIGGER_KEPT_BY_MAKE
+    _check_param(params["handle"], declared["handle"])
+    # `limit` is the module's Limit (bundles per run); the request always asks for the most.
+    _check_param(params["limit"], declared["limit"], required=True)
+    for directive in (TRIGGER.code("communication"), TRIGGER.code("epoch")):
+        assert set(directive["body"]) <= set(declared)
+        assert directive["body"]["limit"] == MAX_ITEMS
+
+
+def test_webhook_matches_subscription_create():
+    declared = SubscriptionCreateSchema().fields
+    params = {p["name"]: p for p in WEBHOOK.code("params")}
+    body = WEBHOOK.code("attach")["body"]
+    assert set(body) == set(declared)
+    assert set(params) == set(declared) - {"targetUrl"}  # targetUrl is Make's webhook URL
+    assert body["targetUrl"] == "{{webhook.url}}"
+    _check_param(params["handle"], declared["handle"])
+    assert INSTANT.code("staticParams") == []

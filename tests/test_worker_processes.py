@@ -1,0 +1,193 @@
+"""Real `python -m integration.worker` processes sharing one database: several workers
+split the work without a double refresh or a double delivery, a worker SIGKILLed
+mid-delivery or mid-refresh loses nothing once its claims expire, and SIGTERM lets a
+worker finish what it started.
+
+Subscriptions are made through the in-process API (`client`) on the same database."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from integration.models import Delivery, Watch, utcnow
+from tests.conftest import AUTH, PG_URL, ROOT, unique_handle
+from tests.test_worker import Receiver
+
+
+def start_worker(database_url: str, fake_url: str, log_path: Path, **env) -> subprocess.Popen:
+    full_env = {**os.environ, "DATABASE_URL": database_url, "DUMPLING_BASE_URL": fake_url,
+                "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "WORKER_IDLE_SECONDS": "0.1",
+                "UPSTREAM_TOTAL_SECONDS": "20", "UPSTREAM_READ_TIMEOUT": "15",
+                **{k: str(v) for k, v in env.items()}}
+    out = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=full_env,
+                               stdout=out, stderr=out)
+    process.log_path = log_path
+    deadline = time.monotonic() + 30
+    while b'"worker started"' not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"worker did not start:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    return process
+
+
+def stop_worker(process: subprocess.Popen) -> dict:
+    """SIGTERM, expect exit 0, and return the stats of its "worker stopped" log line."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0, process.log_path.read_text()
+    for line in process.log_path.read_text().splitlines():
+        if '"worker stopped"' in line:
+            return json.loads(line)
+    raise AssertionError("no 'worker stopped' line")
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+@pytest.fixture
+def svc(app):
+    return app.extensions["tiktok_following"]
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def workers():
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def subscribe(client, fake, receiver) -> str:
+    handle = unique_handle()
+    fake.seed(handle, 2)
+    resp = client.post("/v1/zapier/hooks", json={"handle": handle, "targetUrl": receiver.url}, headers=AUTH)
+    assert resp.status_code == 201, resp.get_json()
+    return handle
+
+
+def make_due(svc) -> None:
+    with svc.sessions.begin() as session:
+        session.execute(update(Watch).values(next_poll_at=utcnow()))
+
+
+def delivery_states(svc) -> list[str]:
+    with svc.sessions() as session:
+        return list(session.scalars(select(Delivery.status)))
+
+
+def test_multi_worker_claims_on_postgresql_are_tested():
+    if not PG_URL:
+        pytest.skip("TEST_DATABASE_URL is not set: the multi-worker tests ran on SQLite only, "
+                    "not on PostgreSQL (FOR UPDATE SKIP LOCKED)")
+
+
+def test_three_workers_share_the_work_without_doubles(client, svc, fake_upstream, receiver, workers, tmp_path,
+                                                      database_url):
+    handles = [subscribe(client, fake_upstream, receiver) for _ in range(30)]
+    for handle in handles:
+        fake_upstream.follow(handle)
+    fake_upstream.delay = 0.2  # each refresh takes a while, so one worker alone would fall behind
+    for i in range(3):
+        workers.append(start_worker(database_url, fake_upstream.url, tmp_path / f"w{i}.log",
+                                    WORKER_CONCURRENCY=3, POLL_INTERVAL_SECONDS=300))
+    spent = fake_upstream.credits_spent()
+    make_due(svc)
+
+    assert receiver.wait_for(30, timeout=60), f"only {len(receiver.received)} arrived"
+    time.sleep(1.5)  # anything doubled would arrive by now
+    assert len(receiver.received) == 30
+    assert len(set(receiver.ids())) == 30
+    assert fake_upstream.credits_spent() - spent == 30  # one refresh per watch in the interval
+    stats = [stop_worker(p) for p in workers]
+    assert sum(s["refreshed"] for s in stats) == 30
+    assert sum(s["delivered"] for s in stats) == 30
+    assert sum(1 for s in stats if s["refreshed"]) >= 2, stats  # the work was shared
+    assert delivery_states(svc) == ["delivered"] * 30
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing(client, svc, fake_upstream, receiver, workers, tmp_path,
+                                                    database_url):
+    handle = subscribe(client, fake_upstream, receiver)
+    fake_upstream.follow(handle)
+    receiver.answer(200, delay=6)  # the first attempt hangs: the worker is killed meanwhile
+    env = dict(WORKER_CLAIM_SECONDS=4, POLL_INTERVAL_SECONDS=300)
+    workers.append(start_worker(database_url, fake_upstream.url, tmp_path / "a.log", **env))
+    make_due(svc)
+    assert receiver.wait_started(1, timeout=20)
+    kill(workers[0])
+    assert delivery_states(svc) == ["pending"]  # claimed, never recorded
+
+    workers.append(start_worker(database_url, fake_upstream.url, tmp_path / "b.log", **env))
+    assert receiver.wait_started(2, timeout=20)  # after the 4 s claim expired
+    deadline = time.monotonic() + 10
+    while delivery_states(svc) != ["delivered"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert delivery_states(svc) == ["delivered"]
+    stats = stop_worker(workers[1])
+    assert stats["delivered"] == 1 and stats["refreshed"] == 0  # the refresh was not repeated
+    receiver.wait_for(2, timeout=10)
+    assert len(set(receiver.ids())) == 1  # at least once, always under the same webhook-id
+
+
+def test_a_worker_killed_mid_refresh_loses_nothing(client, svc, fake_upstream, receiver, workers, tmp_path,
+                                                   database_url):
+    handle = subscribe(client, fake_upstream, receiver)
+    fake_upstream.follow(handle)
+    fake_upstream.add_fault(status=500, hang=6)  # the first refresh hangs (then fails, so it is free)
+    env = dict(LEASE_SECONDS=3, POLL_INTERVAL_SECONDS=2)
+    workers.append(start_worker(database_url, fake_upstream.url, tmp_path / "a.log", **env))
+    make_due(svc)
+    deadline = time.monotonic() + 20
+    while True:  # the lease shows the refresh has started
+        with svc.sessions() as session:
+            if session.scalar(select(Watch.lease_token)) is not None:
+                break
+        assert time.monotonic() < deadline, "the refresh never started"
+        time.sleep(0.05)
+    kill(workers[0])
+    hung_at = time.monotonic()
+
+    workers.append(start_worker(database_url, fake_upstream.url, tmp_path / "b.log", **env))
+    assert receiver.wait_for(1, timeout=30)
+    time.sleep(2.5)  # more polls: the follow must not come again
+    stats = stop_worker(workers[1])
+    assert len(receiver.received) == 1
+    assert delivery_states(svc) == ["delivered"]
+    assert stats["refreshed"] >= 1
+    # Let the hung upstream request finish before the next test resets the fake.
+    time.sleep(max(0.0, 6.5 - (time.monotonic() - hung_at)))
+
+
+def test_sigterm_finishes_the_send_in_flight(client, svc, fake_upstream, receiver, workers, tmp_path,
+                                             database_url):
+    handle = subscribe(client, fake_upstream, receiver)
+    fake_upstream.follow(handle)
+    receiver.answer(200, delay=2)
+    workers.append(start_worker(database_url, fake_upstream.url, tmp_path / "a.log", POLL_INTERVAL_SECONDS=300))
+    make_due(svc)
+    assert receiver.wait_started(1, timeout=20)
+    workers[0].send_signal(signal.SIGTERM)
+    stats = stop_worker(workers[0])
+    assert stats["delivered"] == 1
+    assert delivery_states(svc) == ["delivered"]
