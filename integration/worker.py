@@ -56,6 +56,7 @@ CLAIMABLE = ("active", "backoff")   # 'paused' waits for the user to reconnect
 NO_CREDITS_BACKOFF = 3600.0
 SEND_TIMEOUT = 15.0
 MAX_BATCH = 100
+ROTATING = bool(os.environ.get("OLD_SECRET_KEYS"))  # a SECRET_KEY rotation is in progress (see security.py)
 
 REASONS = {
     "unauthorized": "DumplingAI refused the stored API key, so new follows are not being checked. "
@@ -132,10 +133,16 @@ class Worker:
 
     def run(self) -> None:
         while not self._stop.is_set():
-            if self.refresh_due(wait=False) + self.deliver_due(wait=False) == 0:
+            self._wake.clear()  # before claiming: a job ending from now on wakes the wait below
+            try:
+                claimed = self.refresh_due(wait=False) + self.deliver_due(wait=False)
+            except Exception:  # noqa: BLE001 - e.g. the database restarting: keep going, slowly
+                logger.exception("worker loop failed; retrying in 5 s")
+                self._stop.wait(5)
+                continue
+            if claimed == 0:
                 # Nothing claimable (or no free thread): sleep until a job ends or the idle time passes.
                 self._wake.wait(self.options.idle_seconds)
-                self._wake.clear()
 
     def stop(self) -> None:
         self._stop.set()
@@ -179,7 +186,7 @@ class Worker:
             rows = session.execute(
                 update(Watch).where(Watch.id.in_(due.scalar_subquery()))
                 .values(next_poll_at=now + interval)
-                .returning(Watch.id, Watch.api_key_enc)
+                .returning(Watch.id, Watch.api_key_enc, Watch.status, Watch.status_reason)
                 .execution_options(synchronize_session=False)).all()
             if not rows:
                 return []
@@ -190,9 +197,10 @@ class Worker:
                     .where(Subscription.watch_id.in_([r[0] for r in rows]), Subscription.active.is_(True))
                     .order_by(Subscription.created_at)):
                 platforms.setdefault(watch_id, Platform(platform))
-        return [(watch_id, key_enc, platforms.get(watch_id, Platform.API)) for watch_id, key_enc in rows]
+        return [(watch_id, key_enc, platforms.get(watch_id, Platform.API), status == "active" and reason is None)
+                for watch_id, key_enc, status, reason in rows]
 
-    def _refresh(self, watch_id: int, key_enc: str, platform: Platform) -> None:
+    def _refresh(self, watch_id: int, key_enc: str, platform: Platform, was_clean: bool) -> None:
         api_key = self.svc.vault.decrypt(key_enc)
         if api_key is None:
             self._set_watch(watch_id, key_enc, status="paused", status_reason=REASONS["undecryptable"],
@@ -216,9 +224,10 @@ class Worker:
                 CREDITS_SPENT.labels(platform.value).inc(meter.credits)
         if result.refreshed:
             self._count("refreshed")
-            # Back to normal; also re-encrypt the key under the newest SECRET_KEY (rotation).
-            self._set_watch(watch_id, key_enc, status="active", status_reason=None,
-                            api_key_enc=self.svc.vault.reencrypt(key_enc))
+            if not was_clean:  # back to normal after trouble (skipped otherwise: one write less per refresh)
+                self._set_watch(watch_id, key_enc, status="active", status_reason=None)
+            if ROTATING:  # re-encrypt the stored key under the newest SECRET_KEY
+                self._set_watch(watch_id, key_enc, api_key_enc=self.svc.vault.reencrypt(key_enc))
             log(logger, logging.DEBUG, "watch refreshed", watch_id=watch_id, new_events=result.new_events)
 
     def _upstream_trouble(self, watch_id: int, key_enc: str, failure: UpstreamFailure) -> None:

@@ -12,14 +12,17 @@ MAX_LIMIT = 1000
 class FollowingRequestSchema(Schema):
     handle = Handle(required=True)
     count = fields.Integer(
+        strict=True,
         validate=validate.Range(min=1, max=MAX_COUNT),
         metadata={"description": "Accounts per upstream page (the upstream's own default when absent)"},
     )
     minTime = fields.Integer(
+        strict=True,
         validate=validate.Range(min=0),
         metadata={"description": "Start after this cursor: the `nextMinTime` of a previous answer"},
     )
     limit = fields.Integer(
+        strict=True,
         validate=validate.Range(min=1, max=MAX_LIMIT),
         metadata={"description": "Collect up to this many accounts across pages (one page when absent). Each page costs 1 credit."},
     )

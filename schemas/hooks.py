@@ -9,7 +9,7 @@ class SubscriptionCreateSchema(Schema):
     handle = Handle(required=True)
     targetUrl = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=2048),
+        validate=[validate.Length(min=1, max=2048), validate.Regexp(r"^https?://[^\s/?#@]+")],
         metadata={"description": "Where each new follow is POSTed (Zapier's bundle.targetUrl, Make's webhook URL). https only."},
     )
 

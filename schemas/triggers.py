@@ -10,6 +10,7 @@ MAX_ITEMS = 300
 class TriggerRequestSchema(Schema):
     handle = Handle(required=True)
     limit = fields.Integer(
+        strict=True,
         load_default=100,
         validate=validate.Range(min=1, max=MAX_ITEMS),
         metadata={"description": "Most items to answer (newest first)"},
@@ -19,6 +20,7 @@ class TriggerRequestSchema(Schema):
         metadata={"description": "Make epoch: only events detected strictly after this time (ISO 8601)"},
     )
     afterSequence = fields.Integer(
+        strict=True,
         validate=validate.Range(min=0),
         metadata={"description": "Only events whose `sequence` is greater than this"},
     )

@@ -48,5 +48,5 @@ class UpstreamPageSchema(Schema):
     followingList = fields.List(UpstreamEntry(), required=True)
     maxCursor = fields.Integer(required=True, strict=True)
     minCursor = fields.Integer(required=True, strict=True)
-    hasMore = fields.Boolean(required=True)
+    hasMore = fields.Boolean(required=True, truthy={True}, falsy={False})
     total = fields.Integer(allow_none=True)

@@ -15,9 +15,11 @@ import pytest
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
+from integration import worker as worker_module
 from integration.models import Delivery, Watch, utcnow
+from integration.security import KeyVault
 from integration.worker import Options, Worker
-from tests.conftest import AUTH, unique_handle
+from tests.conftest import API_KEY, AUTH, unique_handle
 
 INTERVAL = 300  # the default POLL_INTERVAL_SECONDS of the test app
 
@@ -384,3 +386,29 @@ def test_run_loop_delivers_and_stops_cleanly(client, fake_upstream, receiver, sv
     assert not thread.is_alive()
     assert worker.stats["refreshed"] == 1 and worker.stats["delivered"] == 1
     assert json.loads(receiver.received[0][1])["followedBy"] == handle
+
+
+# ---------------------------------------------------------------- stored keys
+
+
+def test_a_key_that_cannot_be_decrypted_pauses_the_watch(client, fake_upstream, receiver, worker, clock, svc,
+                                                         monkeypatch):
+    _, sub = subscribe(client, fake_upstream, receiver)
+    monkeypatch.setattr(svc, "vault", KeyVault("another-secret-key"))  # SECRET_KEY changed, no OLD_SECRET_KEYS
+    clock.advance(INTERVAL + 1)
+    worker.run_once()
+    shown = hook(client, sub).get_json()
+    assert shown["status"] == "paused" and "can no longer be read" in shown["statusReason"]
+
+
+def test_refresh_reencrypts_the_key_during_a_rotation(client, fake_upstream, receiver, worker, clock, svc,
+                                                      monkeypatch):
+    handle, _ = subscribe(client, fake_upstream, receiver)
+    old_secret = svc.settings.secret_key
+    monkeypatch.setattr(svc, "vault", KeyVault("the-new-secret-key", (old_secret,)))
+    monkeypatch.setattr(worker_module, "ROTATING", True)
+    clock.advance(INTERVAL + 1)
+    worker.run_once()
+    with svc.sessions() as session:
+        stored = session.scalar(select(Watch.api_key_enc).where(Watch.handle == handle))
+    assert KeyVault("the-new-secret-key").decrypt(stored) == API_KEY

@@ -1,0 +1,47 @@
+"""Coalescing across real processes: several gunicorn workers, one database (SQLite or
+PostgreSQL), concurrent trigger calls over HTTP."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.conftest import AUTH, start_service, stop_service
+
+
+@pytest.mark.parametrize("window", ["60", "0"])
+def test_concurrent_calls_across_workers_cost_one_refresh_and_agree(database_url, fake_upstream, tmp_path, window):
+    service = start_service(database_url, fake_upstream.url, workers=3, threads=16,
+                            extra_env={"REFRESH_WINDOW_SECONDS": window}, log_path=tmp_path / "web.log")
+    try:
+        url = service.url + "/v1/make/triggers/new-following"
+        fake_upstream.seed("alice", 10)
+        assert requests.post(url, json={"handle": "alice"}, headers=AUTH, timeout=30).json() == []  # baseline
+        new = [fake_upstream.follow("alice") for _ in range(4)]
+        if window == "60":
+            # Inside the window nothing is refreshed, however many calls: prove it, then expire it.
+            calls = [requests.post(url, json={"handle": "alice"}, headers=AUTH, timeout=30) for _ in range(5)]
+            assert all(c.json() == [] for c in calls) and fake_upstream.credits_spent() == 1
+            from integration.db import make_engine
+            from sqlalchemy import text
+            engine = make_engine(database_url)
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE watches SET last_refresh_at = NULL"))
+            engine.dispose()
+        fake_upstream.delay = 0.5  # a slow refresh: every caller arrives while it runs
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda _: requests.post(url, json={"handle": "alice"}, headers=AUTH, timeout=30),
+                                    range(24)))
+        assert all(a.status_code == 200 for a in answers)
+        expected = [e["user"]["id"] for e in reversed(new)]
+        bodies = [[item["id"] for item in a.json()] for a in answers]
+        assert all(body == expected for body in bodies), bodies
+        assert sorted({tuple(i["sequence"] for i in a.json()) for a in answers}) == [(4, 3, 2, 1)]
+        # Callers that arrived while the refresh ran shared it. With a 0 s window a caller that
+        # arrived after it finished may refresh again, but those refreshes find nothing new.
+        paid = sum(int(a.headers["X-Credits-Used"]) for a in answers)
+        assert paid == fake_upstream.credits_spent() - 1
+        assert paid == 1 if window == "60" else paid < 24
+    finally:
+        stop_service(service)
