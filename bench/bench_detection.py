@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import bisect
 import os
 import random
 import statistics
@@ -23,46 +22,17 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step  # noqa: E402
+from tests import test_detection  # noqa: E402
 
 P = 30
 PAGE_CAP = 10
 
 
-class Upstream:
-    """In-memory following list: unique increasing follow times, paged newest first."""
-
-    def __init__(self, n: int):
-        self.clock, self.serial = 1_700_000_000, 0
-        self.rows: list[tuple[int, str]] = []  # (follow_time, id), ascending
-        self.time_of: dict[str, int] = {}
-        for _ in range(n):
-            self.follow_new()
-
-    def follow_new(self) -> str:
-        self.serial += 1
-        self.follow(f"u{self.serial}")
-        return f"u{self.serial}"
-
-    def follow(self, uid: str) -> None:
-        if uid in self.time_of:
-            self.unfollow(uid)
-        self.clock += 1
-        self.rows.append((self.clock, uid))
-        self.time_of[uid] = self.clock
-
-    def unfollow(self, uid: str) -> None:
-        t = self.time_of.pop(uid)
-        del self.rows[bisect.bisect_left(self.rows, (t, uid))]
-
-    def newest(self, k: int) -> list[str]:
-        return [uid for _, uid in self.rows[::-1][:k]]
+class Upstream(test_detection.Upstream):
+    """The tests' in-memory following list (one model for both), with this bench's page size."""
 
     def page(self, min_time: int | None, count: int = P) -> Page:
-        end = len(self.rows) if min_time is None else bisect.bisect_left(self.rows, (min_time, ""))
-        chunk = self.rows[max(0, end - count) : end][::-1]
-        if not chunk:
-            return Page((), 0, 0, False)
-        return Page(tuple({"id": u} for _, u in chunk), chunk[0][0], chunk[-1][0], end > count)
+        return super().page(min_time, count)
 
 
 # ---------------------------------------------------------------- pollers

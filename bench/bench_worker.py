@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--deliveries", type=int, default=100_000)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks: stop our workers
 
     folder = Path(tempfile.mkdtemp(prefix="bench_worker_"))
     url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{folder / 'bench.db'}"

@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -38,7 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 
 from integration import watches
 from integration.db import transaction
@@ -57,6 +58,15 @@ NO_CREDITS_BACKOFF = 3600.0
 SEND_TIMEOUT = 15.0
 MAX_BATCH = 100
 ROTATING = bool(os.environ.get("OLD_SECRET_KEYS"))  # a SECRET_KEY rotation is in progress (see security.py)
+
+_table = Delivery.__table__
+# One statement for every outcome (executemany); only a delivery still pending is changed.
+_RECORD = (_table.update()
+           .where(_table.c.id == bindparam("d_id"), _table.c.status == "pending")
+           .values(status=bindparam("d_status"), attempts=bindparam("d_attempts"),
+                   last_status=bindparam("d_last_status"), last_error=bindparam("d_last_error"),
+                   next_attempt_at=bindparam("d_next"), delivered_at=bindparam("d_delivered_at"),
+                   claimed_until=None))
 
 REASONS = {
     "unauthorized": "DumplingAI refused the stored API key, so new follows are not being checked. "
@@ -128,6 +138,7 @@ class Worker:
                              timeout=min(SEND_TIMEOUT, self.options.claim_seconds / 2), pool_size=size)
         self.stats = {"refreshed": 0, "refresh_failed": 0, "delivered": 0, "retry": 0, "failed": 0, "gone": 0}
         self._stats_lock = threading.Lock()
+        self._outcomes: queue.SimpleQueue = queue.SimpleQueue()  # holds at most the sends in flight
 
     # ------------------------------------------------------------ loop
 
@@ -155,6 +166,8 @@ class Worker:
     def close(self) -> None:
         self.refreshes.shutdown()
         self.sends.shutdown()
+        while self.flush_outcomes():
+            pass
         self.sender.close()
 
     def _count(self, key: str) -> None:
@@ -255,11 +268,13 @@ class Worker:
     # ------------------------------------------------------------ deliveries
 
     def deliver_due(self, wait: bool = True) -> int:
+        self.flush_outcomes()
         jobs = self._claim_deliveries(min(self.sends.free(), MAX_BATCH))
         futures = [self.sends.submit(self._send, *job) for job in jobs]
         if wait:
             for future in futures:
                 future.result()
+            self.flush_outcomes()
         return len(jobs)
 
     def _claim_deliveries(self, limit: int) -> list[tuple]:
@@ -311,22 +326,34 @@ class Worker:
 
     def _record(self, delivery_id: str, outcome: str, attempts: int, status: int | None, error: str | None,
                 delay: float | None = None) -> None:
+        """Queue the outcome; flush_outcomes() writes it (well before the claim expires)."""
         now = self.clock()
-        values = dict(attempts=attempts, last_status=status, last_error=error, claimed_until=None)
-        if outcome == "delivered":
-            values.update(status="delivered", delivered_at=now)
-        elif outcome == "failed":
-            values.update(status="failed")
-        else:
-            values.update(next_attempt_at=now + dt.timedelta(seconds=delay))
-        with transaction(self.svc.sessions) as session:
-            session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending")
-                            .values(**values).execution_options(synchronize_session=False))
+        self._outcomes.put({
+            "d_id": delivery_id, "d_attempts": attempts, "d_last_status": status, "d_last_error": error,
+            "d_status": "pending" if outcome == "retry" else outcome,
+            "d_next": now + dt.timedelta(seconds=delay) if outcome == "retry" else now,
+            "d_delivered_at": now if outcome == "delivered" else None,
+        })
         WEBHOOK_DELIVERIES.labels(outcome).inc()
         self._count(outcome)
         if outcome != "delivered":
             log(logger, logging.INFO, "delivery not accepted", delivery_id=delivery_id, outcome=outcome,
                 attempts=attempts, last_status=status, error=error)
+
+    def flush_outcomes(self) -> int:
+        """Write the queued outcomes in one transaction: one write per send made sends wait
+        on each other for the database (SQLite's single writer, PostgreSQL's commit).
+        A worker killed before this loses only the outcome: the send is repeated, same webhook-id."""
+        batch = []
+        while len(batch) < 1000:
+            try:
+                batch.append(self._outcomes.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            with transaction(self.svc.sessions) as session:
+                session.connection().execute(_RECORD, batch)
+        return len(batch)
 
     def _gone(self, sub_id: str) -> None:
         """410 Gone: the receiver (e.g. a Zap turned off) unsubscribed. Deleting the
