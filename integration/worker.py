@@ -131,8 +131,11 @@ class Worker:
         size = max(1, svc.settings.worker_concurrency)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self.refreshes = _Lane(size, "refresh", self._wake.set)
+        self.refreshes = _Lane(size, "refresh", self._refresh_done)
         self.sends = _Lane(size, "deliver", self._wake.set)
+        # When the loop next looks for due work, per kind (monotonic): after finding less than
+        # it could take, not before the idle time, so busy sends do not re-run the watch claim.
+        self._look = {"refresh": 0.0, "deliver": 0.0}
         # One pooled sender for the life of the process; never slower than a claim allows.
         self.sender = Sender(allow_private=svc.settings.allow_private_webhook_targets,
                              timeout=min(SEND_TIMEOUT, self.options.claim_seconds / 2), pool_size=size)
@@ -146,14 +149,30 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()  # before claiming: a job ending from now on wakes the wait below
             try:
-                claimed = self.refresh_due(wait=False) + self.deliver_due(wait=False)
+                claimed = self._step("refresh", self.refreshes, self.refresh_due)
+                claimed += self._step("deliver", self.sends, self.deliver_due)
             except Exception:  # noqa: BLE001 - e.g. the database restarting: keep going, slowly
                 logger.exception("worker loop failed; retrying in 5 s")
                 self._stop.wait(5)
                 continue
             if claimed == 0:
-                # Nothing claimable (or no free thread): sleep until a job ends or the idle time passes.
-                self._wake.wait(self.options.idle_seconds)
+                # Nothing claimable (or no free thread): sleep until a job ends or it is time to look again.
+                self._wake.wait(max(0.0, min(self._look.values()) - time.monotonic()) or self.options.idle_seconds)
+
+    def _step(self, kind: str, lane: _Lane, claim) -> int:
+        self.flush_outcomes()
+        now = time.monotonic()
+        if now < self._look[kind]:
+            return 0
+        free = min(lane.free(), MAX_BATCH)
+        claimed = claim(wait=False)
+        if claimed < free:  # all that is due was taken: look again after the idle time
+            self._look[kind] = now + self.options.idle_seconds
+        return claimed
+
+    def _refresh_done(self) -> None:
+        self._look["deliver"] = 0.0  # the refresh may have written deliveries: send them now
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
