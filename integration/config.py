@@ -38,7 +38,7 @@ class Settings:
     action_max_limit: int = 1000
     journal_retention_days: int = 30
     journal_max_events: int = 1000
-    worker_concurrency: int = 16
+    worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
     extra: dict = field(default_factory=dict)
 
     @classmethod

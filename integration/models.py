@@ -20,7 +20,8 @@ class Watch(Base):
     """One (owner, handle) pair: its detection state and journal head."""
 
     __tablename__ = "watches"
-    __table_args__ = (UniqueConstraint("owner_hash", "handle", name="uq_watch_owner_handle"),)
+    __table_args__ = (UniqueConstraint("owner_hash", "handle", name="uq_watch_owner_handle"),
+                      Index("ix_watches_next_poll", "next_poll_at"))  # the worker's due-watch scan
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_hash: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -7,9 +7,10 @@ finishes what it started and exits 0. Any number of workers may run at once:
   statement itself, so no other worker takes it within the interval. A refresh is
   also guarded by the watch's lease (`integration.watches`), which expires if the
   worker dies, and its journal + outbox rows are committed in one transaction.
-- A due delivery is claimed by setting `claimed_until` (WORKER_CLAIM_SECONDS, longer
-  than the send timeout). A worker killed mid-send loses the claim when it expires;
-  another worker sends again with the same `webhook-id` (at-least-once).
+- A due delivery is claimed by setting `claimed_until` (WORKER_CLAIM_SECONDS, default
+  60; the send timeout is min(15 s, half of it)). A worker killed mid-send loses the
+  claim when it expires; another worker sends again with the same `webhook-id`
+  (at-least-once). Outcomes are written in batches by the loop (see flush_outcomes).
 
 Both claims are one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
 RETURNING`: on PostgreSQL concurrent workers skip each other's rows; on SQLite the
@@ -24,6 +25,14 @@ Upstream trouble while refreshing (UpstreamFailure.kind):
 - rate_limited: stays active, next poll after max(interval, Retry-After).
 - anything else (5xx, timeout, unreachable, malformed, 404): next poll one interval
   later, as claimed.
+
+Environment (besides Settings): WORKER_CONCURRENCY (threads for refreshes, and as many
+for sends; default 32), WORKER_IDLE_SECONDS (0.5), WORKER_CLAIM_SECONDS (60),
+LEASE_SECONDS (watches.py, 300), WORKER_METRICS_PORT (serve /metrics), LOG_LEVEL.
+Sizing (bench/bench_worker.py, upstream answering in 500 ms): a refresh holds a thread
+for the upstream's answer, so one worker does about concurrency / 0.5 s refreshes per
+second: 16 threads gave ~30/s, short of the 33.3/s that 10,000 watches every 5 minutes
+need; the default of 32 gave ~55/s. Beyond that, add worker processes.
 """
 from __future__ import annotations
 
@@ -149,6 +158,7 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()  # before claiming: a job ending from now on wakes the wait below
             try:
+                self.flush_outcomes()
                 claimed = self._step("refresh", self.refreshes, self.refresh_due)
                 claimed += self._step("deliver", self.sends, self.deliver_due)
             except Exception:  # noqa: BLE001 - e.g. the database restarting: keep going, slowly
@@ -160,7 +170,6 @@ class Worker:
                 self._wake.wait(max(0.0, min(self._look.values()) - time.monotonic()) or self.options.idle_seconds)
 
     def _step(self, kind: str, lane: _Lane, claim) -> int:
-        self.flush_outcomes()
         now = time.monotonic()
         if now < self._look[kind]:
             return 0
@@ -203,7 +212,7 @@ class Worker:
                 future.result()
         return len(claimed)
 
-    def _claim_watches(self, limit: int) -> list[tuple[int, str, Platform]]:
+    def _claim_watches(self, limit: int) -> list[tuple[int, str, Platform, bool]]:
         if limit <= 0:
             return []
         now = self.clock()

@@ -41,6 +41,8 @@ def upgrade():
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('owner_hash', 'handle', name='uq_watch_owner_handle')
     )
+    with op.batch_alter_table('watches', schema=None) as batch_op:
+        batch_op.create_index('ix_watches_next_poll', ['next_poll_at'], unique=False)
     op.create_table('events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('watch_id', sa.Integer(), nullable=False),
@@ -118,6 +120,9 @@ def downgrade():
         batch_op.drop_index('ix_events_detected')
 
     op.drop_table('events')
+    with op.batch_alter_table('watches', schema=None) as batch_op:
+        batch_op.drop_index('ix_watches_next_poll')
+
     op.drop_table('watches')
     op.drop_table('auth_checks')
     # ### end Alembic commands ###
