@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from integration.accounts import flatten  # noqa: E402
 from integration.config import Settings  # noqa: E402
 from integration.delivery import new_secret  # noqa: E402
 from integration.migrate import upgrade  # noqa: E402
-from integration.models import Base, Delivery, Event, Subscription, Watch, utcnow  # noqa: E402
+from integration.models import Delivery, Event, Subscription, Watch, utcnow  # noqa: E402
 from integration.services import Services  # noqa: E402
 
 KEY = "bench-key"
@@ -247,7 +246,7 @@ def main() -> None:
         rss_all = rss_kib(worker.pid)
     finally:
         stop_worker(worker)
-    print(f"\n3. deliveries (concurrency 16, receiver on 127.0.0.1):")
+    print("\n3. deliveries (concurrency 16, receiver on 127.0.0.1):")
     print(f"   first 1,000: {1000 / t1:6.0f}/s; next {rest:,}: {rest / t_rest:6.0f}/s (incl. inserting them)")
     print(f"   worker RSS after 1,000 deliveries: {rss_1k / 1024:.1f} MiB; after {args.deliveries:,}: "
           f"{rss_all / 1024:.1f} MiB ({(rss_all - rss_1k) / 1024:+.1f} MiB)")

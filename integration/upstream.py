@@ -109,7 +109,7 @@ class DumplingClient:
                     self.url, json=body, headers=headers,
                     timeout=(min(self.connect_timeout, remaining), max(0.1, min(self.read_timeout, remaining))),
                 )
-            except requests.ConnectTimeout as exc:
+            except requests.ConnectTimeout:
                 failure = UpstreamFailure("unreachable", detail="connect timeout")
                 self._record(meter, None, None, "unreachable")
                 retry_after = None

@@ -15,11 +15,11 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from integration.db import transaction
-from integration.detection import NeedPage, NeedVerify, Outcome, Page, WatchState, step
+from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, KnownAccount, Subscription, Watch, utcnow
 from integration.observability import DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform

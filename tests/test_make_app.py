@@ -10,12 +10,9 @@ from __future__ import annotations
 import copy
 import fnmatch
 import http.server
-import importlib.util
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
@@ -27,7 +24,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from tests.conftest import API_KEY, unique_handle
+from tests.conftest import API_KEY, start_worker, stop_worker, unique_handle
 from tests.make_iml import (
     MISSING,
     build_request,
@@ -607,7 +604,6 @@ def test_contract_webhook_attach_then_detach(make, fake_upstream, make_webhook_u
     assert err.value.status == 404
 
 
-@pytest.mark.skipif(importlib.util.find_spec("integration.worker") is None, reason="integration/worker.py not there yet")
 def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_service, make_webhook_url, tmp_path):
     """attach -> the worker delivers ONE follow event to the webhook URL -> the module outputs it."""
     handle = unique_handle("mk")
@@ -615,10 +611,8 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
     attached = run(WEBHOOK.code("attach"), _ctx(make, parameters={"handle": handle}, webhook={"url": make_webhook_url.url}),
                    APP.base)
     secret = attached.responses[0].body.get("secret", "")
-    env = {**os.environ, "DATABASE_URL": live_service.database_url, "DUMPLING_BASE_URL": fake_upstream.url,
-           "REFRESH_WINDOW_SECONDS": "0", "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "POLL_INTERVAL_SECONDS": "1"}
-    log = open(tmp_path / "worker.log", "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
+                          REFRESH_WINDOW_SECONDS=0, POLL_INTERVAL_SECONDS=1)
     try:
         # The worker polls watched handles every POLL_INTERVAL_SECONDS of the web service (300 s
         # by default); a polling-trigger call refreshes the same watch at once, and that refresh
@@ -631,12 +625,7 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
         while time.monotonic() < deadline and not make_webhook_url.received:
             time.sleep(0.2)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        stop_worker(worker)
     assert make_webhook_url.received, f"no delivery; see {tmp_path / 'worker.log'}"
     headers, body = make_webhook_url.received[0]
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)

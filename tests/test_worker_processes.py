@@ -6,54 +6,16 @@ worker finish what it started.
 Subscriptions are made through the in-process API (`client`) on the same database."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
 from integration.models import Delivery, Watch, utcnow
-from tests.conftest import AUTH, PG_URL, ROOT, unique_handle
+from tests.conftest import AUTH, PG_URL, kill, start_worker, stop_worker, unique_handle
 from tests.test_worker import Receiver
-
-
-def start_worker(database_url: str, fake_url: str, log_path: Path, **env) -> subprocess.Popen:
-    full_env = {**os.environ, "DATABASE_URL": database_url, "DUMPLING_BASE_URL": fake_url,
-                "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "WORKER_IDLE_SECONDS": "0.1",
-                "UPSTREAM_TOTAL_SECONDS": "20", "UPSTREAM_READ_TIMEOUT": "15",
-                **{k: str(v) for k, v in env.items()}}
-    out = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=full_env,
-                               stdout=out, stderr=out)
-    process.log_path = log_path
-    deadline = time.monotonic() + 30
-    while b'"worker started"' not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"worker did not start:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    return process
-
-
-def stop_worker(process: subprocess.Popen) -> dict:
-    """SIGTERM, expect exit 0, and return the stats of its "worker stopped" log line."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0, process.log_path.read_text()
-    for line in process.log_path.read_text().splitlines():
-        if '"worker stopped"' in line:
-            return json.loads(line)
-    raise AssertionError("no 'worker stopped' line")
-
-
-def kill(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait(10)
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "manifests" / "zapier"
@@ -52,25 +51,12 @@ def node() -> str:
 
 @pytest.fixture
 def worker(live_service, fake_upstream, tmp_path):
-    """The service's worker on the live service's database, when it exists, so a
-    real webhook delivery reaches the Node test's target (else that step is skipped)."""
-    if not (ROOT / "integration" / "worker.py").exists():
-        yield None
-        return
-    log = tmp_path / "worker.log"
-    env = {**os.environ, "DATABASE_URL": live_service.database_url, "DUMPLING_BASE_URL": fake_upstream.url,
-           "POLL_INTERVAL_SECONDS": "1", "REFRESH_WINDOW_SECONDS": "0", "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=env,
-                                   stdout=out, stderr=out)
-    try:
-        yield log
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    """The service's worker on the live service's database, so a real webhook delivery
+    reaches the Node test's target."""
+    process = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
+                           POLL_INTERVAL_SECONDS=1, REFRESH_WINDOW_SECONDS=0)
+    yield process.log_path
+    stop_worker(process)
 
 
 def test_zapier_app_checks(node, live_service, fake_upstream, worker):
