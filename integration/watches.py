@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 # killed worker need not wait 5 minutes for the lease to expire.
 LEASE_SECONDS = float(os.environ.get("LEASE_SECONDS") or 300)
 WAIT_SECONDS = 25.0     # a waiting trigger call answers from the journal after this (Zapier: 30 s)
-TOP_IDS_MAX = 200
 
 
 def iso(moment: dt.datetime) -> str:
@@ -115,10 +114,12 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
             handle = watch.handle
             state = WatchState(watch.watermark, tuple(json.loads(watch.top_ids)))
         outcome, first_page = _detect(svc, watch_id, handle, state, api_key, platform, meter)
+        return _commit(svc, watch_id, token, outcome, first_page)
     except BaseException:
+        # Nothing was written (the commit is one transaction): free the watch at once rather
+        # than making every caller wait for the lease to expire.
         release(svc, watch_id, token)
         raise
-    return _commit(svc, watch_id, token, outcome, first_page)
 
 
 def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, tuple]:
@@ -179,7 +180,7 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         if outcome.baseline:
             watch.baseline = json.dumps(list(first_page))
         watch.watermark = outcome.state.watermark
-        watch.top_ids = json.dumps(list(outcome.state.top_ids[:TOP_IDS_MAX]))
+        watch.top_ids = json.dumps(list(outcome.state.top_ids))  # capped by detection.TOP_IDS_CAP
         watch.last_refresh_at = now
         watch.lease_token = None
         watch.lease_until = None

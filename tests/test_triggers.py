@@ -3,9 +3,11 @@ with the credit cost of every scenario of issue #3, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import AUTH, make_test_app
 
@@ -229,3 +231,76 @@ def test_concurrent_callers_share_one_refresh_and_no_duplicates(database_url, fa
     assert fake_upstream.credits_spent() == 2  # the baseline + exactly one shared refresh
     expected = [uid(e) for e in reversed(new)]
     assert all(status == 200 and got == expected for status, got in results), results
+
+
+# ---------------------------------------------------------------- random histories, whole stack
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("follow"), st.integers(1, 2 * P + 2)),
+    st.tuples(st.just("unfollow"), st.integers(0, 12)),
+    st.tuples(st.just("refollow"), st.integers(0, 12)),
+    st.tuples(st.just("poll"), st.just(0)),
+), min_size=1, max_size=12)
+
+
+_handles = itertools.count()
+
+
+@pytest.fixture
+def trig_uncapped(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, page_size=P, page_cap=100)
+    client = app.test_client()
+
+    def poll(handle):
+        response = client.post(ROUTE.format("make"), json={"handle": handle, "limit": 300}, headers=AUTH)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+
+    poll.svc = app.extensions["tiktok_following"]
+    yield poll
+    poll.svc.engine.dispose()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=OPS)
+def test_random_histories_through_the_database_emit_exactly_the_new_follows(trig_uncapped, fake_upstream, history):
+    """The pure detection is property-tested on its own; this drives the shell (state and
+    known ids persisted in the database, pages from the fake over HTTP) the same way:
+    each poll emits exactly the accounts followed since the last poll, still followed,
+    and not known to the watch before it, newest first."""
+    from integration.models import KnownAccount, Watch
+
+    handle = f"rnd{next(_handles)}"
+    fake_upstream.seed(handle, 15)
+    trig_uncapped(handle)  # baseline
+    emitted: set[str] = set()
+    followed_since: set[str] = set()
+
+    def poll():
+        with trig_uncapped.svc.sessions() as session:
+            known_before = set(session.scalars(select(KnownAccount.account_id).join(
+                Watch, Watch.id == KnownAccount.watch_id).where(Watch.handle == handle)))
+        items = trig_uncapped(handle)
+        fresh = [i["id"] for i in items if i["id"] not in emitted]
+        current = [entry["user"]["id"] for _, entry in fake_upstream.following(handle)]
+        assert fresh == [a for a in current if a in followed_since and a not in known_before]
+        assert emitted.isdisjoint(fresh)
+        emitted.update(fresh)
+        followed_since.clear()
+
+    for op, n in history:
+        current = [entry for _, entry in fake_upstream.following(handle)]
+        if op == "follow":
+            followed_since.update(uid(fake_upstream.follow(handle)) for _ in range(n))
+        elif op == "unfollow" and current:
+            fake_upstream.unfollow(handle, uid(current[n % len(current)]))
+        elif op == "refollow" and current:
+            entry = current[n % len(current)]
+            fake_upstream.unfollow(handle, uid(entry))
+            fake_upstream.follow(handle, account=entry)
+            followed_since.add(uid(entry))
+        else:
+            poll()
+    poll()
