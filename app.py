@@ -6,13 +6,12 @@ import logging
 import time
 import uuid
 
-from flask import Flask, current_app, g, request
-from integration.api import Api
+from flask import Flask, current_app, g, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from integration import errors
-from integration.api import health, hooks, platform_routes
+from integration.api import Api, health, hooks, platform_routes
 from integration.authcheck import forget
 from integration.config import Settings
 from integration.errors import ApiError, UpstreamFailure
@@ -89,16 +88,9 @@ def _install_request_hooks(app: Flask) -> None:
 
 
 def _json_error(err: ApiError):
-    response = app_json(err.body(), err.status)
+    response = jsonify(err.body())
+    response.status_code = err.status
     response.headers.update(err.headers)
-    return response
-
-
-def app_json(body: dict, status: int):
-    from flask import jsonify
-
-    response = jsonify(body)
-    response.status_code = status
     return response
 
 

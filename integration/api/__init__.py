@@ -1,7 +1,9 @@
 """HTTP layer: flask-smorest blueprints, one per area."""
 from __future__ import annotations
 
+import flask_smorest
 from flask import current_app, g, request
+from flask_smorest.arguments import ArgumentsMixin
 
 from integration import errors
 from integration.services import Services
@@ -21,9 +23,6 @@ def api_key() -> str:
     g.owner_hash = services().owner(key)
     return key
 
-
-import flask_smorest
-from flask_smorest.arguments import ArgumentsMixin
 
 
 class _Parser(ArgumentsMixin.ARGUMENTS_PARSER.__class__):
