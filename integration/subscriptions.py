@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from integration import errors, watches
 from integration.db import transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
-from integration.models import Delivery, Subscription, Watch, utcnow
+from integration.models import Delivery, Event, Subscription, Watch, utcnow
 from integration.platforms import Platform
 from integration.services import Services
 from integration.upstream import Meter
@@ -74,7 +74,6 @@ def deliveries(svc: Services, owner: str, sub_id: str, status: str | None, limit
         query = select(Delivery).where(Delivery.subscription_id == sub_id)
         if status:
             query = query.where(Delivery.status == status)
-        from integration.models import Event
         rows = session.execute(query.join(Event, Event.id == Delivery.event_id).add_columns(Event.sequence)
                                .order_by(Delivery.created_at.desc()).limit(limit)).all()
         return [{
