@@ -169,9 +169,9 @@ def start_worker(database_url: str, fake_url: str, log_path: Path, **env) -> sub
                 "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "WORKER_IDLE_SECONDS": "0.1",
                 "UPSTREAM_TOTAL_SECONDS": "20", "UPSTREAM_READ_TIMEOUT": "15",
                 **{k: str(v) for k, v in env.items()}}
-    out = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=full_env,
-                               stdout=out, stderr=out)
+    with open(log_path, "wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=full_env,
+                                   stdout=out, stderr=out)
     process.log_path = log_path
     deadline = time.monotonic() + 30
     while b'"worker started"' not in log_path.read_bytes():
