@@ -1,12 +1,13 @@
 # make run   - start the service (web + worker) on this machine, SQLite, embedded defaults
 # make demo  - the same against our fake DumplingAI with sample accounts (no key needed)
 # make test  - every test (SQLite, and PostgreSQL when it can be found or started)
+# make fuzz  - random exploration of the property tests (make test runs a fixed set)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test bench clean
+.PHONY: install run demo test fuzz bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +27,11 @@ demo: install
 
 test: install
 	scripts/test.sh
+
+# Random exploration of the property tests (not in CI: `make test` runs a fixed set).
+# A failure it finds is kept in .hypothesis/; add it as an @example, then fix it.
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -k property -p no:randomly tests/test_detection.py tests/test_triggers.py
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -38,6 +38,7 @@ class Settings:
     action_max_limit: int = 1000
     journal_retention_days: int = 30
     journal_max_events: int = 1000
+    lease_seconds: float = 10.0  # a refresh's lease, renewed while it runs (integration/leases.py)
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
     extra: dict = field(default_factory=dict)
 
@@ -57,6 +58,7 @@ class Settings:
             auth_cache_seconds=_int("AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
             upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", cls.upstream_read_timeout),
             upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
+            lease_seconds=_float("LEASE_SECONDS", cls.lease_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
         )
         known = {f.name for f in fields(cls)}

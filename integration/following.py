@@ -28,9 +28,9 @@ def list_following(client: DumplingClient, api_key: str, handle: str, platform: 
             if account["id"] not in seen:  # an inclusive cursor would repeat the boundary account
                 seen.add(account["id"])
                 accounts.append(account)
-        progressed = bool(page.accounts) and (cursor is None or page.min_cursor < cursor)
+        progressed = bool(page.accounts) and page.min_cursor is not None and (cursor is None or page.min_cursor < cursor)
         has_more = page.has_more and progressed  # a cursor that does not move would loop forever
-        if page.accounts:
+        if progressed:
             cursor = page.min_cursor
         if limit is None or not has_more or len(accounts) >= limit or pages >= page_cap:
             break

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -30,6 +30,11 @@ class Watch(Base):
     # Detection state (integration.detection.WatchState) and the baseline samples.
     watermark: Mapped[int | None] = mapped_column(BigInteger)
     top_ids: Mapped[str] = mapped_column(Text, default="[]", nullable=False)  # JSON list
+    # detection.WatchState.exclusive; rows older than it get the conservative value.
+    watermark_exclusive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=true(),
+                                                      nullable=False)
+    # The detection.SafeMode of the last refresh, when the upstream deviated from its doc.
+    detection_mode: Mapped[str | None] = mapped_column(String(32))
     baseline: Mapped[str] = mapped_column(Text, default="[]", nullable=False)  # JSON list of flat accounts
     last_sequence: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     last_refresh_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -14,6 +14,9 @@ HTTP_LATENCY = Histogram("http_request_duration_seconds", "Answer latency by rou
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 UPSTREAM_CALLS = Counter("upstream_calls_total", "DumplingAI calls by outcome", ["outcome"])
 CREDITS_SPENT = Counter("upstream_credits_spent_total", "DumplingAI credits spent (successful calls)", ["platform"])
+DETECTION_SAFE_MODE = Counter("detection_safe_mode_total",
+                               "Refreshes whose upstream pages broke the documented paging (detection.SafeMode)",
+                               ["reason"])
 DETECTION_TRUNCATED = Counter("detection_truncated_total", "Refreshes that hit the page cap and emitted only the newest follows")
 EVENTS_DETECTED = Counter("follow_events_total", "New follows written to the journal")
 WEBHOOK_DELIVERIES = Counter("webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])

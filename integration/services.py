@@ -8,6 +8,7 @@ from sqlalchemy.orm import sessionmaker
 
 from integration.config import Settings
 from integration.db import make_engine, make_session_factory
+from integration.leases import LeaseKeeper
 from integration.observability import UPSTREAM_CALLS
 from integration.security import KeyVault, key_hash
 from integration.upstream import DumplingClient
@@ -20,6 +21,7 @@ class Services:
     sessions: sessionmaker
     client: DumplingClient
     vault: KeyVault
+    leases: LeaseKeeper
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
@@ -35,7 +37,9 @@ class Services:
             on_call=lambda outcome: UPSTREAM_CALLS.labels(outcome).inc(),
         )
         old = tuple(k for k in os.environ.get("OLD_SECRET_KEYS", "").split(",") if k)
-        return cls(settings, engine, make_session_factory(engine), client, KeyVault(settings.secret_key, old))
+        sessions = make_session_factory(engine)
+        return cls(settings, engine, sessions, client, KeyVault(settings.secret_key, old),
+                   LeaseKeeper(sessions, settings.lease_seconds))
 
     def owner(self, api_key: str) -> str:
         return key_hash(self.settings.secret_key, api_key)

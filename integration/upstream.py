@@ -30,8 +30,8 @@ _page_schema = UpstreamPageSchema()
 @dataclass(frozen=True)
 class UpstreamPage:
     accounts: tuple[dict, ...]  # flat accounts, newest follow first
-    max_cursor: int
-    min_cursor: int
+    max_cursor: int | None  # None when the upstream left it out
+    min_cursor: int | None
     has_more: bool
     total: int | None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -21,16 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, KnownAccount, Subscription, Watch, utcnow
-from integration.observability import DETECTION_TRUNCATED, EVENTS_DETECTED, log
+from integration.errors import UpstreamFailure
+from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform
 from integration.services import Services
 from integration.upstream import Meter
 
 logger = logging.getLogger(__name__)
 
-# Longer than any refresh can take (page_cap x the client's bound); env only so tests of a
-# killed worker need not wait 5 minutes for the lease to expire.
-LEASE_SECONDS = float(os.environ.get("LEASE_SECONDS") or 300)
 WAIT_SECONDS = 25.0     # a waiting trigger call answers from the journal after this (Zapier: 30 s)
 
 
@@ -95,13 +92,17 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
             .where(Watch.id == watch_id,
                    or_(Watch.lease_until.is_(None), Watch.lease_until < now),
                    or_(Watch.last_refresh_at.is_(None), Watch.last_refresh_at < fresh_cutoff))
-            .values(lease_token=token, lease_until=now + dt.timedelta(seconds=LEASE_SECONDS))
+            .values(lease_token=token, lease_until=svc.leases.until())
             .execution_options(synchronize_session=False)
         ).rowcount
-    return token if claimed == 1 else None
+    if claimed != 1:
+        return None
+    svc.leases.hold(token, watch_id)
+    return token
 
 
 def release(svc: Services, watch_id: int, token: str) -> None:
+    svc.leases.drop(token)
     with transaction(svc.sessions) as session:
         session.execute(update(Watch).where(Watch.id == watch_id, Watch.lease_token == token)
                         .values(lease_token=None, lease_until=None).execution_options(synchronize_session=False))
@@ -112,7 +113,7 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
         with transaction(svc.sessions) as session:
             watch = session.get(Watch, watch_id)
             handle = watch.handle
-            state = WatchState(watch.watermark, tuple(json.loads(watch.top_ids)))
+            state = WatchState(watch.watermark, tuple(json.loads(watch.top_ids)), watch.watermark_exclusive)
         outcome, first_page = _detect(svc, watch_id, handle, state, api_key, platform, meter)
         return _commit(svc, watch_id, token, outcome, first_page)
     except BaseException:
@@ -120,28 +121,34 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
         # than making every caller wait for the lease to expire.
         release(svc, watch_id, token)
         raise
+    finally:
+        svc.leases.drop(token)
 
 
 def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, tuple]:
     settings = svc.settings
     pages: list[Page] = []
-    verify: Page | None = None
+    verifies: list[Page] = []
     known: set[str] = set()
-    first_page: tuple = ()
     while True:
-        wanted = step(state, known, pages, verify, page_cap=settings.page_cap)
+        wanted = step(state, known, pages, verifies, page_cap=settings.page_cap, page_size=settings.page_size)
         if isinstance(wanted, Outcome):
-            return wanted, first_page
+            return wanted, pages[0].accounts
+        count = getattr(wanted, "count", None) or settings.page_size
         page = svc.client.fetch_page(api_key, handle, platform.request_source,
-                                     count=settings.page_size, min_time=wanted.min_time, meter=meter)
+                                     count=count, min_time=wanted.min_time, meter=meter)
+        if not pages and wanted.min_time is None and _hidden(page):
+            raise UpstreamFailure("list_hidden", 200, detail=f"total {page.total}, no accounts")
         known |= _known_among(svc, watch_id, [a["id"] for a in page.accounts])
-        as_page = Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more)
-        if isinstance(wanted, NeedVerify):
-            verify = as_page
-        else:
-            if not pages:
-                first_page = page.accounts
-            pages.append(as_page)
+        as_page = Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more, page.total,
+                       asked_min_time=wanted.min_time, asked_count=count)
+        (verifies if isinstance(wanted, NeedVerify) else pages).append(as_page)
+
+
+def _hidden(page) -> bool:
+    """A first page that is empty and final while `total` says the account follows
+    others: the list is private or hidden (a list of nobody has total 0 or none)."""
+    return not page.accounts and not page.has_more and bool(page.total)
 
 
 def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
@@ -180,6 +187,8 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         if outcome.baseline:
             watch.baseline = json.dumps(list(first_page))
         watch.watermark = outcome.state.watermark
+        watch.watermark_exclusive = outcome.state.exclusive
+        watch.detection_mode = outcome.safe_mode.value if outcome.safe_mode else None
         watch.top_ids = json.dumps(list(outcome.state.top_ids))  # capped by detection.TOP_IDS_CAP
         watch.last_refresh_at = now
         watch.lease_token = None
@@ -189,6 +198,10 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         _prune(svc, session, watch)
     if outcome.new_follows:
         EVENTS_DETECTED.inc(len(outcome.new_follows))
+    if outcome.safe_mode:
+        DETECTION_SAFE_MODE.labels(outcome.safe_mode.value).inc()
+        log(logger, logging.WARNING, "upstream deviated from its documented paging: detection ran in safe mode",
+            watch_id=watch_id, reason=outcome.safe_mode.value)
     if outcome.truncated:
         DETECTION_TRUNCATED.inc()
         log(logger, logging.WARNING, "burst larger than the page cap: only the newest follows were emitted",

