@@ -39,6 +39,7 @@ class Settings:
     journal_retention_days: int = 30
     journal_max_events: int = 1000
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
+    probe_api_key: str = field(default="", repr=False)  # DUMPLING_API_KEY: only `python -m integration.probe`
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +59,7 @@ class Settings:
             upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", cls.upstream_read_timeout),
             upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
+            probe_api_key=env.get("DUMPLING_API_KEY", ""),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})
