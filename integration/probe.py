@@ -508,7 +508,7 @@ def render_text(out: dict) -> str:
 
 # ---------------------------------------------------------------- command line
 
-def _positive(text: str) -> int:
+def positive_integer(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None, *, settings: Settings | None = None, std
     parser = argparse.ArgumentParser(prog="python -m integration.probe",
                                      description="Check once what the real upstream does (key: DUMPLING_API_KEY).")
     parser.add_argument("--handle", required=True, help="a TikTok handle that follows 100+ accounts")
-    parser.add_argument("--max-credits", type=_positive, default=10, help="most credits to spend (default 10)")
+    parser.add_argument("--max-credits", type=positive_integer, default=10, help="most credits to spend (default 10)")
     parser.add_argument("--yes", action="store_true", help="do not ask before spending")
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     args = parser.parse_args(argv)  # exits 2 on bad usage
