@@ -407,10 +407,11 @@ def check_fields_present(pages, stop, page_size, now):
     listed = sum(len(p.entries) for p in pages)
     if not listed:
         return Status.UNTESTED, "no account was listed"
-    gaps = [f"{name} null {c['null']}, absent {c['absent']}" for name, c in presence.items() if c["null"] or c["absent"]]
+    gaps = [f"{name} null {c['null']}, absent {c['absent']}"
+            for name, c in presence.items() if c["null"] or c["absent"]]
     if gaps:
-        return Status.DIFFERS, (f"of {listed} account entries: " + "; ".join(gaps) + "; the service shows a missing text "
-                                "as \"\" and a missing count as 0; no setting needed")
+        return Status.DIFFERS, (f"of {listed} account entries: " + "; ".join(gaps) + "; the service shows a "
+                                "missing text as \"\" and a missing count as 0; no setting needed")
     return Status.HOLDS, f"every field present in all {listed} accounts"
 
 
@@ -453,7 +454,8 @@ def assess(pages: list[Page], stop: Stop, page_size: int, now: float) -> list[Ve
 
 # ---------------------------------------------------------------- the report
 
-def report(handle: str, base_url: str, max_credits: int, pages: list[Page], stop: Stop, verdicts: list[Verdict]) -> dict:
+def report(handle: str, base_url: str, max_credits: int, pages: list[Page], stop: Stop,
+           verdicts: list[Verdict]) -> dict:
     seconds = [p.seconds for p in pages]
     rate = {k: v for k, v in (pages[-1].headers.items() if pages else ())
             if any(word in k.lower() for word in RATE_HEADER_WORDS)}
@@ -548,11 +550,18 @@ def main(argv: list[str] | None = None, *, settings: Settings | None = None, std
             return 0
     client = DumplingClient(settings.dumpling_base_url, connect_timeout=settings.upstream_connect_timeout,
                             read_timeout=settings.upstream_read_timeout)
+    answered = []  # successful requests so far: what a failure part-way has already cost
+
+    def fetch(**ask):
+        answered.append(client.fetch_raw(key, handle, "API", **ask))
+        return answered[-1]
+
     try:
-        pages, stop = collect(lambda **ask: client.fetch_raw(key, handle, "API", **ask), args.max_credits)
+        pages, stop = collect(fetch, args.max_credits)
     except UpstreamFailure as failure:
         error = from_upstream(failure)
-        return fail(1, f"the upstream failed ({error.code}, upstream status {failure.upstream_status}): {error.message}")
+        return fail(1, f"the upstream failed ({error.code}, upstream status {failure.upstream_status}) after "
+                       f"{len(answered)} credit(s) spent: {error.message}")
     finally:
         client.close()
     out = report(handle, settings.dumpling_base_url, args.max_credits, pages, stop,

@@ -175,6 +175,15 @@ def test_upstream_failure_exits_1_with_a_clear_message(fake, prepare, code):
     assert run.returncode == 1 and f"the upstream failed ({code}" in run.stderr and run.stdout == ""
 
 
+def test_a_failure_part_way_says_what_it_cost(fake):
+    fake.add_fault(1, hang=0.01)  # the first request answers normally
+    fake.add_fault(1, hang=0.01)
+    fake.fail_next(401)
+    run = probe(fake, "--handle", HANDLE, "--yes", "--json")
+    assert run.returncode == 1 and "after 2 credit(s) spent" in run.stderr and run.stdout == ""
+    assert fake.credits_spent(KEY) == 2
+
+
 def test_an_unreachable_upstream_exits_1(fake):
     run = probe(fake, "--handle", HANDLE, "--yes", base_url="http://127.0.0.1:9")
     assert run.returncode == 1 and "upstream_unreachable" in run.stderr
