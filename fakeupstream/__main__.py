@@ -1,4 +1,5 @@
-"""`python -m fakeupstream --port 8900 [--host 127.0.0.1] [--demo] [--follow-every SECONDS]`"""
+"""`python -m fakeupstream --port 8900 [--host 127.0.0.1] [--demo] [--follow-every SECONDS]
+[--deviation NAME ...]`"""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import signal
 import threading
 
 from .core import FakeDumpling
+from .deviations import NAMES
 
 DEMO_KEY = "demo-key"
 DEMO_HANDLE = "dumplingdemo"
@@ -29,9 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demo", action="store_true", help=f"seed key {DEMO_KEY!r} and demo handles")
     parser.add_argument("--follow-every", type=float, metavar="SECONDS",
                         help=f"make {DEMO_HANDLE!r} follow a new account every SECONDS")
+    parser.add_argument("--deviation", action="append", default=[], choices=NAMES, metavar="NAME",
+                        help="break one documented behaviour (repeatable): " + ", ".join(NAMES))
     args = parser.parse_args(argv)
 
     fake = FakeDumpling()
+    fake.set_deviations(*args.deviation)
     if args.demo:
         seed_demo(fake)
     fake.start(args.host, args.port)
@@ -41,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.follow_every:
         threading.Thread(target=_follow_every, args=(fake, args.follow_every, stop), daemon=True).start()
     key_note = f"demo key: {DEMO_KEY}" if args.demo else "no keys yet: POST /_fake/keys"
-    print(f"Fake DumplingAI upstream at {fake.url} ({key_note})", flush=True)
+    deviation_note = f"; deviations: {', '.join(fake.deviations)}" if args.deviation else ""
+    print(f"Fake DumplingAI upstream at {fake.url} ({key_note}{deviation_note})", flush=True)
     while not stop.wait(0.5):
         pass
     fake.stop()

@@ -61,6 +61,11 @@ def _route(fake, method: str, parts: list[str], body: dict) -> Reply:
             if "maxCount" in body:
                 fake.max_count = int(body["maxCount"])
             return json_reply(200, OK)
+        case "POST", ["deviations"]:  # {"names": [...]}: exactly these; [] restores the documented behaviour
+            fake.set_deviations(*body.get("names", []))
+            return json_reply(200, {"deviations": fake.deviations})
+        case "GET", ["deviations"]:
+            return json_reply(200, {"deviations": fake.deviations})
         case "GET", ["requests"]:
             return json_reply(200, [asdict(r) for r in fake.requests])
         case "GET", ["credits"]:

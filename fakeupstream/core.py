@@ -11,6 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from . import deviations
 from .accounts import make_account
 from .handler import Server
 from .wire import API_PATH, JSON_TYPE, Reply, error_reply, json_reply  # noqa: F401 (API_PATH re-exported)
@@ -96,11 +97,6 @@ def _bearer_token(authorization: str | None) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def _approximate(n: int) -> int:
-    # Rounded to a multiple of 10 on purpose: the upstream's `total` is approximate.
-    return (n + 5) // 10 * 10
-
-
 class FakeDumpling:
     """The fake upstream. Thread-safe; the lock is never held while sleeping."""
 
@@ -144,7 +140,8 @@ class FakeDumpling:
         self.stop()
 
     def reset(self) -> None:
-        """Forget everything: keys, handles, faults, the request log and the settings."""
+        """Forget everything: keys, handles, faults, the request log, the settings and
+        the deviations."""
         with self._lock:
             # Requests still in flight from before a reset (e.g. hung ones) must not leak
             # into the next test's log: each records only if its generation is current.
@@ -160,6 +157,21 @@ class FakeDumpling:
             self.rate_limit: tuple[int, float] | None = None
             self.default_count = 20
             self.max_count = 100
+            self._deviations: frozenset[deviations.Deviation] = frozenset()
+            self._min_time_asked: set[str] = set()  # handles already asked with a minTime
+
+    # ---- deviations from the documented behaviour (see deviations.py) -------
+    def set_deviations(self, *names: str) -> None:
+        """Switch on exactly these deviations (none: the documented behaviour)."""
+        chosen = deviations.parse(names)
+        with self._lock:
+            self._deviations = chosen
+            self._min_time_asked = set()
+
+    @property
+    def deviations(self) -> list[str]:
+        with self._lock:
+            return sorted(d.value for d in self._deviations)
 
     # ---- keys and credits ------------------------------------------------
     def add_key(self, key: str, credits: int | None = None) -> None:
@@ -346,18 +358,12 @@ class FakeDumpling:
             # 0 (like absent) means "no cursor" / "default page size".
             count = min(int(body.get("count") or 0) or self.default_count, self.max_count)
             min_time = body.get("minTime") or None
-            start = 0
-            if min_time is not None:  # first account followed strictly before min_time
-                start = bisect.bisect_right(items, -min_time, key=lambda it: -it[0])
-            page = items[start:start + count]
+            first_min_time_ask = min_time is not None and handle.lower() not in self._min_time_asked
+            if min_time is not None:
+                self._min_time_asked.add(handle.lower())
             if credits is not None:
                 self._keys[key] = credits - 1
             self._spent[key] += 1
             # Serialised under the lock so a concurrent follow() cannot change the page.
-            return json_reply(200, {
-                "followingList": [entry for _, entry in page],
-                "maxCursor": page[0][0] if page else 0,
-                "minCursor": page[-1][0] if page else 0,
-                "hasMore": start + len(page) < len(items),
-                "total": _approximate(len(items)),
-            })
+            return json_reply(200, deviations.page_body(items, count, min_time, self._deviations,
+                                                         first_min_time_ask))

@@ -40,6 +40,7 @@ class Settings:
     journal_max_events: int = 1000
     lease_seconds: float = 10.0  # a refresh's lease, renewed while it runs (integration/leases.py)
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
+    probe_api_key: str = field(default="", repr=False)  # DUMPLING_API_KEY: only `python -m integration.probe`
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -60,6 +61,7 @@ class Settings:
             upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
             lease_seconds=_float("LEASE_SECONDS", cls.lease_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
+            probe_api_key=env.get("DUMPLING_API_KEY", ""),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

@@ -36,6 +36,15 @@ class UpstreamPage:
     total: int | None
 
 
+@dataclass(frozen=True)
+class RawAnswer:
+    """One 200 as it came, unparsed (for `python -m integration.probe`)."""
+
+    body: object  # the decoded JSON, whatever its shape; None when the body is not JSON
+    headers: dict
+    seconds: float  # from sending the request to having the whole body
+
+
 @dataclass
 class Meter:
     """What one of our answers cost: upstream calls, credits, latest rate-limit headers."""
@@ -153,6 +162,36 @@ class DumplingClient:
         except (ValueError, ValidationError, KeyError, TypeError) as exc:
             raise UpstreamFailure("malformed", 200, detail=type(exc).__name__, rate_limit=rate)
         return UpstreamPage(accounts, data["maxCursor"], data["minCursor"], data["hasMore"], data.get("total"))
+
+    def fetch_raw(self, api_key: str, handle: str, request_source: str, *,
+                  count: int | None = None, min_time: int | None = None) -> RawAnswer:
+        """One attempt (no retry) of the same request as fetch_page, answered unparsed: the
+        probe must see what parsing hides (absent cursors, numeric ids, missing fields).
+        A non-200 raises UpstreamFailure as fetch_page does."""
+        body = {"handle": handle, "requestSource": request_source}
+        body.update({k: v for k, v in (("count", count), ("minTime", min_time)) if v is not None})
+        started = time.monotonic()
+        try:
+            response = self.session.post(self.url, json=body, headers={"Authorization": f"Bearer {api_key}"},
+                                         timeout=(self.connect_timeout, self.read_timeout))
+        except requests.Timeout as exc:
+            self._on_call("timeout")
+            raise UpstreamFailure("timeout", detail=type(exc).__name__) from None
+        except requests.ConnectionError as exc:
+            self._on_call("unreachable")
+            raise UpstreamFailure("unreachable", detail=type(exc).__name__) from None
+        seconds = time.monotonic() - started
+        headers = dict(response.headers)
+        if response.status_code != 200:
+            self._on_call(f"http_{response.status_code}")
+            raise UpstreamFailure(kind_for_status(response.status_code), response.status_code,
+                                  _error_text(response), parse_retry_after(headers.get("Retry-After")))
+        self._on_call("ok")
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = None
+        return RawAnswer(parsed, headers, seconds)
 
     def close(self):
         self.session.close()

@@ -326,3 +326,189 @@ def test_cli_demo_serves_and_follows_until_sigterm():
     finally:
         process.kill()
         process.stdout.close()
+
+
+# ---- deviations from the documented behaviour (one test per switch) ----------
+DEV_HANDLE = "deviant"
+
+
+def deviant(fake, *names, n=250):
+    """`n` accounts, one a minute, newest a minute ago; the deviations switched on."""
+    seeded = fake.seed(DEV_HANDLE, n)
+    fake.set_deviations(*names)
+    return seeded, [t for t, _ in fake.following(DEV_HANDLE)]
+
+
+def page(fake, **body):
+    response = call(fake, {"handle": DEV_HANDLE, **body})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_no_deviation_by_default_and_reset_clears_them(fake):
+    assert fake.deviations == []
+    fake.set_deviations("zero_cursors", "duplicates")
+    assert fake.deviations == ["duplicates", "zero_cursors"]
+    with pytest.raises(ValueError, match="unknown deviation 'nope'"):
+        fake.set_deviations("nope")
+    fake.reset()
+    assert fake.deviations == []
+
+
+def test_deviation_inclusive_min_time_repeats_the_boundary_account(fake):
+    seeded, times = deviant(fake, "inclusive_min_time")
+    first = page(fake, count=10)
+    second = page(fake, count=10, minTime=first["minCursor"])
+    assert ids(second["followingList"])[0] == ids(first["followingList"])[-1] == ids(seeded)[9]
+    assert second["maxCursor"] == first["minCursor"] == times[9]
+
+
+def test_deviation_millisecond_cursors(fake):
+    seeded, times = deviant(fake, "millisecond_cursors")
+    first = page(fake, count=10)
+    assert (first["maxCursor"], first["minCursor"]) == (times[0] * 1000, times[9] * 1000)
+    second = page(fake, count=10, minTime=first["minCursor"])  # minTime is read in ms too
+    assert ids(second["followingList"]) == ids(seeded[10:20])
+
+
+def test_deviation_zero_cursors(fake):
+    deviant(fake, "zero_cursors")
+    first = page(fake, count=10)
+    assert len(first["followingList"]) == 10 and first["maxCursor"] == first["minCursor"] == 0
+
+
+def test_deviation_missing_cursors(fake):
+    deviant(fake, "missing_cursors")
+    first = page(fake, count=10)
+    assert len(first["followingList"]) == 10 and "maxCursor" not in first and "minCursor" not in first
+
+
+def test_deviation_constant_cursors(fake):
+    seeded, times = deviant(fake, "constant_cursors")
+    first = page(fake, count=10)
+    second = page(fake, count=10, minTime=first["minCursor"])
+    assert ids(second["followingList"]) == ids(seeded[10:20])
+    assert (second["maxCursor"], second["minCursor"]) == (first["maxCursor"], first["minCursor"]) == (times[0], times[9])
+
+
+def test_deviation_unordered_cursors(fake):
+    seeded, times = deviant(fake, "unordered_cursors")
+    first = page(fake, count=10)
+    second = page(fake, count=10, minTime=first["minCursor"])
+    assert ids(second["followingList"]) == ids(seeded[10:20])
+    assert second["minCursor"] > first["minCursor"] and second["maxCursor"] > first["minCursor"]
+
+
+@pytest.mark.parametrize("name, asked, got", [
+    ("count_ignored_long", 1, 50), ("count_ignored_long", 100, 50),
+    ("count_ignored_short", 30, 7), ("count_ignored_short", 3, 3),
+    ("count_max_20", 100, 20), ("count_max_20", 15, 15),
+])
+def test_deviation_page_sizes(fake, name, asked, got):
+    deviant(fake, name)
+    answered = page(fake, count=asked)
+    assert len(answered["followingList"]) == got and answered["hasMore"] is True
+
+
+def test_deviation_has_more_always(fake):
+    deviant(fake, "has_more_always", n=5)
+    assert page(fake, count=10)["hasMore"] is True  # only 5 accounts
+    assert page(fake, count=10, minTime=1)["followingList"] == [] and page(fake, count=10, minTime=1)["hasMore"]
+
+
+def test_deviation_has_more_wrong(fake):
+    deviant(fake, "has_more_wrong")
+    first = page(fake, count=10)
+    assert first["hasMore"] is False
+    assert len(page(fake, count=10, minTime=first["minCursor"])["followingList"]) == 10
+
+
+def test_deviation_empty_page_has_more_once_per_handle(fake):
+    seeded, _ = deviant(fake, "empty_page_has_more")
+    first = page(fake, count=10)
+    assert len(first["followingList"]) == 10
+    empty = page(fake, count=10, minTime=first["minCursor"])
+    assert empty["followingList"] == [] and empty["hasMore"] is True
+    again = page(fake, count=10, minTime=first["minCursor"])
+    assert ids(again["followingList"]) == ids(seeded[10:20])
+
+
+def test_deviation_duplicates_within_and_across_pages(fake):
+    seeded, _ = deviant(fake, "duplicates")
+    first = ids(page(fake, count=10)["followingList"])
+    assert len(first) == 10 and first[0] == first[1] == ids(seeded)[0]  # within the page
+    assert first[2:] == ids(seeded[1:9])
+    second = page(fake, count=10, minTime=page(fake, count=10)["minCursor"])
+    assert ids(second["followingList"])[0] == first[-1]  # across pages
+    assert ids(second["followingList"])[1] == ids(second["followingList"])[2] == ids(seeded)[9]
+
+
+def test_deviation_numeric_ids(fake):
+    seeded, _ = deviant(fake, "numeric_ids")
+    raw = call(fake, {"handle": DEV_HANDLE, "count": 3}).text
+    assert f'"id": {seeded[0]["user"]["id"]},' in raw
+    assert page(fake, count=3)["followingList"][0]["user"]["id"] == int(seeded[0]["user"]["id"])
+
+
+def test_deviation_missing_optional(fake):
+    deviant(fake, "missing_optional")
+    entries = page(fake, count=4)["followingList"]
+    assert all("stats" not in e for e in entries)
+    assert "avatarThumb" not in entries[0]["user"] and entries[0]["user"]["signature"] is None
+    assert "signature" not in entries[1]["user"] and entries[1]["user"]["avatarThumb"] is None
+    assert entries[0]["user"]["uniqueId"] and entries[1]["user"]["id"]
+
+
+def test_deviation_depth_cap_100(fake):
+    deviant(fake, "depth_cap_100")
+    first = page(fake, count=100)
+    assert len(first["followingList"]) == 100 and first["hasMore"] is False and first["total"] == 250
+    assert page(fake, count=100, minTime=first["minCursor"])["followingList"] == []
+
+
+def test_deviation_unordered_swaps_adjacent_pairs(fake):
+    seeded, times = deviant(fake, "unordered")
+    answered = page(fake, count=4)
+    s = ids(seeded)
+    assert ids(answered["followingList"]) == [s[1], s[0], s[3], s[2]]
+    assert (answered["maxCursor"], answered["minCursor"]) == (times[0], times[3])
+
+
+def test_deviation_hidden_list(fake):
+    deviant(fake, "hidden_list")
+    answered = page(fake, count=30)
+    assert answered["followingList"] == [] and answered["hasMore"] is False and answered["total"] == 250
+
+
+def test_deviations_over_the_control_api(fake):
+    control = fake.url + "/_fake/deviations"
+    assert requests.get(control).json() == {"deviations": []}
+    assert requests.post(control, json={"names": ["numeric_ids"]}).json() == {"deviations": ["numeric_ids"]}
+    assert fake.deviations == ["numeric_ids"]
+    refused = requests.post(control, json={"names": ["no_such_thing"]})
+    assert refused.status_code == 400 and "no_such_thing" in refused.json()["error"]
+    assert requests.post(control, json={"names": []}).json() == {"deviations": []}
+
+
+def test_cli_deviation_flags():
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fakeupstream", "--port", "0", "--demo",
+         "--deviation", "zero_cursors", "--deviation", "numeric_ids"],
+        cwd=root, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        line = process.stdout.readline()
+        assert "deviations: numeric_ids, zero_cursors" in line
+        url = re.search(r"http://[\d.]+:\d+", line).group(0)
+        answered = requests.post(url + API_PATH, json={"handle": "charlidamelio", "count": 5},
+                                 headers={"Authorization": "Bearer demo-key"}, timeout=5).json()
+        assert answered["maxCursor"] == 0 and isinstance(answered["followingList"][0]["user"]["id"], int)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        process.kill()
+        process.stdout.close()
+    bad = subprocess.run([sys.executable, "-m", "fakeupstream", "--deviation", "nope"], cwd=root,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
