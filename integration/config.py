@@ -36,6 +36,7 @@ class Settings:
     upstream_total_seconds: float = 25.0  # all attempts of one upstream call, inside Zapier's 30 s
     upstream_retries: int = 2
     action_max_limit: int = 1000
+    action_budget_seconds: float = 20.0  # wall clock for all pages of one action call (Zapier stops at 30 s)
     journal_retention_days: int = 30
     journal_max_events: int = 1000
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
@@ -58,6 +59,7 @@ class Settings:
             upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", cls.upstream_read_timeout),
             upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
+            action_budget_seconds=_float("ACTION_BUDGET_SECONDS", cls.action_budget_seconds),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})
