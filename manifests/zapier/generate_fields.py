@@ -156,7 +156,7 @@ def build() -> dict:
         "followEvent": event_out,
         "operations": {
             "list_following": {
-                "type": "create",
+                "type": "search",
                 "requestSchema": "schemas.following.FollowingRequestSchema",
                 "responseSchema": "schemas.following.FollowingResponseSchema",
                 "inputFields": input_fields(FollowingRequestSchema(), list(FollowingRequestSchema().fields)),
