@@ -89,7 +89,7 @@ def test_search_parameters_match_following_request():
     assert set(comm["pagination"]["body"]) == set(declared) - SEARCH_CHOSEN_BY_THE_SERVICE
     assert comm["body"]["handle"] == "{{parameters.handle}}"
     # An empty Limit asks for the most one call may return (the schema's maximum).
-    assert comm["body"]["limit"] == f"{{{{ifempty(parameters.limit; {declared['limit'].validate[0].max})}}}}"
+    assert comm["body"]["limit"] == f"{{{{ifempty(parameters.limit; {_range(declared['limit'])[1]})}}}}"
 
 
 def test_trigger_parameters_match_trigger_request():
