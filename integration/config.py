@@ -36,6 +36,7 @@ class Settings:
     upstream_total_seconds: float = 25.0  # all attempts of one upstream call, inside Zapier's 30 s
     upstream_retries: int = 2
     action_max_limit: int = 1000
+    action_budget_seconds: float = 20.0  # wall clock for all pages of one action call (Zapier stops at 30 s)
     journal_retention_days: int = 30
     journal_max_events: int = 1000
     lease_seconds: float = 10.0  # a refresh's lease, renewed while it runs (integration/leases.py)
@@ -62,6 +63,7 @@ class Settings:
             lease_seconds=_float("LEASE_SECONDS", cls.lease_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
             probe_api_key=env.get("DUMPLING_API_KEY", ""),
+            action_budget_seconds=_float("ACTION_BUDGET_SECONDS", cls.action_budget_seconds),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

@@ -14,9 +14,12 @@ def key_hash(secret_key: str, api_key: str) -> str:
 
 
 def key_label(api_key: str) -> str:
-    """A connection label that reveals at most the last 4 characters."""
-    tail = api_key[-4:] if len(api_key) >= 12 else ""
-    return f"DumplingAI key …{tail}" if tail else "DumplingAI key"
+    """A connection label: no app name (Zapier and Make show it beside the label) and never more
+    than the last 4 characters. A key too short to show any of gets a fingerprint instead, so
+    two connections can still be told apart."""
+    if len(api_key) >= 12:
+        return f"key …{api_key[-4:]}"
+    return f"key #{hashlib.sha256(api_key.encode()).hexdigest()[:6]}"
 
 
 def _fernet_key(secret: str) -> bytes:

@@ -101,14 +101,15 @@ class DumplingClient:
 
     def fetch_page(self, api_key: str, handle: str, request_source: str, *,
                    count: int | None = None, min_time: int | None = None,
-                   meter: Meter | None = None) -> UpstreamPage:
+                   meter: Meter | None = None, budget: float | None = None) -> UpstreamPage:
+        # `budget`: the caller's remaining wall-clock time; it can only shorten total_seconds.
         body = {"handle": handle, "requestSource": request_source}
         if count is not None:
             body["count"] = count
         if min_time is not None:
             body["minTime"] = min_time
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        deadline = time.monotonic() + self.total_seconds
+        deadline = time.monotonic() + (self.total_seconds if budget is None else min(self.total_seconds, max(budget, 0.5)))
         attempt = 0
         while True:
             attempt += 1

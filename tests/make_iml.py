@@ -305,7 +305,31 @@ class _Parser:
             return args[1] if _is_empty(args[0]) else args[0]
         if name == "if" and len(args) in (2, 3):
             return args[1] if _truthy(args[0]) else (args[2] if len(args) == 3 else MISSING)
-        raise ImlError(f"IML function {name}() with {len(args)} arguments is not supported here")
+        fn = _FUNCTIONS.get((name, len(args)))
+        if fn is None:
+            raise ImlError(f"IML function {name}() with {len(args)} arguments is not supported here")
+        return fn(*args)
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+# Make's built-in IML functions this app uses, as Make documents them (arrays are 1-based).
+_FUNCTIONS = {
+    ("keys", 1): lambda obj: list(obj) if isinstance(obj, dict) else [],
+    ("first", 1): lambda arr: _as_list(arr)[0] if _as_list(arr) else MISSING,
+    ("length", 1): lambda v: len(v) if isinstance(v, (list, str, dict)) else 0,
+    ("get", 2): lambda obj, key: _get(obj, key) if isinstance(key, str) else _index(obj, key),
+    ("capitalize", 1): lambda text: to_text(text)[:1].upper() + to_text(text)[1:],
+    ("join", 2): lambda arr, sep: to_text(sep).join(to_text(v) for v in _as_list(arr)),
+    ("slice", 2): lambda arr, start: _as_list(arr)[start:],
+    ("contains", 2): lambda arr, value: value in _as_list(arr),
+    ("map", 2): lambda arr, key: [_get(item, key) for item in _as_list(arr) if _get(item, key) is not MISSING],
+    ("toCollection", 3): lambda arr, key, value: {
+        to_text(_get(item, key)): _get(item, value) for item in _as_list(arr)
+        if not _is_empty(_get(item, key)) and _get(item, value) is not MISSING},
+}
 
 
 def _get(obj, key: str):
@@ -488,6 +512,7 @@ class Result:
     requests: list = field(default_factory=list)  # HttpRequest actually sent
     responses: list = field(default_factory=list)
     limit: int | None = None                      # response.limit (a trigger applies it after filtering)
+    temp: dict = field(default_factory=dict)      # response.temp, kept for the next request
 
 
 def _join(base_url: str, url: str) -> str:
@@ -522,9 +547,23 @@ def _raise_for(response: HttpResponse, spec: dict, ctx: dict) -> None:
     raise MakeError(type_, to_text(render(message_tpl, ctx)), response.status)
 
 
-def run(directive: dict, ctx: dict, base: dict | None = None, *, max_requests: int = 200) -> Result:
-    """Send the request(s) of one communication the way Make would; answer the bundles."""
+def run(directive: dict | list, ctx: dict, base: dict | None = None, *, max_requests: int = 200) -> Result:
+    """Send the request(s) of one communication the way Make would; answer the bundles.
+
+    A list of directives runs in order; each one's `response.temp` is kept as `temp` for the
+    next, a `condition` that is false skips it, and the last request that ran gives the bundles."""
     base = base or {}
+    if isinstance(directive, list):
+        combined, ctx = Result(), dict(ctx, temp=dict(ctx.get("temp") or {}))
+        for step in directive:
+            result = run(step, ctx, base, max_requests=max_requests)
+            combined.requests += result.requests
+            combined.responses += result.responses
+            if result.requests:
+                combined.outputs, combined.data, combined.metadata = result.outputs, result.data, result.metadata
+            ctx["temp"].update(result.temp)
+        combined.temp = ctx["temp"]
+        return combined
     if "condition" in directive and not _truthy(render(directive["condition"], ctx)):
         return Result()
     response_spec = dict(base.get("response", {}))
@@ -549,6 +588,8 @@ def run(directive: dict, ctx: dict, base: dict | None = None, *, max_requests: i
                                 response.status)
         elif not _truthy(render(valid, rctx)):
             raise MakeError("RuntimeError", "Invalid response", response.status)
+        if "temp" in response_spec:
+            result.temp.update(render(response_spec["temp"], rctx))
         if "data" in response_spec:
             result.data = render(response_spec["data"], rctx)
         if "metadata" in response_spec:

@@ -55,6 +55,7 @@ CONNECTION = APP.connection("dumplingai")
 SEARCH = APP.module("listFollowing")
 TRIGGER = APP.module("watchNewFollowing")
 INSTANT = APP.module("watchNewFollowingInstant")
+UNIVERSAL = APP.module("makeApiCall")
 WEBHOOK = APP.webhook("newFollowing")
 
 
@@ -236,7 +237,12 @@ def test_lint_webhook_detach_uses_only_what_attach_stores():
     assert _refs(detach, "webhook") == {"externalHookId"}
     assert _refs(attach, "webhook") == {"url"}
     assert attach["body"]["targetUrl"] == "{{webhook.url}}"
-    assert detach["method"] == "DELETE" and detach["url"] == "/hooks/{{webhook.externalHookId}}"
+    # Already gone (404) is success: look first, delete only a subscription that is still listed.
+    look, delete = detach
+    assert look["method"] == "GET" and look["url"] == "/hooks"
+    assert look["response"]["temp"] == {"ids": "{{map(body; 'id')}}"}
+    assert delete["condition"] == "{{contains(temp.ids; webhook.externalHookId)}}"
+    assert delete["method"] == "DELETE" and delete["url"] == "/hooks/{{webhook.externalHookId}}"
     assert attach["method"] == "POST" and attach["url"] == "/hooks"
 
 
@@ -279,10 +285,17 @@ def test_lint_pagination_repeats_every_body_key():
         assert isinstance(page_body, dict), f"{name}: a POST pagination must send a body"
         missing = set(comm["body"]) - set(page_body)
         assert not missing, f"{name}: pagination body drops {missing} (Make replaces the body)"
-        for key, value in comm["body"].items():
-            assert page_body[key] == value, f"{name}: pagination changes {key}"
+        assert page_body["handle"] == comm["body"]["handle"]
         assert page_body["minTime"] == "{{body.nextMinTime}}"
         assert comm["pagination"]["condition"] == "{{body.hasMore}}"
+        # Only what is still wanted: min(remaining, upstream max) is then asked per page by the service.
+        assert "count" not in comm["body"] and "count" not in page_body
+        assert comm["body"]["limit"] == "{{ifempty(parameters.limit; 1000)}}"
+        assert page_body["limit"] == "{{if(parameters.limit; parameters.limit - body.count; 1000)}}"
+        for limit, count, expected in ((150, 100, 50), (None, 100, 1000), (25, 20, 5)):
+            ctx = {"parameters": {"handle": "x", **({"limit": limit} if limit else {})},
+                   "body": {"count": count, "nextMinTime": 7}}
+            assert render(page_body, ctx) == {"handle": "x", "limit": expected, "minTime": 7}
     assert paginated == 1
 
 
@@ -293,6 +306,14 @@ def test_lint_base_error_map():
     for status, type_ in expected.items():
         assert error[status]["type"] == type_, status
         assert "body.error" in error[status]["message"], status
+    # A 400 names the field (the service answers per-field messages in `fields`).
+    fields_400 = {"body": {"error": "Some fields are missing or invalid; see 'fields'.", "code": "invalid_request",
+                           "fields": {"handle": ["Use a profile link like https://www.tiktok.com/@name."]}}}
+    assert render(error["400"]["message"], fields_400) == "Handle: Use a profile link like https://www.tiktok.com/@name."
+    fields_400["body"]["fields"].update(limit=["Must be between 1 and 1000."], count=["Not an integer."])
+    assert render(error["400"]["message"], fields_400) == (
+        "Handle: Use a profile link like https://www.tiktok.com/@name. Also invalid: limit, count.")
+    assert render(error["400"]["message"], {"body": {"error": "Plain sentence."}}) == "Plain sentence."
     assert "body.error" in error["message"]
     conn_error = CONNECTION.code("communication")["response"]["error"]
     for status in ("401", "402", "429", "502", "504"):
@@ -321,11 +342,15 @@ def test_lint_service_url_lives_in_one_place():
     pattern = re.compile(base_param["validate"]["pattern"])
     assert pattern.match(base_param["default"])
     assert not pattern.match(PLACEHOLDER_URL + "/")
+    assert not pattern.match(PLACEHOLDER_URL.replace("https://", "http://")), "https only"
+    assert base_param["advanced"] is True and base_param["default"] == PLACEHOLDER_URL
 
 
 def test_lint_connection_parameters():
     api_key = next(p for p in CONNECTION.code("params") if p["name"] == "apiKey")
     assert api_key["type"] == "password" and api_key["required"] is True
+    assert api_key["editable"] is True, "Make's review: the user can update the key in place"
+    assert _names(CONNECTION.code("params")) == ["apiKey", "baseUrl"], "only the credentials (and the advanced URL)"
     assert "https://app.dumplingai.com/api-keys" in api_key["help"]
     assert CONNECTION.meta["connectionType"] == "basic"
     comm = CONNECTION.code("communication")
@@ -342,10 +367,52 @@ def test_lint_every_parameter_has_a_label_and_help():
             assert param.get("label") and param.get("help"), param["name"]
 
 
+# Proper nouns and acronyms keep their capitals in Make's sentence case.
+PROPER = {"TikTok", "DumplingAI", "API", "URL", "ID", "GET", "POST", "DELETE", "Following)", "(TikTok"}
+
+
+def _sentence_case_problems(label: str) -> list[str]:
+    words = label.split()
+    problems = [] if words and words[0][:1].isupper() else [label]
+    return problems + [w for w in words[1:] if any(c.isupper() for c in w) and w not in PROPER]
+
+
+def test_lint_labels_are_sentence_case():
+    assert _sentence_case_problems("List Accounts a User Follows") == ["Accounts", "User", "Follows"]
+    labels = [c.meta["label"] for kind in ("module", "webhook", "connection") for c in APP.components[kind].values()]
+    labels += [g["label"] for g in load_jsonc(APP_DIR / "modules/groups.json")]
+    for params in [CONNECTION.code("params"), WEBHOOK.code("params")] + [
+            m.code(code) for m in MODULES.values() for code in ("staticParams", "mappableParams", "interface")]:
+        for param in params or []:
+            labels.append(param["label"])
+            labels += [p["label"] for p in param.get("spec") or [] if isinstance(p, dict)]
+    for label in labels:
+        assert not _sentence_case_problems(label), f"{label!r} is not sentence case"
+
+
+def test_lint_universal_module_is_relative_and_authorized():
+    assert UNIVERSAL.meta["moduleType"] == "universal" and UNIVERSAL.meta["label"] == "Make an API call"
+    comm = UNIVERSAL.code("communication")
+    assert comm["url"].startswith("/"), "a relative path, so the key never goes to another host"
+    assert "headers" not in comm, "the base adds the connection's authorization"
+    url = next(p for p in UNIVERSAL.code("mappableParams") if p["name"] == "url")
+    pattern = re.compile(url["validate"]["pattern"])
+    assert pattern.match("following") and pattern.match("hooks/sub_1/deliveries")
+    for bad in ("/following", "https://evil.example/x", "//evil.example"):
+        assert not pattern.match(bad), bad
+    # Whatever is typed, the request stays on the service URL.
+    base_url = "https://svc.example/v1/make"
+    for typed in ("https://evil.example/x", "//evil.example", "following"):
+        request = build_request(comm, {"connection": {"baseUrl": base_url, "apiKey": "k"},
+                                       "parameters": {"url": typed, "method": "GET"}}, APP.base)
+        assert request.url.startswith(base_url + "/"), request.url
+        assert request.headers["authorization"] == "Bearer k"
+
+
 def test_lint_modules_and_groups():
-    assert SEARCH.meta["moduleType"] == "search" and SEARCH.meta["label"] == "List Accounts a User Follows"
-    assert TRIGGER.meta["label"] == "Watch New Followed Accounts"
-    assert INSTANT.meta["label"] == "Watch New Followed Accounts (Instant)"
+    assert SEARCH.meta["moduleType"] == "search" and SEARCH.meta["label"] == "List accounts a user follows"
+    assert TRIGGER.meta["label"] == "Watch new followed accounts"
+    assert INSTANT.meta["label"] == "Watch new followed accounts (instant)"
     grouped = {m for group in load_jsonc(APP_DIR / "modules/groups.json") for m in group["modules"]}
     assert grouped == set(MODULES)
     for module in MODULES.values():
@@ -385,7 +452,7 @@ def test_contract_connection_test(make):
     assert result.requests[0].headers == {"authorization": f"Bearer {API_KEY}"}
     label = result.metadata["value"]
     assert result.metadata["type"] == "text"
-    assert label.startswith("DumplingAI key") and API_KEY not in label  # at most the key's last 4 characters
+    assert label.startswith("key ") and "DumplingAI" not in label and API_KEY not in label  # no app name; at most the last 4 characters
 
 
 def test_contract_connection_rejects_a_bad_key(make, fake_upstream):
@@ -397,32 +464,48 @@ def test_contract_connection_rejects_a_bad_key(make, fake_upstream):
 
 
 def test_contract_search_follows_pagination_to_the_end(make, fake_upstream):
+    """Empty Limit = every account. The upstream here honours at most 10 per page, so each service
+    call stops at its page cap (10 pages) and Make's pagination continues from nextMinTime."""
     handle = unique_handle("mk")
-    seeded = fake_upstream.seed(handle, 45)
+    seeded = fake_upstream.seed(handle, 250)
+    fake_upstream.max_count = 10
     before = fake_upstream.credits_spent()
-    result = run(SEARCH.code("communication"), _ctx(make, parameters={"handle": "@" + handle, "count": 10}), APP.base)
+    result = run(SEARCH.code("communication"), _ctx(make, parameters={"handle": "@" + handle}), APP.base)
     ids = [o["id"] for o in result.outputs]
     assert ids == [str(e["user"]["id"]) for e in seeded], "every seeded account exactly once, newest first"
-    assert len(result.requests) >= 2, "the search must have followed pagination"
+    assert len(result.requests) == 3, "the search must have followed pagination"
     first, *pages = result.requests
     assert first.method == "POST" and first.url == make["baseUrl"] + "/following"
-    assert first.body == {"handle": "@" + handle, "count": 10}  # empty optional parameters are left out
+    assert first.body == {"handle": "@" + handle, "limit": 1000}
     for previous, page in zip(result.responses, pages):
-        assert page.body == {"handle": "@" + handle, "count": 10, "minTime": previous.body["nextMinTime"]}
+        assert page.body == {"handle": "@" + handle, "limit": 1000, "minTime": previous.body["nextMinTime"]}
     assert result.responses[-1].body["hasMore"] is False
     assert result.responses[-1].body["nextMinTime"] is None
     for output in result.outputs:
-        assert list(output) == _interface(SEARCH) or set(output) == set(_interface(SEARCH))
-    assert fake_upstream.credits_spent() - before == sum(r.body["pages"] for r in result.responses)
+        assert set(output) == set(_interface(SEARCH))
+    # Pages of 10 as the upstream allows, none wasted (the upstream's default would be 20 per page
+    # if the page size were left to it, and 10 is all it honours).
+    assert fake_upstream.credits_spent() - before == 25 == sum(r.body["pages"] for r in result.responses)
+    asked = [r.body.get("count") for r in fake_upstream.requests if r.body.get("handle") == handle]
+    assert set(asked[:-1]) == {100}, asked
 
 
-def test_contract_search_limit(make, fake_upstream):
+@pytest.mark.parametrize("max_count, requests_, credits", [(100, 1, 2), (10, 2, 15)])
+def test_contract_search_limit_spends_only_what_it_must(make, fake_upstream, max_count, requests_, credits):
+    """Limit 150 costs ceil(150 / what the upstream honours per page) credits, however Make pages:
+    each request asks only for what is still missing."""
     handle = unique_handle("mk")
-    seeded = fake_upstream.seed(handle, 45)
-    params = {"handle": f"https://www.tiktok.com/@{handle}", "count": 10, "limit": 25}
+    seeded = fake_upstream.seed(handle, 400)
+    fake_upstream.max_count = max_count
+    before = fake_upstream.credits_spent()
+    params = {"handle": f"https://www.tiktok.com/@{handle}", "limit": 150}
     result = run(SEARCH.code("communication"), _ctx(make, parameters=params), APP.base)
-    assert [o["id"] for o in result.outputs] == [str(e["user"]["id"]) for e in seeded[:25]]
+    assert [o["id"] for o in result.outputs] == [str(e["user"]["id"]) for e in seeded[:150]]
     assert result.requests[0].body == params
+    assert len(result.requests) == requests_
+    if requests_ > 1:
+        assert result.requests[1].body["limit"] == 150 - result.responses[0].body["count"]
+    assert fake_upstream.credits_spent() - before == credits
 
 
 @pytest.mark.parametrize("upstream_status, status, type_", [
@@ -444,9 +527,10 @@ def test_contract_errors_map_to_make_error_types(make, fake_upstream, upstream_s
 
 def test_contract_validation_error_is_a_data_error(make):
     with pytest.raises(MakeError) as err:
-        run(SEARCH.code("communication"), _ctx(make, parameters={"handle": "not a handle!", "count": 1000}), APP.base)
+        run(SEARCH.code("communication"), _ctx(make, parameters={"handle": "not a handle!", "limit": 5000}), APP.base)
     assert (err.value.status, err.value.type) == (400, "DataError")
-    assert err.value.message
+    assert re.fullmatch(r"Handle: \S.* Also invalid: limit\.", err.value.message), err.value.message
+    assert "see 'fields'" not in err.value.message
 
 
 def _iso(value: str) -> datetime:
@@ -594,14 +678,14 @@ def test_contract_webhook_attach_then_detach(make, fake_upstream, make_webhook_u
 
     webhook.update(attached.data)  # Make keeps response.data in the webhook's data
     detached = run(WEBHOOK.code("detach"), _ctx(make, parameters={"handle": handle}, webhook=webhook), APP.base)
-    assert detached.requests[0].method == "DELETE"
-    assert detached.requests[0].url == make["baseUrl"] + f"/hooks/{hook_id}"
-    assert detached.responses[0].status == 204
+    assert [r.method for r in detached.requests] == ["GET", "DELETE"]
+    assert detached.requests[1].url == make["baseUrl"] + f"/hooks/{hook_id}"
+    assert detached.responses[1].status == 204
     assert _get(make, f"/hooks/{hook_id}").status_code == 404
 
-    with pytest.raises(MakeError) as err:  # detaching twice: the subscription is gone
-        run(WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
-    assert err.value.status == 404
+    # Detaching again (already gone) succeeds without a DELETE that would answer 404.
+    again = run(WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
+    assert [(r.method, s.status) for r, s in zip(again.requests, again.responses)] == [("GET", 200)]
 
 
 def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_service, make_webhook_url, tmp_path):
@@ -634,6 +718,27 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
     assert set(bundle) == set(_interface(INSTANT))
     assert bundle["uniqueId"] == followed["user"]["uniqueId"] and bundle["followedBy"] == handle
     run(WEBHOOK.code("detach"), _ctx(make, webhook=attached.data), APP.base)
+
+
+def test_contract_universal_module(make, fake_upstream):
+    """"Make an API call": a path on the service, with the connection's key added by the base."""
+    comm = UNIVERSAL.code("communication")
+    probe = run(comm, _ctx(make, parameters={"url": "auth/test", "method": "GET"}), APP.base)
+    assert probe.requests[0].url == make["baseUrl"] + "/auth/test"
+    assert probe.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+    [out] = probe.outputs
+    assert set(out) == set(_interface(UNIVERSAL)) and out["statusCode"] == 200 and out["body"]["ok"] is True
+
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 12)
+    listed = run(comm, _ctx(make, parameters={"url": "following", "method": "POST",
+                                              "body": {"handle": handle, "limit": 5}}), APP.base)
+    assert listed.outputs[0]["statusCode"] == 200 and listed.outputs[0]["body"]["count"] == 5
+
+    with pytest.raises(MakeError) as err:  # errors go through the base's error handling
+        run(comm, _ctx(make, parameters={"url": "following", "method": "POST", "body": {"handle": "bad handle!"}}),
+            APP.base)
+    assert err.value.status == 400 and err.value.message.startswith("Handle: ")
 
 
 def test_iml_renderer_basics():

@@ -21,6 +21,7 @@ WEBHOOK = APP.webhook("newFollowing")
 
 # Request fields the modules do not show as parameters, and why.
 SEARCH_ONLY_VIA_PAGINATION = {"minTime"}            # set from `nextMinTime` by the pagination directive
+SEARCH_CHOSEN_BY_THE_SERVICE = {"count"}  # the service asks min(remaining, upstream max) per page
 TRIGGER_KEPT_BY_MAKE = {"since", "afterSequence"}   # Make keeps its own position (date + sequence)
 
 
@@ -80,14 +81,15 @@ def _check_param(param: dict, field: fields.Field, *, required: bool | None = No
 def test_search_parameters_match_following_request():
     declared = FollowingRequestSchema().fields
     params = _params(SEARCH)
-    assert set(params) == set(declared) - SEARCH_ONLY_VIA_PAGINATION
+    assert set(params) == set(declared) - SEARCH_ONLY_VIA_PAGINATION - SEARCH_CHOSEN_BY_THE_SERVICE
     for name, param in params.items():
         _check_param(param, declared[name])
     comm = SEARCH.code("communication")
     assert set(comm["body"]) == set(params)
-    assert set(comm["pagination"]["body"]) == set(declared)
-    for name in params:
-        assert comm["body"][name] == f"{{{{parameters.{name}}}}}"
+    assert set(comm["pagination"]["body"]) == set(declared) - SEARCH_CHOSEN_BY_THE_SERVICE
+    assert comm["body"]["handle"] == "{{parameters.handle}}"
+    # An empty Limit asks for the most one call may return (the schema's maximum).
+    assert comm["body"]["limit"] == f"{{{{ifempty(parameters.limit; {_range(declared['limit'])[1]})}}}}"
 
 
 def test_trigger_parameters_match_trigger_request():

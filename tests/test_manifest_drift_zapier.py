@@ -147,7 +147,7 @@ def test_every_output_field_has_a_label():
 @pytest.mark.parametrize(
     "path, key",
     [
-        ("creates/list_following.js", "list_following"),
+        ("searches/list_following.js", "list_following"),
         ("triggers/new_following.js", "new_following"),
         ("triggers/new_following_instant.js", "new_following_instant"),
     ],

@@ -49,7 +49,7 @@ class Following(MethodView):
         result = following.list_following(
             svc.client, key, args["handle"], platform,
             count=args.get("count"), min_time=args.get("minTime"), limit=args.get("limit"),
-            page_cap=svc.settings.page_cap, meter=g.meter)
+            page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds, meter=g.meter)
         remember(svc, g.owner_hash)
         # Already in the documented shape (flatten builds it): skip a second serialization
         # pass through the schema, which cost more than the rest of our overhead.

@@ -6,17 +6,17 @@ const { apiUrl } = require('./lib/api');
 // recent successful check so reconnecting does not spend credits).
 const test = async (z, bundle) => {
   const response = await z.request({ method: 'GET', url: apiUrl('auth/test') });
-  return response.data; // {ok: true, label: "DumplingAI key …abcd", cached}
+  return response.data; // {ok: true, label: "key …abcd", cached}
 };
 
-// bundle.inputData is the test's answer. The service builds the label and
-// never puts more than the key's last 4 characters in it.
-// Belt and braces: a label that somehow contains the whole key is replaced.
+// bundle.inputData is the test's answer. Zapier already shows the app's name next to the
+// label (its rule: no app name in it), so the service's label is just the key's mark:
+// "key …abcd", or "key #1a2b3c" for keys too short to show any of (integration/security.py).
+// Belt and braces: a label that somehow contains the whole key is never shown.
 const connectionLabel = (z, bundle) => {
   const label = bundle.inputData && bundle.inputData.label;
   const key = (bundle.authData && bundle.authData.api_key) || '';
-  if (typeof label !== 'string' || !label) return 'DumplingAI';
-  if (key && label.includes(key)) return `DumplingAI key …${key.slice(-4)}`;
+  if (typeof label !== 'string' || !label || (key && label.includes(key))) return 'API key';
   return label;
 };
 

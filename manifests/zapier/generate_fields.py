@@ -85,7 +85,9 @@ INPUT_HELP = {
     ),
     "limit": (
         "Collect up to this many accounts across pages (1-1000). Leave empty "
-        "for one page. Each page costs 1 DumplingAI credit."
+        "for one page. Each page costs 1 DumplingAI credit. One step reads for "
+        "at most about 20 seconds; if accounts remain, **Has More** is true and "
+        "**Next Page Cursor** continues from there."
     ),
 }
 
@@ -156,7 +158,7 @@ def build() -> dict:
         "followEvent": event_out,
         "operations": {
             "list_following": {
-                "type": "create",
+                "type": "search",
                 "requestSchema": "schemas.following.FollowingRequestSchema",
                 "responseSchema": "schemas.following.FollowingResponseSchema",
                 "inputFields": input_fields(FollowingRequestSchema(), list(FollowingRequestSchema().fields)),

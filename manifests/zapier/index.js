@@ -14,7 +14,7 @@ const { version: platformVersion } = require('zapier-platform-core');
 
 const authentication = require('./authentication');
 const { addBearerHeader, handleErrors } = require('./lib/api');
-const listFollowing = require('./creates/list_following');
+const listFollowing = require('./searches/list_following');
 const newFollowing = require('./triggers/new_following');
 const newFollowingInstant = require('./triggers/new_following_instant');
 
@@ -39,8 +39,8 @@ module.exports = {
     [newFollowing.key]: definitionOf(newFollowing),
     [newFollowingInstant.key]: definitionOf(newFollowingInstant),
   },
-  searches: {},
-  creates: {
+  searches: {
     [listFollowing.key]: definitionOf(listFollowing),
   },
+  creates: {},
 };

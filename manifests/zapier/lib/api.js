@@ -39,8 +39,48 @@ const parseRetryAfter = (value) => {
 
 const DEFAULT_MESSAGES = {
   401: 'Your DumplingAI API key was not accepted. Reconnect your account with a valid key.',
-  402: 'Your DumplingAI account has no credits left. Add credits, then turn the Zap back on.',
+  402: 'Your DumplingAI account has no credits left. This run stopped; add credits and later runs go through.',
   429: 'DumplingAI is rate limiting requests. Zapier will retry later.',
+};
+
+// The label a Zap user sees for a request key (the input fields' labels), else the key itself
+// spelled as words ("minTime" -> "Min time").
+const FIELD_LABELS = (() => {
+  const labels = {};
+  for (const op of Object.values(require('../fields.json').operations)) {
+    for (const field of op.inputFields) labels[field.key] = field.label;
+  }
+  return labels;
+})();
+
+const fieldLabel = (key) => {
+  if (FIELD_LABELS[key]) return FIELD_LABELS[key];
+  const words = String(key).replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[_-]+/g, ' ').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+};
+
+// marshmallow's messages: {field: [sentence, ...]} (nested schemas nest the same way).
+const fieldSentences = (fields, prefix = '') => {
+  const out = [];
+  for (const [key, value] of Object.entries(fields || {})) {
+    const name = prefix ? `${prefix} ${fieldLabel(key)}` : fieldLabel(key);
+    if (Array.isArray(value)) out.push(`${name}: ${value.map(String).join(' ')}`);
+    else if (value && typeof value === 'object') out.push(...fieldSentences(value, name));
+    else if (value !== undefined && value !== null) out.push(`${name}: ${value}`);
+  }
+  return out;
+};
+
+// A 400 from the service carries each field's message in `fields`: show those (with the
+// field's label) instead of the general "see 'fields'" sentence the user cannot open.
+const errorMessage = (status, body) => {
+  const perField = body.fields && typeof body.fields === 'object' ? fieldSentences(body.fields) : [];
+  if (perField.length) return perField.join(' ');
+  return (
+    (typeof body.error === 'string' && body.error) ||
+    DEFAULT_MESSAGES[status] ||
+    `The TikTok Following service answered HTTP ${status}.`
+  );
 };
 
 // Turn one of the service's JSON errors {"error", "code"} into the Zapier error
@@ -51,17 +91,15 @@ const throwApiError = (response, z) => {
   const body =
     response.data && typeof response.data === 'object' ? response.data : {};
   const code = typeof body.code === 'string' && body.code ? body.code : `http_${response.status}`;
-  const message =
-    (typeof body.error === 'string' && body.error) ||
-    DEFAULT_MESSAGES[response.status] ||
-    `The TikTok Following service answered HTTP ${response.status}.`;
+  const message = errorMessage(response.status, body);
 
   if (response.status === 401) {
     // Custom auth cannot be refreshed: ask the user to reconnect.
     throw new z.errors.ExpiredAuthError(message);
   }
   if (response.status === 402) {
-    // Out of credits: retrying will not help until the user acts; pause the Zap.
+    // Out of credits: HaltedError stops THIS run (shown as halted, not as an error) and never
+    // turns the Zap off, so later runs go through once the account has credits again.
     throw new z.errors.HaltedError(message);
   }
   if (response.status === 429) {
@@ -87,5 +125,6 @@ module.exports = {
   addBearerHeader,
   handleErrors,
   throwApiError,
+  errorMessage,
   parseRetryAfter,
 };

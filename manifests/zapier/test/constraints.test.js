@@ -73,8 +73,9 @@ const TYPE_CHECKS = {
 test('there are the three expected operations', () => {
   assert.deepEqual(
     ops.map(({ type, mapKey }) => `${type}.${mapKey}`).sort(),
-    ['creates.list_following', 'triggers.new_following', 'triggers.new_following_instant'],
+    ['searches.list_following', 'triggers.new_following', 'triggers.new_following_instant'],
   );
+  assert.deepEqual(App.creates, {}, 'reads are searches, not creates');
   assert.equal(App.triggers.new_following.operation.type, 'polling');
   assert.equal(App.triggers.new_following_instant.operation.type, 'hook');
 });
@@ -131,6 +132,10 @@ test('trigger descriptions start "Triggers when"; all descriptions are sentences
     if (type === 'triggers') {
       assert.match(description, /^Triggers when /, mapKey);
     }
+    if (type === 'searches') {
+      assert.match(op.display.label, /^Find /, mapKey);
+      assert.match(description, /^Finds /, mapKey);
+    }
     assert.match(description, /\.$/, `${mapKey}: description should end with a period`);
     assert.ok(!description.includes(op.display.label), `${mapKey}: description repeats the label`);
   }
@@ -145,7 +150,7 @@ test('samples are present and carry an id', () => {
       assert.equal(typeof sample.id, 'string', `${mapKey}: sample.id`);
       assert.ok(sample.id.length > 0);
     } else {
-      // The action answers one object describing a list: every line item has its id.
+      // The search answers one object describing a list: every line item has its id.
       assert.ok(Array.isArray(sample.following) && sample.following.length, mapKey);
       for (const item of sample.following) assert.equal(typeof item.id, 'string', `${mapKey}: following[].id`);
     }
@@ -178,7 +183,7 @@ test('both triggers output the same follow-event fields and share the sample', (
 test('fields in the definition are exactly fields.json (generated from the schemas)', () => {
   const definition = serialized();
   for (const [key, spec] of Object.entries(FIELDS.operations)) {
-    const type = spec.type === 'create' ? 'creates' : 'triggers';
+    const type = { create: 'creates', search: 'searches', trigger: 'triggers' }[spec.type];
     const op = definition[type][key];
     assert.ok(op, `${type}.${key} missing`);
     assert.deepEqual(op.operation.inputFields, spec.inputFields, `${key} inputFields`);
@@ -204,11 +209,13 @@ test('connection label is present and never contains the key', () => {
   assert.ok(connectionLabel, 'connectionLabel');
   const key = 'sk-live-0123456789abcdef';
   const z = {};
-  const label = connectionLabel(z, { authData: { api_key: key }, inputData: { ok: true, label: 'DumplingAI key …cdef' } });
-  assert.equal(label, 'DumplingAI key …cdef');
+  const label = connectionLabel(z, { authData: { api_key: key }, inputData: { ok: true, label: 'key …cdef' } });
+  assert.equal(label, 'key …cdef');
   const leaky = connectionLabel(z, { authData: { api_key: key }, inputData: { label: `key ${key}` } });
   assert.ok(leaky && !leaky.includes(key), leaky);
   assert.ok(connectionLabel(z, { authData: { api_key: key }, inputData: {} }));
+  // Zapier shows the app's name beside the label: it must not repeat it.
+  for (const l of [label, leaky]) assert.doesNotMatch(l, /dumpling|tiktok/i, l);
 });
 
 // --- one base URL ---------------------------------------------------------------
@@ -275,6 +282,22 @@ test('afterResponse maps the service errors to Zapier error types', () => {
   err = thrown(() => api.handleErrors(fakeResponse(402, { error: 'No credits left.', code: 'no_credits' }), z));
   assert.equal(err.name, 'HaltedError');
   assert.equal(err.message, 'No credits left.');
+  // Without the service's sentence: HaltedError stops this run; it never turns the Zap off.
+  err = thrown(() => api.handleErrors(fakeResponse(402, undefined), z));
+  assert.equal(err.name, 'HaltedError');
+  assert.doesNotMatch(err.message, /turn the Zap|Zap back on|paused/i, err.message);
+
+  // A 400 names each field with the label the user sees, not "see 'fields'".
+  err = thrown(() => api.handleErrors(fakeResponse(400, {
+    error: "Some fields are missing or invalid; see 'fields'.", code: 'invalid_request',
+    fields: { handle: ['Use a profile link like https://www.tiktok.com/@name.'], minTime: ['Must be at least 0.'] },
+  }), z));
+  assert.equal(err.name, 'AppError');
+  assert.deepEqual(JSON.parse(err.message), {
+    message: 'TikTok Handle: Use a profile link like https://www.tiktok.com/@name. Start After Cursor: Must be at least 0.',
+    code: 'invalid_request', status: 400,
+  });
+  assert.equal(api.errorMessage(400, { fields: { someField: ['Bad.'] } }), 'Some field: Bad.');
 
   err = thrown(() => api.handleErrors(fakeResponse(429, { error: 'Slow down.', code: 'rate_limited' }, { 'retry-after': '17' }), z));
   assert.equal(err.name, 'ThrottledError');
@@ -320,7 +343,7 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
   };
   const all = { handle: '@someone', count: '10', minTime: 1700000000, limit: 50 };
   const cases = [
-    ['list_following', App.creates.list_following.operation.perform, { inputData: all }],
+    ['list_following', App.searches.list_following.operation.perform, { inputData: all }],
     ['new_following', App.triggers.new_following.operation.perform, { inputData: all, meta: { limit: 5 } }],
     ['new_following_instant', App.triggers.new_following_instant.operation.performSubscribe, {
       inputData: all, targetUrl: 'https://hooks.zapier.com/hooks/standard/1/abc/',
@@ -335,10 +358,68 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
   }
   // integers are sent as integers
   sent.length = 0;
-  await App.creates.list_following.operation.perform(z, { inputData: all });
+  await App.searches.list_following.operation.perform(z, { inputData: all });
   assert.deepEqual(sent[0].body, { handle: '@someone', count: 10, minTime: 1700000000, limit: 50 });
   // empty optional inputs are left out
   sent.length = 0;
-  await App.creates.list_following.operation.perform(z, { inputData: { handle: 'x1', count: '', limit: null } });
+  await App.searches.list_following.operation.perform(z, { inputData: { handle: 'x1', count: '', limit: null } });
   assert.deepEqual(sent[0].body, { handle: 'x1' });
+});
+
+// --- webhook verification (offline; the live delivery is checked in integration.test.js) ---
+const crypto = require('node:crypto');
+const webhooks = require('../lib/webhooks');
+
+const SECRET = `whsec_${Buffer.from('0123456789abcdef01234567').toString('base64')}`;
+const NOW = 1764079200;
+const signed = (body, { id = 'msg_1', timestamp = NOW, secret = SECRET, prefix = '' } = {}) => {
+  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  const sig = crypto.createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64');
+  return {
+    [`${prefix}Webhook-Id`]: id,
+    [`${prefix}Webhook-Timestamp`]: String(timestamp),
+    [`${prefix}Webhook-Signature`]: `v1,${sig}`,
+  };
+};
+
+test('webhook signatures: a real signature passes, every forgery fails', () => {
+  const body = JSON.stringify({ id: '1', uniqueId: 'a' });
+  const ok = (headers, b = body, secret = SECRET, now = NOW) => webhooks.verify({ headers, body: b, secret, now }).ok;
+  assert.equal(ok(signed(body)), true);
+  assert.equal(ok(signed(body, { prefix: 'Http-' })), true, 'Zapier may prefix raw headers with Http-');
+  const two = signed(body);
+  two['Webhook-Signature'] = `v1,AAAA ${two['Webhook-Signature']}`;
+  assert.equal(ok(two), true, 'one of several signatures is enough');
+  assert.equal(ok(signed(body), body.replace('"a"', '"b"')), false, 'tampered body');
+  assert.equal(ok(signed(body, { secret: `whsec_${Buffer.from('another-secret-24-bytes!').toString('base64')}` })), false, 'wrong secret');
+  assert.equal(ok(signed(body, { timestamp: NOW - 301 })), false, 'too old: a replay');
+  assert.equal(ok(signed(body, { timestamp: NOW + 301 })), false, 'from the future');
+  assert.equal(ok(signed(body, { timestamp: NOW - 299 })), true, 'inside the tolerance');
+  const swapped = signed(body);
+  swapped['Webhook-Id'] = 'msg_2';
+  assert.equal(ok(swapped), false, 'the id is signed');
+  assert.equal(ok({}), false, 'unsigned');
+  assert.equal(ok(signed(body), body, null), false, 'no secret stored');
+  const v2 = signed(body);
+  v2['Webhook-Signature'] = v2['Webhook-Signature'].replace('v1,', 'v2,');
+  assert.equal(ok(v2), false, 'unknown version');
+});
+
+test('hook perform: named event fields from a verified delivery; a forgery is dropped', async () => {
+  const { perform } = App.triggers.new_following_instant.operation;
+  const logs = [];
+  const z = { console: { log: (m) => logs.push(m) } };
+  const event = { ...App.triggers.new_following_instant.operation.sample, injected: '<script>' };
+  const content = JSON.stringify(event);
+  const headers = signed(content, { timestamp: Math.floor(Date.now() / 1000) });
+  const subscribeData = { id: 'sub_1', secret: SECRET };
+  const out = await perform(z, { subscribeData, rawRequest: { headers, content }, cleanedRequest: event });
+  assert.equal(out.length, 1);
+  assert.deepEqual(Object.keys(out[0]).sort(), FIELDS.followEvent.map((f) => f.key).sort(), 'named fields only');
+  const forged = await perform(z, {
+    subscribeData, rawRequest: { headers, content: content.replace('dumpling.kitchen', 'evil') }, cleanedRequest: event,
+  });
+  assert.deepEqual(forged, []);
+  assert.deepEqual(await perform(z, { subscribeData, cleanedRequest: event }), [], 'no raw request: nothing to verify');
+  assert.ok(logs.every((m) => !m.includes(SECRET)));
 });

@@ -112,12 +112,14 @@ test('a wrong key is an ExpiredAuthError carrying the service sentence', { skip:
 });
 
 // --- the action -------------------------------------------------------------------------
-test('List Accounts a User Follows: pages across cursors', { skip: SKIP }, async () => {
+test('Find Accounts a User Follows: one result whose accounts are line items, across cursors', { skip: SKIP }, async () => {
   const handle = handleFor('list');
   await fake('POST', `handles/${handle}/seed`, { n: 40 });
-  const perform = App.creates.list_following.operation.perform;
+  const perform = App.searches.list_following.operation.perform;
 
-  const first = await run(perform, { inputData: { handle: `@${handle}`, count: '10', limit: 25 } });
+  const results = await run(perform, { inputData: { handle: `@${handle}`, count: '10', limit: 25 } });
+  assert.ok(Array.isArray(results) && results.length === 1, 'a search answers an array: here one list');
+  const [first] = results;
   assert.equal(first.handle, handle);
   assert.equal(first.following.length, 25);
   assert.equal(first.count, 25);
@@ -129,14 +131,14 @@ test('List Accounts a User Follows: pages across cursors', { skip: SKIP }, async
     assert.equal(account.profileUrl, `https://www.tiktok.com/@${account.uniqueId}`);
   }
   // Every output field of the action is in a live answer.
-  const outputKeys = App.creates.list_following.operation.outputFields.map((f) => f.key);
+  const outputKeys = App.searches.list_following.operation.outputFields.map((f) => f.key);
   for (const key of outputKeys) {
     const [head, child] = key.split('[]');
     assert.ok(head in first, key);
     if (child) assert.ok(child in first[head][0], key);
   }
 
-  const rest = await run(perform, {
+  const [rest] = await run(perform, {
     inputData: { handle: `https://www.tiktok.com/@${handle}`, minTime: String(first.nextMinTime), limit: 100, count: 30 },
   });
   assert.equal(rest.following.length, 15);
@@ -146,13 +148,15 @@ test('List Accounts a User Follows: pages across cursors', { skip: SKIP }, async
   for (const account of rest.following) assert.ok(!seen.has(account.id), 'no overlap between runs');
 });
 
-test('a bad handle is a 400 with the service sentence', { skip: SKIP }, async () => {
+test('a bad handle is a 400 naming the field and its message', { skip: SKIP }, async () => {
   const err = await rejection(
-    run(App.creates.list_following.operation.perform, { inputData: { handle: 'not a handle!!' } }),
+    run(App.searches.list_following.operation.perform, { inputData: { handle: 'not a handle!!', limit: 5000 } }),
   );
   const body = appErrorBody(err);
   assert.equal(body.status, 400);
-  assert.ok(body.message && body.code, JSON.stringify(body));
+  assert.equal(body.code, 'invalid_request');
+  assert.match(body.message, /^TikTok Handle: \S.+ Maximum Accounts: \S/, body.message);
+  assert.doesNotMatch(body.message, /see 'fields'/);
 });
 
 // --- error mapping through the live service -------------------------------------------
@@ -161,7 +165,7 @@ test('upstream 403 (no credits) -> 402 -> HaltedError', { skip: SKIP }, async ()
   await fake('POST', `handles/${handle}/seed`, { n: 3 });
   await fake('POST', 'faults', { status: 403, times: 1 });
   const err = await rejection(
-    run(App.creates.list_following.operation.perform, { inputData: { handle } }),
+    run(App.searches.list_following.operation.perform, { inputData: { handle } }),
   );
   assert.equal(err.name, 'HaltedError', `${err.name}: ${err.message}`);
   assert.ok(err.message.length > 10);
@@ -173,7 +177,7 @@ test('a key without credits -> HaltedError', { skip: SKIP }, async () => {
   const handle = handleFor('broke');
   await fake('POST', `handles/${handle}/seed`, { n: 3 });
   const err = await rejection(
-    appTester(App.creates.list_following.operation.perform, { authData: { api_key: key }, inputData: { handle } }),
+    appTester(App.searches.list_following.operation.perform, { authData: { api_key: key }, inputData: { handle } }),
   );
   assert.equal(err.name, 'HaltedError', `${err.name}: ${err.message}`);
 });
@@ -184,7 +188,7 @@ test('upstream 503 -> 429 with Retry-After -> ThrottledError with the delay', { 
   // A long Retry-After: the service does not retry within Zapier's time budget.
   await fake('POST', 'faults', { status: 503, times: 1, headers: { 'Retry-After': '60' } });
   const err = await rejection(
-    run(App.creates.list_following.operation.perform, { inputData: { handle } }),
+    run(App.searches.list_following.operation.perform, { inputData: { handle } }),
   );
   assert.equal(err.name, 'ThrottledError', `${err.name}: ${err.message}`);
   const { message, delay } = JSON.parse(err.message);
@@ -196,7 +200,7 @@ test('upstream 404 -> AppError 404 with the service sentence', { skip: SKIP }, a
   const handle = handleFor('missing');
   await fake('POST', 'faults', { status: 404, times: 1 });
   const err = await rejection(
-    run(App.creates.list_following.operation.perform, { inputData: { handle } }),
+    run(App.searches.list_following.operation.perform, { inputData: { handle } }),
   );
   const body = appErrorBody(err);
   assert.equal(body.status, 404);
@@ -268,14 +272,14 @@ test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { 
   const listed = await run(op.performList, { inputData: { handle } });
   assert.equal(listed[0].id, String(entry.user.id));
 
-  // perform: one delivery = one event.
-  const delivered = await run(op.perform, {
+  // perform: one delivery = one event, accepted only with the subscription's signature.
+  const unsigned = await run(op.perform, {
     inputData: { handle },
     subscribeData,
     cleanedRequest: listed[0],
     rawRequest: { method: 'POST', headers: {}, content: JSON.stringify(listed[0]) },
   });
-  assert.deepEqual(delivered, [listed[0]]);
+  assert.deepEqual(unsigned, [], 'an unsigned delivery is dropped');
 
   // With the service's worker running (EXPECT_WEBHOOK_DELIVERY=1), a real
   // delivery arrives: exactly one event, shaped like a polling item.
@@ -286,8 +290,18 @@ test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { 
     assert.deepEqual(Object.keys(body).sort(), EVENT_KEYS);
     assert.equal(body.id, String(entry.user.id));
     assert.equal(body.followedBy, handle);
-    const fromHook = await run(op.perform, { subscribeData, cleanedRequest: body });
+    // The real signed delivery, as Zapier hands it to perform: named fields, verified.
+    const rawRequest = { method: 'POST', headers: target.received[0].headers, content: target.received[0].body };
+    const fromHook = await run(op.perform, { subscribeData, cleanedRequest: body, rawRequest });
     assert.deepEqual(fromHook, [body]);
+    const zapierStyle = Object.fromEntries(Object.entries(rawRequest.headers).map(([k, v]) => [`Http-${k}`, v]));
+    assert.deepEqual(await run(op.perform, { subscribeData, rawRequest: { ...rawRequest, headers: zapierStyle } }), [body]);
+    // Forgeries: another body under the same headers, or the right body under another secret.
+    const forgedBody = rawRequest.content.replace(body.uniqueId, `${body.uniqueId}x`);
+    assert.notEqual(forgedBody, rawRequest.content);
+    assert.deepEqual(await run(op.perform, { subscribeData, rawRequest: { ...rawRequest, content: forgedBody } }), []);
+    const otherSecret = { ...subscribeData, secret: `whsec_${crypto.randomBytes(24).toString('base64')}` };
+    assert.deepEqual(await run(op.perform, { subscribeData: otherSecret, rawRequest }), []);
   } else {
     assert.ok(!expectDelivery, 'EXPECT_WEBHOOK_DELIVERY=1 but no webhook delivery arrived within 30 s');
     t.diagnostic('no webhook delivery (no worker running); perform was checked with a polling item');

@@ -31,7 +31,7 @@ test("core's own validate command agrees (zero errors)", () => {
 test('validator is not vacuous: a broken definition is rejected', () => {
   const broken = serialized();
   broken.triggers.new_following.display.label = 'X'; // JSON schema: minLength 2
-  broken.creates.list_following.key = 'other_key';
+  broken.searches.list_following.key = 'other_key';
   const result = validateAppDefinition(broken);
   assert.equal(result.errors.length, 2, describe(result.errors));
   // NB: the 19.1.0 schema does NOT require samples at the app level (its

@@ -1,7 +1,8 @@
 'use strict';
 
 const { apiUrl, throwApiError } = require('../lib/api');
-const { inputFields, outputFields } = require('../lib/fields');
+const { FIELDS, inputFields, outputFields } = require('../lib/fields');
+const webhooks = require('../lib/webhooks');
 const { FOLLOW_EVENT_SAMPLE } = require('../lib/samples');
 const { listFollowEvents } = require('./new_following');
 
@@ -37,9 +38,32 @@ const performUnsubscribe = async (z, bundle) => {
   return { id, deleted: true };
 };
 
-// Each webhook delivery is exactly one follow event (the same shape as a
-// polling item).
-const perform = async (z, bundle) => [bundle.cleanedRequest];
+const EVENT_KEYS = FIELDS.followEvent.map((f) => f.key);
+
+// Each delivery is ONE follow event (the shape of a polling item), signed with the
+// subscription's secret. Only a delivery whose signature verifies over the raw body counts,
+// and only the event's named fields are passed on (never the raw request). A forgery is
+// dropped (no Zap run) rather than thrown: errors would let anyone who learns the target URL
+// get the user's Zap turned off.
+const perform = async (z, bundle) => {
+  const raw = bundle.rawRequest || {};
+  const secret = bundle.subscribeData && bundle.subscribeData.secret;
+  const check = webhooks.verify({ headers: raw.headers, body: raw.content, secret });
+  if (!check.ok) {
+    z.console.log(`Ignored a webhook delivery that failed verification: ${check.reason}.`);
+    return [];
+  }
+  let event;
+  try {
+    event = JSON.parse(raw.content);
+  } catch (err) {
+    return [];
+  }
+  if (!event || typeof event !== 'object' || Array.isArray(event)) return [];
+  const named = {};
+  for (const key of EVENT_KEYS) if (key in event) named[key] = event[key];
+  return [named];
+};
 
 module.exports = {
   key: KEY,

@@ -13,6 +13,9 @@ const toInt = (value) => {
   return Number.isInteger(n) ? n : value; // let the service answer 400 with its own sentence
 };
 
+// A read, so a search (Zapier's rule: creates change something). It answers ONE result: the
+// list itself, whose accounts are line items (`following[]...`) that Looping by Zapier can
+// iterate, with the cursor to continue. A user who follows nobody is still one (empty) list.
 const perform = async (z, bundle) => {
   const input = bundle.inputData || {};
   const body = { handle: input.handle };
@@ -26,20 +29,16 @@ const perform = async (z, bundle) => {
     url: apiUrl('following'),
     body,
   });
-  return response.data;
+  return [response.data];
 };
 
-// A read that answers ONE object (the page(s) of accounts plus the cursor to
-// continue) is modelled as a create: a search would only hand the Zap its
-// first result and add "found / not found" semantics that make no sense here.
-// The accounts arrive as line items (`following[]...`).
 module.exports = {
   key: KEY,
   noun: 'Following List',
   display: {
-    label: 'List Accounts a User Follows',
+    label: 'Find Accounts a User Follows',
     description:
-      'Lists the TikTok accounts a user follows, newest follow first (1 DumplingAI credit per page).',
+      'Finds the TikTok accounts a user follows, newest follow first, as line items (1 DumplingAI credit per page read).',
   },
   operation: {
     inputFields: inputFields(KEY),
