@@ -39,6 +39,11 @@ class Settings:
     journal_retention_days: int = 30
     journal_max_events: int = 1000
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
+    # h4: hardening of subscriptions, unknown keys, idle watches and secret rotation
+    old_secret_keys: tuple[str, ...] = ()   # previous SECRET_KEYs, during a rotation
+    max_subscriptions_per_key: int = 100
+    auth_negative_cache_seconds: int = 60   # a refused key (or address) is answered 401 without asking upstream
+    watch_idle_days: int = 30               # a watch nobody used for this long is deleted
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +63,10 @@ class Settings:
             upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", cls.upstream_read_timeout),
             upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
+            old_secret_keys=tuple(k for k in env.get("OLD_SECRET_KEYS", "").split(",") if k),
+            max_subscriptions_per_key=_int("MAX_SUBSCRIPTIONS_PER_KEY", cls.max_subscriptions_per_key),
+            auth_negative_cache_seconds=_int("AUTH_NEGATIVE_CACHE_SECONDS", cls.auth_negative_cache_seconds),
+            watch_idle_days=_int("WATCH_IDLE_DAYS", cls.watch_idle_days),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

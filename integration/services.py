@@ -1,13 +1,18 @@
-"""The long-lived objects one process shares: settings, database, upstream client, vault."""
+"""The long-lived objects one process shares: settings, database, upstream client, vault, auth memory."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from integration import rotate
+from integration.authcache import AuthMemory
 from integration.config import Settings
 from integration.db import make_engine, make_session_factory
+from integration.models import utcnow
 from integration.observability import UPSTREAM_CALLS
 from integration.security import KeyVault, key_hash
 from integration.upstream import DumplingClient
@@ -20,11 +25,11 @@ class Services:
     sessions: sessionmaker
     client: DumplingClient
     vault: KeyVault
+    auth: AuthMemory = field(default_factory=AuthMemory)  # per-process key caches (integration.authcache)
+    clock: Callable[[], dt.datetime] = utcnow  # naive UTC; tests pass a fake clock
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
-        import os
-
         engine = make_engine(settings.database_url)
         client = DumplingClient(
             settings.dumpling_base_url,
@@ -34,8 +39,15 @@ class Services:
             retries=settings.upstream_retries,
             on_call=lambda outcome: UPSTREAM_CALLS.labels(outcome).inc(),
         )
-        old = tuple(k for k in os.environ.get("OLD_SECRET_KEYS", "").split(",") if k)
-        return cls(settings, engine, make_session_factory(engine), client, KeyVault(settings.secret_key, old))
+        return cls(settings, engine, make_session_factory(engine), client,
+                   KeyVault(settings.secret_key, settings.old_secret_keys),
+                   AuthMemory(settings.auth_negative_cache_seconds))
 
     def owner(self, api_key: str) -> str:
-        return key_hash(self.settings.secret_key, api_key)
+        """The caller's owner hash. During a rotation (OLD_SECRET_KEYS), rows stored under the
+        hash of an old secret are moved to this one the first time the key is seen."""
+        owner = key_hash(self.settings.secret_key, api_key)
+        if self.settings.old_secret_keys and not self.auth.adopted(owner):
+            rotate.adopt_owner(self, api_key, owner)
+            self.auth.mark_adopted(owner)
+        return owner
