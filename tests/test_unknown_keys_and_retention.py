@@ -101,6 +101,8 @@ def test_the_auth_cache_is_per_services_not_global(database_url, fake_upstream):
     two = make_test_app(database_url, fake_upstream.url)
     one.test_client().get("/v1/api/auth/test", headers=bad(1))
     asked = len(fake_upstream.requests)
+    one.test_client().get("/v1/api/auth/test", headers=bad(1))  # remembered by this one
+    assert len(fake_upstream.requests) == asked
     two.test_client().get("/v1/api/auth/test", headers=bad(1))  # another process asks once itself
     assert len(fake_upstream.requests) == asked + 1
     for application in (one, two):
