@@ -78,3 +78,6 @@ class Settings:
             raise RuntimeError("SECRET_KEY must be set outside development (APP_ENV != development)")
         if not 1 <= self.page_size <= 100:
             raise RuntimeError("PAGE_SIZE must be between 1 and 100")
+        if self.max_subscriptions_per_key < 1 or self.watch_idle_days < 1 or self.auth_negative_cache_seconds < 0:
+            raise RuntimeError("MAX_SUBSCRIPTIONS_PER_KEY and WATCH_IDLE_DAYS must be at least 1, "
+                               "AUTH_NEGATIVE_CACHE_SECONDS at least 0")
