@@ -5,10 +5,14 @@ periodically; a credit each time would be the user's money wasted. A successful
 check is remembered per key hash for AUTH_CACHE_SECONDS (default 6 h: long enough
 that editor sessions and periodic checks are free, short enough that a revoked key
 is noticed the same day; any upstream 401 forgets it at once).
+
+The other way round, a key the upstream refused is answered with the same 401 from the
+process's negative cache (`Services.auth`, AUTH_NEGATIVE_CACHE_SECONDS) without asking again.
 """
 from __future__ import annotations
 
 import datetime as dt
+
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
