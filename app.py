@@ -105,7 +105,9 @@ def _install_error_handlers(app: Flask) -> None:
         if meter is not None:
             meter.rate_limit.update(failure.rate_limit)
         if failure.kind == "unauthorized" and g.get("owner_hash"):
-            forget(current_app.extensions["tiktok_following"], g.owner_hash)  # the next auth test asks again
+            # The next auth test asks again; this key (and an address sending many bad keys)
+            # is answered from the negative cache for a while.
+            forget(current_app.extensions["tiktok_following"], g.owner_hash, request.remote_addr)
         return _json_error(errors.from_upstream(failure))
 
     @app.errorhandler(HTTPException)

@@ -5,17 +5,19 @@ periodically; a credit each time would be the user's money wasted. A successful
 check is remembered per key hash for AUTH_CACHE_SECONDS (default 6 h: long enough
 that editor sessions and periodic checks are free, short enough that a revoked key
 is noticed the same day; any upstream 401 forgets it at once).
+
+The other way round, a key the upstream refused is answered with the same 401 from the
+process's negative cache (`Services.auth`, AUTH_NEGATIVE_CACHE_SECONDS) without asking again.
 """
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from integration.db import transaction
-from integration.errors import UpstreamFailure
+from integration.errors import UpstreamFailure, from_upstream
 from integration.models import AuthCheck, utcnow
 from integration.platforms import Platform
 from integration.security import key_label
@@ -38,26 +40,20 @@ def check_key(svc: Services, api_key: str, platform: Platform, meter: Meter) -> 
         svc.client.fetch_page(api_key, PROBE_HANDLE, platform.request_source, count=1, meter=meter)
     except UpstreamFailure as failure:
         if failure.kind != "not_found":  # 404 means the key passed authentication
-            if failure.kind == "unauthorized":
-                forget(svc, owner)
-            raise
+            raise  # an unauthorized one is forgotten by the app's error handler
     remember(svc, owner, force=True)
     return {"ok": True, "label": key_label(api_key), "cached": False}
 
 
-_REMEMBERED: dict[str, float] = {}  # owner -> monotonic time this process last wrote it
-_REMEMBER_EVERY = 600.0             # write at most every 10 min per owner: not on every action call
-_REMEMBERED_MAX = 10_000
+_REMEMBER_EVERY = 600.0  # write at most every 10 min per owner: not on every action call
 
 
 def remember(svc: Services, owner: str, *, force: bool = False) -> None:
     """Any successful upstream call proves the key: refresh the cache for free."""
-    now = time.monotonic()
-    if not force and now - _REMEMBERED.get(owner, -_REMEMBER_EVERY) < min(_REMEMBER_EVERY, svc.settings.auth_cache_seconds / 2):
+    svc.auth.passed(owner)
+    every = min(_REMEMBER_EVERY, svc.settings.auth_cache_seconds / 2)
+    if not svc.auth.due_for_write(owner, 0 if force else every):
         return
-    if len(_REMEMBERED) >= _REMEMBERED_MAX:
-        _REMEMBERED.clear()  # bounded memory; the only cost is one extra write per owner
-    _REMEMBERED[owner] = now
     try:
         with transaction(svc.sessions) as session:
             session.merge(AuthCheck(owner_hash=owner, checked_at=utcnow()))
@@ -65,7 +61,15 @@ def remember(svc: Services, owner: str, *, force: bool = False) -> None:
         pass  # a concurrent request inserted it first: it is fresh either way
 
 
-def forget(svc: Services, owner: str) -> None:
-    _REMEMBERED.pop(owner, None)
+def forget(svc: Services, owner: str, address: str | None = None) -> None:
+    """The upstream refused the key: forget the passed check, and answer this key (and an
+    address sending many refused keys) from the negative cache for a while."""
+    svc.auth.refused(owner, address)
     with transaction(svc.sessions) as session:
         session.execute(delete(AuthCheck).where(AuthCheck.owner_hash == owner))
+
+
+def refuse_if_known_bad(svc: Services, owner: str, address: str | None) -> None:
+    """The same 401 the upstream gave, without asking it again (AUTH_NEGATIVE_CACHE_SECONDS)."""
+    if svc.auth.is_refused(owner, address):
+        raise from_upstream(UpstreamFailure("unauthorized", 401))

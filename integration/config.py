@@ -42,6 +42,11 @@ class Settings:
     lease_seconds: float = 10.0  # a refresh's lease, renewed while it runs (integration/leases.py)
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
     probe_api_key: str = field(default="", repr=False)  # DUMPLING_API_KEY: only `python -m integration.probe`
+    # h4: hardening of subscriptions, unknown keys, idle watches and secret rotation
+    old_secret_keys: tuple[str, ...] = ()   # previous SECRET_KEYs, during a rotation
+    max_subscriptions_per_key: int = 100
+    auth_negative_cache_seconds: int = 60   # a refused key (or address) is answered 401 without asking upstream
+    watch_idle_days: int = 30               # a watch nobody used for this long is deleted
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +69,10 @@ class Settings:
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
             probe_api_key=env.get("DUMPLING_API_KEY", ""),
             action_budget_seconds=_float("ACTION_BUDGET_SECONDS", cls.action_budget_seconds),
+            old_secret_keys=tuple(k for k in env.get("OLD_SECRET_KEYS", "").split(",") if k),
+            max_subscriptions_per_key=_int("MAX_SUBSCRIPTIONS_PER_KEY", cls.max_subscriptions_per_key),
+            auth_negative_cache_seconds=_int("AUTH_NEGATIVE_CACHE_SECONDS", cls.auth_negative_cache_seconds),
+            watch_idle_days=_int("WATCH_IDLE_DAYS", cls.watch_idle_days),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})
@@ -75,3 +84,6 @@ class Settings:
             raise RuntimeError("SECRET_KEY must be set outside development (APP_ENV != development)")
         if not 1 <= self.page_size <= 100:
             raise RuntimeError("PAGE_SIZE must be between 1 and 100")
+        if self.max_subscriptions_per_key < 1 or self.watch_idle_days < 1 or self.auth_negative_cache_seconds < 0:
+            raise RuntimeError("MAX_SUBSCRIPTIONS_PER_KEY and WATCH_IDLE_DAYS must be at least 1, "
+                               "AUTH_NEGATIVE_CACHE_SECONDS at least 0")

@@ -83,6 +83,12 @@ def not_found(what: str = "This resource") -> ApiError:
     return ApiError(404, "not_found", f"{what} does not exist.")
 
 
+def too_many_subscriptions(limit: int) -> ApiError:
+    return ApiError(409, "too_many_subscriptions",
+                    f"This API key already has {limit} webhook subscriptions, the most one key may have. "
+                    "Delete ones you no longer use (turn off unused Zaps or scenarios), then subscribe again.")
+
+
 def invalid_body(messages: dict | None = None) -> ApiError:
     return ApiError(400, "invalid_request", "Some fields are missing or invalid; see 'fields'.", fields=messages or {})
 

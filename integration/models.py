@@ -21,7 +21,8 @@ class Watch(Base):
 
     __tablename__ = "watches"
     __table_args__ = (UniqueConstraint("owner_hash", "handle", name="uq_watch_owner_handle"),
-                      Index("ix_watches_next_poll", "next_poll_at"))  # the worker's due-watch scan
+                      Index("ix_watches_next_poll", "next_poll_at"),  # the worker's due-watch scan
+                      Index("ix_watches_last_used", "last_used_at"))  # retention's idle scan
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -47,6 +48,9 @@ class Watch(Base):
     status: Mapped[str] = mapped_column(String(16), default="active", nullable=False)
     status_reason: Mapped[str | None] = mapped_column(Text)
     truncations: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # Retention (integration.retention): when a trigger call or a subscribe last asked for it,
+    # written at most hourly; a watch without subscriptions unused for WATCH_IDLE_DAYS goes.
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class KnownAccount(Base):
@@ -78,8 +82,14 @@ class Event(Base):
 
 
 class Subscription(Base):
+    """A webhook target for one watch and one kind of event. The same (owner, watch, event,
+    target) is one subscription: subscribing again returns it (a unique index, so concurrent
+    subscribes cannot make two). A subscription has no state of its own: pausing is the
+    watch's (`Watch.status`), and Zapier/Make turn a hook off by deleting it (or 410)."""
+
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_owner", "owner_hash"), Index("ix_subscriptions_watch", "watch_id"))
+    __table_args__ = (Index("ix_subscriptions_owner", "owner_hash"), Index("ix_subscriptions_watch", "watch_id"),
+                      Index("uq_subscription_target", "owner_hash", "watch_id", "event", "target_hash", unique=True))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), nullable=False)
@@ -88,7 +98,10 @@ class Subscription(Base):
     target_url: Mapped[str] = mapped_column(Text, nullable=False)
     secret_enc: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
-    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    # subscriptions.EventKind; only new_following exists yet (CONTRACT.md, "Beyond new follows").
+    event: Mapped[str] = mapped_column(String(32), default="new_following", server_default="new_following",
+                                       nullable=False)
+    target_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # SHA-256 of target_url, for the unique index
 
 
 class Delivery(Base):

@@ -1,14 +1,19 @@
-"""The long-lived objects one process shares: settings, database, upstream client, vault."""
+"""The long-lived objects one process shares: settings, database, upstream client, vault, auth memory."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from integration import rotate
+from integration.authcache import AuthMemory
 from integration.config import Settings
 from integration.db import make_engine, make_session_factory
 from integration.leases import LeaseKeeper
+from integration.models import utcnow
 from integration.observability import UPSTREAM_CALLS
 from integration.security import KeyVault, key_hash
 from integration.upstream import DumplingClient
@@ -22,11 +27,11 @@ class Services:
     client: DumplingClient
     vault: KeyVault
     leases: LeaseKeeper
+    auth: AuthMemory = field(default_factory=AuthMemory)  # per-process key caches (integration.authcache)
+    clock: Callable[[], dt.datetime] = utcnow  # naive UTC; tests pass a fake clock
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
-        import os
-
         engine = make_engine(settings.database_url)
         client = DumplingClient(
             settings.dumpling_base_url,
@@ -36,10 +41,17 @@ class Services:
             retries=settings.upstream_retries,
             on_call=lambda outcome: UPSTREAM_CALLS.labels(outcome).inc(),
         )
-        old = tuple(k for k in os.environ.get("OLD_SECRET_KEYS", "").split(",") if k)
         sessions = make_session_factory(engine)
-        return cls(settings, engine, sessions, client, KeyVault(settings.secret_key, old),
-                   LeaseKeeper(sessions, settings.lease_seconds))
+        return cls(settings, engine, sessions, client,
+                   KeyVault(settings.secret_key, settings.old_secret_keys),
+                   LeaseKeeper(sessions, settings.lease_seconds),
+                   AuthMemory(settings.auth_negative_cache_seconds))
 
     def owner(self, api_key: str) -> str:
-        return key_hash(self.settings.secret_key, api_key)
+        """The caller's owner hash. During a rotation (OLD_SECRET_KEYS), rows stored under the
+        hash of an old secret are moved to this one the first time the key is seen."""
+        owner = key_hash(self.settings.secret_key, api_key)
+        if self.settings.old_secret_keys and not self.auth.adopted(owner):
+            rotate.adopt_owner(self, api_key, owner)
+            self.auth.mark_adopted(owner)
+        return owner

@@ -2,44 +2,104 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
+from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from integration import errors, watches
 from integration.db import transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
-from integration.models import Delivery, Event, Subscription, Watch, utcnow
+from integration.models import Delivery, Event, Subscription, Watch
 from integration.platforms import Platform
 from integration.services import Services
 from integration.upstream import Meter
 
 
+class EventKind(StrEnum):
+    """What a subscription delivers. Only new follows exist yet; `unfollowed` and
+    `followed_by_many` come next (CONTRACT.md, "Beyond new follows")."""
+
+    NEW_FOLLOWING = "new_following"
+
+
 def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: str, target_url: str,
-           meter: Meter) -> dict:
+           meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING) -> tuple[dict, bool]:
+    """Subscribe, or return the caller's identical subscription: (view with secret, created?).
+
+    Idempotent on (owner, handle, event, target): Zapier and Make re-subscribe the same
+    target, and need its signing secret again. Only the key's owner can ask, so the
+    secret goes back to the one who already holds it. At most MAX_SUBSCRIPTIONS_PER_KEY."""
     try:
         target = check_target_url(target_url, allow_private=svc.settings.allow_private_webhook_targets)
     except TargetRefused as exc:
         raise errors.ApiError(400, "invalid_target_url", str(exc), fields={"targetUrl": [str(exc)]})
-    watch_id = watches.get_or_create_watch(svc, owner, handle)
-    # Take (or refresh) the baseline now, so the first delivery is a genuinely new follow.
-    watches.ensure_fresh(svc, watch_id, api_key, platform, meter)
-    secret = new_secret()
-    sub_id = "sub_" + secrets.token_hex(12)
+    target_hash = hashlib.sha256(target.encode()).hexdigest()
+    for _ in range(3):
+        # Takes (or refreshes) the baseline now, so the first delivery is a genuinely new
+        # follow; a refused key stops here with nothing stored.
+        watch_id, _ = watches.open_watch(svc, owner, handle, api_key, platform, meter)
+        try:
+            return _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash)
+        except (IntegrityError, watches.WatchGone):
+            continue  # an identical concurrent subscribe won, or retention took the watch: again
+    raise RuntimeError("could not subscribe")
+
+
+def _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash) -> tuple[dict, bool]:
     with transaction(svc.sessions) as session:
+        _lock_owner(session, owner)
         watch = session.get(Watch, watch_id)
-        # The worker refreshes with the newest key of this owner; stored encrypted only.
+        if watch is None:
+            raise watches.WatchGone(watch_id)
+        sub = session.scalar(select(Subscription).where(
+            Subscription.owner_hash == owner, Subscription.watch_id == watch_id,
+            Subscription.event == event.value, Subscription.target_hash == target_hash))
+        created = sub is None
+        if created:
+            count = session.scalar(select(func.count()).select_from(Subscription)
+                                   .where(Subscription.owner_hash == owner))
+            limit = svc.settings.max_subscriptions_per_key
+            if count >= limit:
+                raise errors.too_many_subscriptions(limit)
+            secret = new_secret()
+            sub = Subscription(id="sub_" + secrets.token_hex(12), watch_id=watch_id, owner_hash=owner,
+                               platform=platform.value, target_url=target, secret_enc=svc.vault.encrypt(secret),
+                               event=event.value, target_hash=target_hash)
+            session.add(sub)
+        else:
+            secret = svc.vault.decrypt(sub.secret_enc)
+            if secret is None:  # unreadable after a rotation that dropped its secret: a new one
+                secret = new_secret()
+                sub.secret_enc = svc.vault.encrypt(secret)
+        # The worker refreshes with the newest key of this owner (stored encrypted only);
+        # subscribing again with a working key resumes a paused watch.
         watch.api_key_enc = svc.vault.encrypt(api_key)
         watch.status, watch.status_reason = "active", None
         if watch.next_poll_at is None:
-            watch.next_poll_at = utcnow() + dt.timedelta(seconds=svc.settings.poll_interval_seconds)
-        sub = Subscription(id=sub_id, watch_id=watch_id, owner_hash=owner, platform=platform.value,
-                           target_url=target, secret_enc=svc.vault.encrypt(secret))
-        session.add(sub)
+            watch.next_poll_at = svc.clock() + dt.timedelta(seconds=svc.settings.poll_interval_seconds)
         session.flush()
         out = _view(sub, watch, handle)
-    out["secret"] = secret  # shown once: Zapier/Make keep it to verify signatures
-    return out
+    out["secret"] = secret  # Zapier/Make keep it to verify signatures
+    return out, created
+
+
+def _lock_owner(session, owner: str) -> None:
+    """Serialize one owner's subscribes, so the count cannot be raced past the limit.
+    SQLite: every write transaction already holds the database's write lock (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(int(owner[:15], 16))))
+
+
+def release_watch_if_unused(session, watch_id: int) -> None:
+    """After a subscription went (DELETE, or the receiver's 410): if it was the watch's last,
+    stop polling and forget the stored key. One copy of the rule, for the API and the worker."""
+    remaining = session.scalar(select(func.count()).select_from(Subscription).where(Subscription.watch_id == watch_id))
+    if not remaining:
+        session.execute(update(Watch).where(Watch.id == watch_id).values(api_key_enc=None, next_poll_at=None)
+                        .execution_options(synchronize_session=False))
 
 
 def list_for(svc: Services, owner: str) -> list[dict]:
@@ -62,10 +122,7 @@ def delete(svc: Services, owner: str, sub_id: str) -> None:
         sub, watch = _owned(session, owner, sub_id)
         session.delete(sub)
         session.flush()
-        remaining = session.scalar(select(func.count()).select_from(Subscription).where(Subscription.watch_id == watch.id))
-        if not remaining:
-            # Nobody listens any more: stop polling and forget the stored key.
-            watch.api_key_enc, watch.next_poll_at = None, None
+        release_watch_if_unused(session, watch.id)
 
 
 def deliveries(svc: Services, owner: str, sub_id: str, status: str | None, limit: int = 100) -> list[dict]:

@@ -42,21 +42,60 @@ class RefreshResult:
     truncated: bool = False
 
 
-def get_or_create_watch(svc: Services, owner: str, handle: str) -> int:
+class WatchGone(Exception):
+    """The watch was deleted while we waited for it (its first refresh failed, or it was idle)."""
+
+
+TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
+
+
+def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
+               **fresh) -> tuple[int, RefreshResult]:
+    """The watch for (owner, handle), refreshed as `ensure_fresh` does, and marked used.
+
+    A new watch is inserted holding its lease (so concurrent callers wait for its baseline
+    instead of paying again) and deleted if that first refresh fails: a key the upstream
+    refused leaves no row behind."""
     for _ in range(3):
-        with transaction(svc.sessions) as session:
-            found = session.scalar(select(Watch.id).where(Watch.owner_hash == owner, Watch.handle == handle))
-            if found is not None:
-                return found
-        try:
+        now = svc.clock()
+        with svc.sessions() as session:
+            row = session.execute(select(Watch.id, Watch.last_used_at)
+                                  .where(Watch.owner_hash == owner, Watch.handle == handle)).first()
+        if row is None:
+            token = secrets.token_hex(16)
+            try:
+                with transaction(svc.sessions) as session:
+                    watch = Watch(owner_hash=owner, handle=handle, last_used_at=now, lease_token=token,
+                                  lease_until=svc.leases.until())
+                    session.add(watch)
+                    session.flush()
+                    watch_id = watch.id
+            except IntegrityError:
+                continue  # created concurrently: wait for its refresh on the next turn
+            svc.leases.hold(token, watch_id)
+            try:
+                return watch_id, _refresh(svc, watch_id, token, api_key, platform, meter)
+            except BaseException:
+                _delete_unborn(svc, watch_id)
+                raise
+        watch_id, used = row
+        if used is None or used < now - TOUCH_EVERY:
             with transaction(svc.sessions) as session:
-                watch = Watch(owner_hash=owner, handle=handle)
-                session.add(watch)
-                session.flush()
-                return watch.id
-        except IntegrityError:
-            continue  # created concurrently: read it on the next turn
-    raise RuntimeError("could not create watch")
+                session.execute(update(Watch).where(Watch.id == watch_id).values(last_used_at=now)
+                                .execution_options(synchronize_session=False))
+        try:
+            return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, **fresh)
+        except WatchGone:
+            continue
+    raise RuntimeError("the watch kept disappearing")
+
+
+def _delete_unborn(svc: Services, watch_id: int) -> None:
+    # Only while it has no baseline and nobody else took its lease after ours was released.
+    with transaction(svc.sessions) as session:
+        session.execute(delete(Watch).where(Watch.id == watch_id, Watch.last_refresh_at.is_(None),
+                                            Watch.lease_token.is_(None))
+                        .execution_options(synchronize_session=False))
 
 
 def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform, meter: Meter,
@@ -85,6 +124,8 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
     token = secrets.token_hex(16)
     with transaction(svc.sessions) as session:
         watch = session.get(Watch, watch_id)
+        if watch is None:
+            raise WatchGone(watch_id)
         if watch.last_refresh_at is not None and watch.last_refresh_at >= fresh_cutoff:
             return _FRESH
         claimed = session.execute(
@@ -171,8 +212,7 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         already = set(session.scalars(select(KnownAccount.account_id).where(
             KnownAccount.watch_id == watch_id, KnownAccount.account_id.in_(list(outcome.seen_ids))))) if outcome.seen_ids else set()
         session.add_all(KnownAccount(watch_id=watch_id, account_id=i) for i in outcome.seen_ids - already)
-        subscriptions = session.scalars(select(Subscription.id).where(
-            Subscription.watch_id == watch_id, Subscription.active.is_(True))).all()
+        subscriptions = session.scalars(select(Subscription.id).where(Subscription.watch_id == watch_id)).all()
         sequence = watch.last_sequence
         for account in reversed(outcome.new_follows):  # oldest first: the newest gets the highest number
             sequence += 1

@@ -48,9 +48,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 
-from integration import watches
+from integration import retention, subscriptions, watches
 from integration.db import transaction
 from integration.delivery import Sender, next_attempt_delay, webhook_headers
 from integration.errors import UpstreamFailure
@@ -66,6 +66,7 @@ CLAIMABLE = ("active", "backoff")   # 'paused' waits for the user to reconnect
 NO_CREDITS_BACKOFF = 3600.0
 SEND_TIMEOUT = 15.0
 MAX_BATCH = 100
+RETENTION_EVERY = 3600.0  # seconds between retention passes (integration.retention)
 ROTATING = bool(os.environ.get("OLD_SECRET_KEYS"))  # a SECRET_KEY rotation is in progress (see security.py)
 
 _table = Delivery.__table__
@@ -151,6 +152,7 @@ class Worker:
         self.stats = {"refreshed": 0, "refresh_failed": 0, "delivered": 0, "retry": 0, "failed": 0, "gone": 0}
         self._stats_lock = threading.Lock()
         self._outcomes: queue.SimpleQueue = queue.SimpleQueue()  # holds at most the sends in flight
+        self._retention_at = 0.0  # monotonic time of the next retention pass
 
     # ------------------------------------------------------------ loop
 
@@ -159,6 +161,7 @@ class Worker:
             self._wake.clear()  # before claiming: a job ending from now on wakes the wait below
             try:
                 self.flush_outcomes()
+                self._retention()
                 claimed = self._step("refresh", self.refreshes, self.refresh_due)
                 claimed += self._step("deliver", self.sends, self.deliver_due)
             except Exception:  # noqa: BLE001 - e.g. the database restarting: keep going, slowly
@@ -168,6 +171,14 @@ class Worker:
             if claimed == 0:
                 # Nothing claimable (or no free thread): sleep until a job ends or it is time to look again.
                 self._wake.wait(max(0.0, min(self._look.values()) - time.monotonic()) or self.options.idle_seconds)
+
+    def _retention(self) -> None:
+        """Idle watches and expired auth checks go, about hourly (h4: keep this call at merge)."""
+        if time.monotonic() < self._retention_at:
+            return
+        self._retention_at = time.monotonic() + RETENTION_EVERY
+        retention.delete_idle_watches(self.svc, self.clock())
+        retention.delete_expired_auth_checks(self.svc, self.clock())
 
     def _step(self, kind: str, lane: _Lane, claim) -> int:
         now = time.monotonic()
@@ -216,7 +227,7 @@ class Worker:
         if limit <= 0:
             return []
         now = self.clock()
-        has_subscription = exists().where(Subscription.watch_id == Watch.id, Subscription.active.is_(True))
+        has_subscription = exists().where(Subscription.watch_id == Watch.id)
         due = (select(Watch.id)
                .where(Watch.next_poll_at <= now, Watch.status.in_(CLAIMABLE), Watch.api_key_enc.is_not(None),
                       has_subscription)
@@ -235,7 +246,7 @@ class Worker:
             platforms: dict[int, Platform] = {}
             for watch_id, platform in session.execute(
                     select(Subscription.watch_id, Subscription.platform)
-                    .where(Subscription.watch_id.in_([r[0] for r in rows]), Subscription.active.is_(True))
+                    .where(Subscription.watch_id.in_([r[0] for r in rows]))
                     .order_by(Subscription.created_at)):
                 platforms.setdefault(watch_id, Platform(platform))
         return [(watch_id, key_enc, platforms.get(watch_id, Platform.API), status == "active" and reason is None)
@@ -390,13 +401,8 @@ class Worker:
             watch_id = session.scalar(select(Subscription.watch_id).where(Subscription.id == sub_id))
             session.execute(delete(Subscription).where(Subscription.id == sub_id)
                             .execution_options(synchronize_session=False))
-            remaining = session.scalar(select(func.count()).select_from(Subscription)
-                                       .where(Subscription.watch_id == watch_id))
-            if watch_id is not None and not remaining:
-                # Nobody listens any more: stop polling and forget the stored key.
-                session.execute(update(Watch).where(Watch.id == watch_id)
-                                .values(api_key_enc=None, next_poll_at=None)
-                                .execution_options(synchronize_session=False))
+            if watch_id is not None:
+                subscriptions.release_watch_if_unused(session, watch_id)
         WEBHOOK_DELIVERIES.labels("gone").inc()
         self._count("gone")
         log(logger, logging.INFO, "receiver answered 410 Gone; subscription deleted", subscription_id=sub_id)

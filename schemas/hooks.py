@@ -19,7 +19,7 @@ class SubscriptionSchema(Schema):
     handle = fields.String(required=True)
     targetUrl = fields.String(required=True)
     platform = fields.String(required=True)
-    secret = fields.String(metadata={"description": "Standard Webhooks signing secret (whsec_...); only in the answer to the create call"})
+    secret = fields.String(metadata={"description": "Standard Webhooks signing secret (whsec_...); only in the answer to a subscribe (201, or 200 when you already had this subscription)"})
     status = fields.String(required=True, metadata={"description": "active, paused (see statusReason)"})
     statusReason = fields.String(allow_none=True)
     createdAt = fields.String(required=True)

@@ -131,7 +131,10 @@ def start_service(database_url: str, fake_url: str, *, extra_env: dict | None = 
     env = {**os.environ, "DATABASE_URL": database_url, "DUMPLING_BASE_URL": fake_url, "PORT": str(port),
            "HOST": "127.0.0.1", "REFRESH_WINDOW_SECONDS": "0", "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1",
            "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), "UPSTREAM_TOTAL_SECONDS": "8",
-           "UPSTREAM_READ_TIMEOUT": "5", **(extra_env or {})}
+           "UPSTREAM_READ_TIMEOUT": "5",
+           # Shared by many tests: one that makes the upstream refuse the common test key must not
+           # make the next test's calls 401 for a minute (the cache is tested in-process).
+           "AUTH_NEGATIVE_CACHE_SECONDS": "0", **(extra_env or {})}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],

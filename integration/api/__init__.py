@@ -5,7 +5,7 @@ import flask_smorest
 from flask import current_app, g, request
 from flask_smorest.arguments import ArgumentsMixin
 
-from integration import errors
+from integration import authcheck, errors
 from integration.services import Services
 
 
@@ -20,7 +20,9 @@ def api_key() -> str:
     key = key.strip()
     if scheme.lower() != "bearer" or not key or len(key) > 512:
         raise errors.missing_key()
-    g.owner_hash = services().owner(key)
+    svc = services()
+    g.owner_hash = svc.owner(key)
+    authcheck.refuse_if_known_bad(svc, g.owner_hash, request.remote_addr)  # recently refused: no upstream call
     return key
 
 

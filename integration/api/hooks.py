@@ -22,12 +22,18 @@ class DeliveryQuerySchema(Schema):
 @blp.route("")
 class Hooks(MethodView):
     @blp.arguments(SubscriptionCreateSchema)
-    @blp.response(201, SubscriptionSchema)
-    @documented_errors(400, 401, 402, 404, 429, 502, 504)
+    @blp.response(201, SubscriptionSchema, description="Subscribed")
+    @blp.alt_response(200, schema=SubscriptionSchema, description="You already had this subscription: it is returned, with its secret")
+    @documented_errors(400, 401, 402, 404, 409, 429, 502, 504)
     def post(self, args, platform):
-        """Subscribe: watch the handle and deliver each new follow to targetUrl"""
+        """Subscribe: watch the handle and deliver each new follow to targetUrl
+
+        Subscribing again to the same handle and targetUrl returns the existing subscription
+        (200). A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it)."""
         key = api_key()
-        return subscriptions.create(services(), g.owner_hash, key, platform, args["handle"], args["targetUrl"], g.meter)
+        sub, created = subscriptions.create(services(), g.owner_hash, key, platform, args["handle"],
+                                            args["targetUrl"], g.meter)
+        return sub, 201 if created else 200
 
     @blp.response(200, SubscriptionSchema(many=True))
     @documented_errors(401)

@@ -70,8 +70,7 @@ class NewFollowing(MethodView):
         """
         svc = services()
         key = api_key()
-        watch_id = watches.get_or_create_watch(svc, g.owner_hash, args["handle"])
-        result = watches.ensure_fresh(svc, watch_id, key, platform, g.meter)
+        watch_id, result = watches.open_watch(svc, g.owner_hash, args["handle"], key, platform, g.meter)
         if result.refreshed:
             remember(svc, g.owner_hash)
         return watches.trigger_items(svc, watch_id, platform, limit=args["limit"],
