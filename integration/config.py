@@ -6,7 +6,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Only for tests and one-off scripts: `make run` / `make demo` generate a random SECRET_KEY
+# once and keep it in instance/secret_key (integration/devsecret.py).
 DEV_SECRET = "dev-only-secret-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
 
 
 def _int(name: str, default: int) -> int:
@@ -39,6 +42,12 @@ class Settings:
     journal_retention_days: int = 30
     journal_max_events: int = 1000
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
+    # web process (h2): bounds, logging, rotation, metrics
+    log_level: str = "INFO"
+    max_body_bytes: int = 64 * 1024             # larger request bodies get a 413 before they are read
+    upstream_max_bytes: int = 5 * 1024 * 1024   # larger upstream answers are a 502 (malformed)
+    old_secret_keys: tuple[str, ...] = ()       # previous SECRET_KEYs, still accepted for decryption
+    metrics_dir: str = ""                       # PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +67,11 @@ class Settings:
             upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", cls.upstream_read_timeout),
             upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
+            log_level=(env.get("LOG_LEVEL") or cls.log_level).upper(),
+            max_body_bytes=_int("MAX_BODY_BYTES", cls.max_body_bytes),
+            upstream_max_bytes=_int("UPSTREAM_MAX_BYTES", cls.upstream_max_bytes),
+            old_secret_keys=tuple(k for k in env.get("OLD_SECRET_KEYS", "").split(",") if k),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})
@@ -67,5 +81,13 @@ class Settings:
     def validate(self) -> None:
         if self.environment != "development" and self.secret_key == DEV_SECRET:
             raise RuntimeError("SECRET_KEY must be set outside development (APP_ENV != development)")
+        if self.environment != "development" and len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise RuntimeError(f"SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters outside development "
+                               "(APP_ENV != development); generate one with: python -c 'import secrets; "
+                               "print(secrets.token_urlsafe(48))'")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise RuntimeError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        if self.max_body_bytes < 1024 or self.upstream_max_bytes < 1024:
+            raise RuntimeError("MAX_BODY_BYTES and UPSTREAM_MAX_BYTES must be at least 1024")
         if not 1 <= self.page_size <= 100:
             raise RuntimeError("PAGE_SIZE must be between 1 and 100")

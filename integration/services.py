@@ -23,8 +23,6 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
-        import os
-
         engine = make_engine(settings.database_url)
         client = DumplingClient(
             settings.dumpling_base_url,
@@ -32,10 +30,11 @@ class Services:
             read_timeout=settings.upstream_read_timeout,
             total_seconds=settings.upstream_total_seconds,
             retries=settings.upstream_retries,
+            max_bytes=settings.upstream_max_bytes,
             on_call=lambda outcome: UPSTREAM_CALLS.labels(outcome).inc(),
         )
-        old = tuple(k for k in os.environ.get("OLD_SECRET_KEYS", "").split(",") if k)
-        return cls(settings, engine, make_session_factory(engine), client, KeyVault(settings.secret_key, old))
+        return cls(settings, engine, make_session_factory(engine), client,
+                   KeyVault(settings.secret_key, settings.old_secret_keys))
 
     def owner(self, api_key: str) -> str:
         return key_hash(self.settings.secret_key, api_key)

@@ -2,18 +2,24 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields
 
-from integration.handles import InvalidHandle, normalize_handle
+from integration.handles import HANDLE_PATTERN, MAX_HANDLE_LENGTH, InvalidHandle, normalize_handle
 
 
 class Handle(fields.String):
-    """A TikTok handle as users paste it; deserializes to the normalized username."""
+    """A TikTok handle as users paste it; deserializes to the normalized username.
+
+    The OpenAPI document carries the same pattern and length the server checks, so generated
+    clients (and schemathesis) know exactly which strings are handles.
+    """
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("metadata", {}).setdefault(
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault(
             "description",
             "TikTok handle: `name`, `@name` or a profile URL `https://www.tiktok.com/@name`.",
         )
-        kwargs["metadata"].setdefault("example", "charlidamelio")
+        metadata.setdefault("example", "charlidamelio")
+        metadata.update(pattern=HANDLE_PATTERN, minLength=2, maxLength=MAX_HANDLE_LENGTH)
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):

@@ -6,7 +6,7 @@ BIN=.venv/bin
 "$BIN/python" -m integration.migrate
 "$BIN/python" -m integration.worker &
 worker=$!
-"$BIN/gunicorn" -c gunicorn.conf.py app:app &
+"$BIN/gunicorn" -c gunicorn.conf.py "app:create_app()" &
 web=$!
 trap 'kill $worker $web 2>/dev/null; wait' INT TERM EXIT
 echo "service on http://127.0.0.1:${PORT:-8000} (worker pid $worker)"

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from flask import g
 from flask.views import MethodView
-from integration.api import Blueprint
 from marshmallow import Schema, fields, validate
 
 from integration import subscriptions
-from integration.api import api_key, services
-from integration.api.platform_routes import documented_errors
+from integration.api import Blueprint, Caller, key_required, services
 from schemas.hooks import DeliverySchema, SubscriptionCreateSchema, SubscriptionSchema
 
 blp = Blueprint("hooks", __name__, url_prefix="/v1/<platform:platform>/hooks",
@@ -23,43 +21,43 @@ class DeliveryQuerySchema(Schema):
 class Hooks(MethodView):
     @blp.arguments(SubscriptionCreateSchema)
     @blp.response(201, SubscriptionSchema)
-    @documented_errors(400, 401, 402, 404, 429, 502, 504)
-    def post(self, args, platform):
+    @blp.documented_errors(400, 401, 402, 404, 429, 502, 504)
+    @key_required
+    def post(self, args, platform, caller: Caller):
         """Subscribe: watch the handle and deliver each new follow to targetUrl"""
-        key = api_key()
-        return subscriptions.create(services(), g.owner_hash, key, platform, args["handle"], args["targetUrl"], g.meter)
+        return subscriptions.create(services(), caller.owner, caller.key, platform, args["handle"], args["targetUrl"], g.meter)
 
     @blp.response(200, SubscriptionSchema(many=True))
-    @documented_errors(401)
-    def get(self, platform):
+    @blp.documented_errors(401)
+    @key_required
+    def get(self, platform, caller: Caller):
         """List your subscriptions"""
-        api_key()
-        return subscriptions.list_for(services(), g.owner_hash)
+        return subscriptions.list_for(services(), caller.owner)
 
 
 @blp.route("/<string:sub_id>")
 class Hook(MethodView):
     @blp.response(200, SubscriptionSchema)
-    @documented_errors(401, 404)
-    def get(self, platform, sub_id):
+    @blp.documented_errors(401, 404)
+    @key_required
+    def get(self, platform, sub_id, caller: Caller):
         """Read one of your subscriptions"""
-        api_key()
-        return subscriptions.get(services(), g.owner_hash, sub_id)
+        return subscriptions.get(services(), caller.owner, sub_id)
 
     @blp.response(204)
-    @documented_errors(401, 404)
-    def delete(self, platform, sub_id):
+    @blp.documented_errors(401, 404)
+    @key_required
+    def delete(self, platform, sub_id, caller: Caller):
         """Unsubscribe"""
-        api_key()
-        subscriptions.delete(services(), g.owner_hash, sub_id)
+        subscriptions.delete(services(), caller.owner, sub_id)
 
 
 @blp.route("/<string:sub_id>/deliveries")
 class Deliveries(MethodView):
     @blp.arguments(DeliveryQuerySchema, location="query")
     @blp.response(200, DeliverySchema(many=True))
-    @documented_errors(401, 404)
-    def get(self, args, platform, sub_id):
+    @blp.documented_errors(401, 404)
+    @key_required
+    def get(self, args, platform, sub_id, caller: Caller):
         """Recent deliveries of a subscription (failed ones stay visible after the last retry)"""
-        api_key()
-        return subscriptions.deliveries(services(), g.owner_hash, sub_id, args.get("status"))
+        return subscriptions.deliveries(services(), caller.owner, sub_id, args.get("status"))
