@@ -54,12 +54,14 @@ def create_app(overrides: dict | None = None, services: Services | None = None) 
 def _check_body(max_bytes: int) -> None:
     """Bodies are JSON objects of bounded size, refused before anything else reads them."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise errors.body_too_large(max_bytes)  # not read at all: the answer closes the connection
+        raise errors.body_too_large(max_bytes)  # not read by us (gunicorn drains it for <= 5 s, discarding)
     if request.method not in _BODY_METHODS:
         return
     if not request.is_json:  # text/plain, a form, or no Content-Type: say so, not "handle: missing"
         raise errors.not_json_content_type()
-    raw = request.get_data(cache=True)  # chunked: werkzeug stops at MAX_CONTENT_LENGTH with a 413
+    raw = request.get_data(cache=True)  # chunked: werkzeug stops reading at MAX_CONTENT_LENGTH
+    if request.content_length is None and len(raw) >= max_bytes and request.stream.read(1):
+        raise errors.body_too_large(max_bytes)  # more was coming: the rest is never read
     try:
         body = json.loads(raw) if raw else None
     except RecursionError:  # "[[[[...": the C parser recurses per level
@@ -88,8 +90,6 @@ def _install_request_hooks(app: Flask, settings: Settings) -> None:
             if meter.credits:
                 CREDITS_SPENT.labels(platform.value).inc(meter.credits)
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        if response.status_code == 413:
-            response.headers["Connection"] = "close"  # do not drain (read) the refused body
         # Labels from bounded sets only: the rule (never the raw path) and a known method.
         route = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from marshmallow import ValidationError, fields
 
 from integration.handles import HANDLE_PATTERN, MAX_HANDLE_LENGTH, InvalidHandle, normalize_handle
@@ -28,3 +30,18 @@ class Handle(fields.String):
             return normalize_handle(text)
         except InvalidHandle as exc:
             raise ValidationError(str(exc)) from exc
+
+
+MAX_INT64 = 2**63 - 1  # what a database integer (and the upstream's cursor) holds
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with an offset, deserialized to UTC; a time that has no UTC form
+    (0001-01-01T00:00:00+01:00 is in year 0) is a validation error, not an OverflowError."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(dt.timezone.utc)
+        except (OverflowError, ValueError):
+            raise ValidationError("The time must fall between years 1 and 9999 once converted to UTC.") from None
