@@ -10,7 +10,9 @@ import shutil
 import tempfile
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
+# gthread that gives a thread to a connection only once its request head has arrived, so slow
+# clients cannot hold the threads (integration/http_worker.py, bench/bench_slowloris.py).
+worker_class = "integration.http_worker.HeadBufferingWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 backlog = 2048

@@ -99,3 +99,17 @@ def test_readiness_fails_when_the_database_cannot_be_written(tmp_path, fake_upst
     response = read_only.test_client().get("/readyz")
     assert response.status_code == 503 and response.get_json()["code"] == "not_ready"
     read_only.extensions["tiktok_following"].engine.dispose()
+
+
+def test_a_webhook_target_whose_name_resolves_privately_is_refused_at_subscribe_time(database_url, fake_upstream):
+    import socket
+
+    app = make_test_app(database_url, fake_upstream.url, allow_private_webhook_targets=False)
+    fake_upstream.seed("alice", 3)
+    for host in (socket.gethostname(), "localhost.localdomain"):  # /etc/hosts names: loopback or private
+        response = app.test_client().post("/v1/zapier/hooks", headers=AUTH,
+                                          json={"handle": "alice", "targetUrl": f"https://{host}/hook"})
+        assert response.status_code == 400, response.get_json()
+        body = response.get_json()
+        assert body["code"] == "invalid_target_url" and "targetUrl" in body["fields"]
+    assert fake_upstream.requests == []  # refused before the baseline is taken

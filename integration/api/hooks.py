@@ -5,8 +5,9 @@ from flask import g
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from integration import subscriptions
+from integration import errors, subscriptions
 from integration.api import Blueprint, Caller, key_required, services
+from integration.delivery import TargetRefused, check_target_resolves, check_target_url
 from schemas.hooks import DeliverySchema, SubscriptionCreateSchema, SubscriptionSchema
 
 blp = Blueprint("hooks", __name__, url_prefix="/v1/<platform:platform>/hooks",
@@ -17,6 +18,15 @@ class DeliveryQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(["pending", "delivered", "failed"]))
 
 
+def _refuse_private_names(target_url: str) -> None:
+    """A host name that resolves to a private address is refused now, before any upstream call."""
+    allow_private = services().settings.allow_private_webhook_targets
+    try:
+        check_target_resolves(check_target_url(target_url, allow_private=allow_private), allow_private=allow_private)
+    except TargetRefused as exc:
+        raise errors.ApiError(400, "invalid_target_url", str(exc), fields={"targetUrl": [str(exc)]}) from None
+
+
 @blp.route("")
 class Hooks(MethodView):
     @blp.arguments(SubscriptionCreateSchema)
@@ -25,6 +35,7 @@ class Hooks(MethodView):
     @key_required
     def post(self, args, platform, caller: Caller):
         """Subscribe: watch the handle and deliver each new follow to targetUrl"""
+        _refuse_private_names(args["targetUrl"])
         return subscriptions.create(services(), caller.owner, caller.key, platform, args["handle"], args["targetUrl"], g.meter)
 
     @blp.response(200, SubscriptionSchema(many=True))
