@@ -53,6 +53,8 @@ def create_app(overrides: dict | None = None, services: Services | None = None) 
 
 def _check_body(max_bytes: int) -> None:
     """Bodies are JSON objects of bounded size, refused before anything else reads them."""
+    if request.routing_exception is not None:
+        return  # a 404/405 says more than anything about the body
     if request.content_length is not None and request.content_length > max_bytes:
         raise errors.body_too_large(max_bytes)  # not read by us (gunicorn drains it for <= 5 s, discarding)
     if request.method not in _BODY_METHODS:
