@@ -1,5 +1,6 @@
 """gunicorn's gthread worker, giving a thread to a connection only once its request head
-(request line and headers) has fully arrived. gunicorn.conf.py uses it.
+(request line and headers) has fully arrived, and its body too when it declares a
+Content-Length of at most HEAD_LIMIT. gunicorn.conf.py uses it.
 
 Why: gthread hands a connection to a thread as soon as one byte arrives, and the thread then
 blocks reading the rest. 300 clients sending one header byte a second held every thread of
@@ -11,18 +12,33 @@ A head not complete within HEAD_SECONDS closes the connection.
 gevent's worker also survives slow clients, but cost 15-30 % of bench_concurrency's
 throughput here (SQLite and our CPU work block its single loop); this keeps gthread's figures.
 Not covered: TLS terminated by gunicorn itself (we never do that: a front proxy terminates
-TLS), and slow request *bodies* (bodies are at most MAX_BODY_BYTES; see README).
+TLS), and slow *chunked* bodies (read by a thread, at most MAX_BODY_BYTES; see README).
 """
 from __future__ import annotations
 
+import re
 import socket
 import time
 
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 HEAD_LIMIT = 64 * 1024  # larger heads go to gunicorn's own parser and its limit_request_* checks
-HEAD_SECONDS = 10.0     # a whole request head must arrive within this, counted from its first byte
+HEAD_SECONDS = 10.0     # a whole request head (and small body) must arrive within this, from its first byte
 _END_OF_HEAD = b"\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,9})[ \t]*\r\n", re.IGNORECASE)
+
+
+def _complete(data: bytes) -> bool:
+    """The request head has arrived, and its body too if it declared a small Content-Length.
+
+    Only a hint for buffering: gunicorn's own parser still reads and checks everything."""
+    end = data.find(_END_OF_HEAD)
+    if end < 0:
+        return len(data) >= HEAD_LIMIT
+    declared = _CONTENT_LENGTH.search(data, 0, end + 2)
+    if declared is None or int(declared[1]) > HEAD_LIMIT:
+        return True  # no body, chunked, or too large (the app answers 413 without reading it)
+    return len(data) >= end + len(_END_OF_HEAD) + int(declared[1])
 
 
 class HeadBufferingWorker(ThreadWorker):
@@ -50,11 +66,11 @@ class HeadBufferingWorker(ThreadWorker):
 
     @staticmethod
     def _collect_head(conn) -> bool | None:
-        """True: a whole head is buffered; None: wait for more bytes; False: close."""
+        """True: a whole head (and small body) is buffered; None: wait for more bytes; False: close."""
         head = getattr(conn, "pending_head", b"")
         if conn.parser is not None:  # bytes the parser read ahead after the previous request
             head = conn.parser.unreader.take_buffered() + head
-        while _END_OF_HEAD not in head and len(head) < HEAD_LIMIT:
+        while not _complete(head):
             try:
                 chunk = conn.sock.recv(HEAD_LIMIT, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
@@ -65,7 +81,7 @@ class HeadBufferingWorker(ThreadWorker):
                 return False  # the client closed the connection
             head += chunk
         conn.pending_head = head
-        if _END_OF_HEAD in head or len(head) >= HEAD_LIMIT:
+        if _complete(head):
             return True
         if head:
             started = getattr(conn, "head_started", None) or time.monotonic()

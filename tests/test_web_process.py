@@ -10,7 +10,10 @@ import requests
 from integration.migrate import upgrade
 from tests.conftest import start_service, stop_service
 
-SLOW_CLIENTS = 48  # more than the 2 x 16 threads the test service runs
+SLOW_CLIENTS = 48  # more than the 2 x 16 threads the test service runs, of each kind
+SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a"
+SLOW_BODY = (b"POST /v1/api/following HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 100\r\n\r\n{")
 
 
 def test_slow_clients_do_not_stop_healthz_and_the_process_is_tidy(fake_upstream_server, tmp_path):
@@ -28,11 +31,11 @@ def test_slow_clients_do_not_stop_healthz_and_the_process_is_tidy(fake_upstream_
     try:
         metrics_dirs = [p.name for p in tmp.iterdir() if p.name.startswith("prom-")]
         assert len(metrics_dirs) == 1
-        for _ in range(SLOW_CLIENTS):  # each starts a request and never finishes its headers
+        for start in (SLOW_HEAD, SLOW_BODY) * SLOW_CLIENTS:  # requests that never finish their head or body
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+            sock.sendall(start)
             slow.append(sock)
-        for byte in b"bcd":  # keep them trickling while /healthz is asked
+        for byte in b"bcd":  # keep them trickling (valid in a header value and a JSON string)
             for sock in slow:
                 sock.sendall(bytes([byte]))
             # A behaviour check, not a timing: with every thread held, this never answers.
