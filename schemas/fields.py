@@ -32,7 +32,8 @@ class Handle(fields.String):
             raise ValidationError(str(exc)) from exc
 
 
-MAX_INT64 = 2**63 - 1  # what a database integer (and the upstream's cursor) holds
+MAX_INT64 = 2**63 - 1  # the upstream's cursors (Unix times) travel as 64-bit integers
+MAX_INT32 = 2**31 - 1  # an INTEGER column (events.sequence) on PostgreSQL
 
 
 class UtcDateTime(fields.AwareDateTime):

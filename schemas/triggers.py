@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.fields import MAX_INT64, Handle, UtcDateTime
+from schemas.fields import MAX_INT32, Handle, UtcDateTime
 
 MAX_ITEMS = 300
 
@@ -21,6 +21,6 @@ class TriggerRequestSchema(Schema):
     )
     afterSequence = fields.Integer(
         strict=True,
-        validate=validate.Range(min=0, max=MAX_INT64),
+        validate=validate.Range(min=0, max=MAX_INT32),
         metadata={"description": "Only events whose `sequence` is greater than this"},
     )

@@ -45,6 +45,7 @@ def test_a_json_body_without_the_json_content_type_says_so(client, content_type)
     (TRIGGER, "since", "0001-01-01T00:00:00+01:00"),      # year 0 in UTC
     (TRIGGER, "since", "9999-12-31T23:59:59-01:00"),      # year 10000 in UTC
     (TRIGGER, "since", "10000-01-01T00:00:00Z"),
+    (TRIGGER, "afterSequence", 2**31),                    # past the column (INTEGER on PostgreSQL)
     (TRIGGER, "afterSequence", 2**63),
     (TRIGGER, "afterSequence", 10**30),
     (TRIGGER, "limit", 10**30),
@@ -63,7 +64,7 @@ def test_out_of_range_values_are_400_naming_the_field(client, fake_upstream, rou
 @pytest.mark.parametrize("since", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00-01:00"])
 def test_calendar_edges_that_have_a_utc_form_are_accepted(client, fake_upstream, since):
     fake_upstream.seed("alice", 3)
-    response = client.post(TRIGGER, json={"handle": "alice", "since": since, "afterSequence": 2**63 - 1}, headers=AUTH)
+    response = client.post(TRIGGER, json={"handle": "alice", "since": since, "afterSequence": 2**31 - 1}, headers=AUTH)
     assert response.status_code == 200 and response.get_json() == []
 
 
