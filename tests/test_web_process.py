@@ -3,7 +3,6 @@ LOG_LEVEL honoured, the temporary metrics folder removed on exit."""
 from __future__ import annotations
 
 import socket
-import time
 
 import requests
 

@@ -49,8 +49,7 @@ def test_key_required_passes_the_caller_to_the_view(database_url, fake_upstream)
             return {"owner": caller.owner}
 
     app = make_test_app(database_url, fake_upstream.url)
-    from flask_smorest import Api  # noqa: F401 - the app's Api registers blueprints on the same app
-    app.extensions["flask-smorest"]["apis"][""]["ext_obj"].register_blueprint(blp)
+    app.extensions["flask-smorest"]["apis"][""]["ext_obj"].register_blueprint(blp)  # the app's own Api
     client = app.test_client()
     missing = client.get("/probe")
     assert missing.status_code == 401 and missing.get_json()["code"] == "missing_api_key" and seen == []
