@@ -1,4 +1,5 @@
-"""The service: `create_app()` builds it; gunicorn serves `app:app` (see gunicorn.conf.py)."""
+"""The service: `create_app()` builds it; gunicorn calls the factory (`app:create_app()`,
+see gunicorn.conf.py). Importing this module does no work: no pool, no log handler."""
 from __future__ import annotations
 
 import json
@@ -6,29 +7,28 @@ import logging
 import time
 import uuid
 
-from flask import Flask, current_app, g, jsonify, request
-from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from flask import Flask, g, request
 
 from integration import errors
 from integration.api import Api, health, hooks, platform_routes
-from integration.authcheck import forget
 from integration.config import Settings
-from integration.errors import ApiError, UpstreamFailure
-from integration.observability import CREDITS_SPENT, HTTP_LATENCY, HTTP_REQUESTS, configure_logging, log
+from integration.observability import CREDITS_SPENT, HTTP_LATENCY, HTTP_REQUESTS, configure_logging, log, method_label
 from integration.platforms import Platform, PlatformConverter
 from integration.services import Services
 from integration.upstream import Meter
 
 logger = logging.getLogger("app")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def create_app(overrides: dict | None = None, services: Services | None = None) -> Flask:
-    configure_logging()
     settings = Settings.from_env(**(overrides or {}))
+    configure_logging(settings.log_level)
     app = Flask(__name__)
     app.url_map.converters["platform"] = PlatformConverter
     app.config.update(
+        # werkzeug refuses a longer body (Content-Length or chunked) with a 413 before reading it.
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE="TikTok Following for Zapier and Make",
         API_VERSION="1.0.0",
         OPENAPI_VERSION="3.0.3",
@@ -39,7 +39,7 @@ def create_app(overrides: dict | None = None, services: Services | None = None) 
                                     "for Zapier, Make and direct API use, on top of DumplingAI."},
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                           "description": "Your DumplingAI API key"}}},
-            "security": [{"bearer": []}],
+            "security": [{"bearer": []}],  # the operations in health.py declare none
         },
     )
     api = Api(app)
@@ -47,25 +47,41 @@ def create_app(overrides: dict | None = None, services: Services | None = None) 
     for blp in (platform_routes.blp, hooks.blp, health.blp):
         api.register_blueprint(blp)
     app.extensions["tiktok_following"] = services or Services.build(settings)
-    _install_request_hooks(app)
-    _install_error_handlers(app)
+    _install_request_hooks(app, settings)
     return app
 
 
-def _install_request_hooks(app: Flask) -> None:
+def _check_body(max_bytes: int) -> None:
+    """Bodies are JSON objects of bounded size, refused before anything else reads them."""
+    if request.routing_exception is not None:
+        return  # a 404/405 says more than anything about the body
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise errors.body_too_large(max_bytes)  # not read by us (gunicorn drains it for <= 5 s, discarding)
+    if request.method not in _BODY_METHODS:
+        return
+    if not request.is_json:  # text/plain, a form, or no Content-Type: say so, not "handle: missing"
+        raise errors.not_json_content_type()
+    raw = request.get_data(cache=True)  # chunked: werkzeug stops reading at MAX_CONTENT_LENGTH
+    if request.content_length is None and len(raw) >= max_bytes and request.stream.read(1):
+        raise errors.body_too_large(max_bytes)  # more was coming: the rest is never read
+    try:
+        body = json.loads(raw) if raw else None
+    except RecursionError:  # "[[[[...": the C parser recurses per level
+        raise errors.json_too_deep()
+    except (ValueError, UnicodeDecodeError):
+        raise errors.not_json()
+    if not isinstance(body, dict):
+        raise errors.not_json()
+
+
+def _install_request_hooks(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _start():
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
         g.meter = Meter()
-        if request.method in ("POST", "PUT", "PATCH") and request.get_data(cache=True):
-            try:
-                body = json.loads(request.get_data(cache=True))
-            except (ValueError, UnicodeDecodeError):
-                raise errors.not_json()
-            if not isinstance(body, dict):
-                raise errors.not_json()
+        _check_body(settings.max_body_bytes)
 
     @app.after_request
     def _finish(response):
@@ -76,66 +92,13 @@ def _install_request_hooks(app: Flask) -> None:
             if meter.credits:
                 CREDITS_SPENT.labels(platform.value).inc(meter.credits)
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        # Labels from bounded sets only: the rule (never the raw path) and a known method.
         route = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        HTTP_REQUESTS.labels(route, method_label(request.method), str(response.status_code)).inc()
         HTTP_LATENCY.labels(route).observe(elapsed)
         if route not in ("/healthz", "/metrics"):
-            log(logger, logging.INFO, "request", method=request.method, route=route, status=response.status_code,
-                ms=round(elapsed * 1000, 2), credits=meter.credits if meter else 0,
+            log(logger, logging.INFO, "request", method=method_label(request.method), route=route,
+                status=response.status_code, ms=round(elapsed * 1000, 2), credits=meter.credits if meter else 0,
                 upstream_calls=meter.calls if meter else 0)
         return response
-
-
-def _json_error(err: ApiError):
-    response = jsonify(err.body())
-    response.status_code = err.status
-    response.headers.update(err.headers)
-    return response
-
-
-def _install_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(err: ApiError):
-        return _json_error(err)
-
-    @app.errorhandler(UpstreamFailure)
-    def _upstream(failure: UpstreamFailure):
-        meter = g.get("meter")
-        if meter is not None:
-            meter.rate_limit.update(failure.rate_limit)
-        if failure.kind == "unauthorized" and g.get("owner_hash"):
-            # The next auth test asks again; this key (and an address sending many bad keys)
-            # is answered from the negative cache for a while.
-            forget(current_app.extensions["tiktok_following"], g.owner_hash, request.remote_addr)
-        return _json_error(errors.from_upstream(failure))
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
-        messages = (getattr(exc, "data", None) or {}).get("messages")
-        if exc.code in (400, 422) and messages is not None:  # webargs: the body failed schema validation
-            return _json_error(errors.invalid_body(messages.get("json") or messages.get("query") or messages))
-        if exc.code == 400:
-            return _json_error(errors.not_json())
-        if exc.code == 404:
-            return _json_error(errors.not_found("This route"))
-        if exc.code == 405:
-            return _json_error(ApiError(405, "method_not_allowed", f"{request.method} is not allowed on this route."))
-        return _json_error(ApiError(exc.code or 500, "http_error", exc.description or exc.name))
-
-    @app.errorhandler(OperationalError)
-    def _storage(exc: OperationalError):
-        log(logger, logging.ERROR, "database unavailable", error=type(exc.orig).__name__, detail=str(exc.orig)[:200])
-        return _json_error(ApiError(503, "storage_unavailable",
-                                    "Our database is temporarily unavailable; nothing was lost. Try again in a minute.",
-                                    {"Retry-After": "30"}))
-
-    @app.errorhandler(Exception)
-    def _crash(exc: Exception):
-        if isinstance(exc, HTTPException):
-            return _http(exc)
-        logger.exception("unhandled error")
-        return _json_error(ApiError(500, "internal_error", "Something went wrong on our side; nothing was lost. Try again."))
-
-
-app = create_app()

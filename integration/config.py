@@ -6,7 +6,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Only for tests and one-off scripts: `make run` / `make demo` generate a random SECRET_KEY
+# once and keep it in instance/secret_key (integration/devsecret.py).
 DEV_SECRET = "dev-only-secret-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
 
 
 def _int(name: str, default: int) -> int:
@@ -47,6 +50,11 @@ class Settings:
     max_subscriptions_per_key: int = 100
     auth_negative_cache_seconds: int = 60   # a refused key (or address) is answered 401 without asking upstream
     watch_idle_days: int = 30               # a watch nobody used for this long is deleted
+    # web process (h2): bounds, logging, rotation, metrics
+    log_level: str = "INFO"
+    max_body_bytes: int = 64 * 1024             # larger request bodies get a 413 before they are read
+    upstream_max_bytes: int = 5 * 1024 * 1024   # larger upstream answers are a 502 (malformed)
+    metrics_dir: str = ""                       # PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -73,6 +81,10 @@ class Settings:
             max_subscriptions_per_key=_int("MAX_SUBSCRIPTIONS_PER_KEY", cls.max_subscriptions_per_key),
             auth_negative_cache_seconds=_int("AUTH_NEGATIVE_CACHE_SECONDS", cls.auth_negative_cache_seconds),
             watch_idle_days=_int("WATCH_IDLE_DAYS", cls.watch_idle_days),
+            log_level=(env.get("LOG_LEVEL") or cls.log_level).upper(),
+            max_body_bytes=_int("MAX_BODY_BYTES", cls.max_body_bytes),
+            upstream_max_bytes=_int("UPSTREAM_MAX_BYTES", cls.upstream_max_bytes),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})
@@ -82,6 +94,14 @@ class Settings:
     def validate(self) -> None:
         if self.environment != "development" and self.secret_key == DEV_SECRET:
             raise RuntimeError("SECRET_KEY must be set outside development (APP_ENV != development)")
+        if self.environment != "development" and len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise RuntimeError(f"SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters outside development "
+                               "(APP_ENV != development); generate one with: python -c 'import secrets; "
+                               "print(secrets.token_urlsafe(48))'")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise RuntimeError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        if self.max_body_bytes < 1024 or self.upstream_max_bytes < 1024:
+            raise RuntimeError("MAX_BODY_BYTES and UPSTREAM_MAX_BYTES must be at least 1024")
         if not 1 <= self.page_size <= 100:
             raise RuntimeError("PAGE_SIZE must be between 1 and 100")
         if self.max_subscriptions_per_key < 1 or self.watch_idle_days < 1 or self.auth_negative_cache_seconds < 0:

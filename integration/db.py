@@ -1,6 +1,7 @@
 """Engine and sessions. SQLite (WAL) on one machine, PostgreSQL beyond."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,8 +13,8 @@ from sqlalchemy.orm import sessionmaker
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):  # file:...?mode=ro: opened as given
+            _create_private(Path(path.split("?", 1)[0]))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -37,6 +38,20 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _create_private(path: Path) -> None:
+    """The database holds encrypted keys and owner hashes: readable by this user only.
+
+    The folder is 0700 and the file 0600 from the start (SQLite creates its -wal and -shm
+    files with the database file's mode), whatever the umask.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        os.chmod(path.parent, 0o700)  # mkdir's mode is filtered by the umask
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -157,6 +157,25 @@ def check_target_url(url: str, *, allow_private: bool) -> str:
     return f"{scheme}://{netloc}{parts.path or '/'}{query}"  # the fragment is never sent: drop it
 
 
+def check_target_resolves(url: str, *, allow_private: bool) -> None:
+    """Subscribe-time rule for DNS names: every address the host resolves to must be public.
+
+    The user hears "private address" now instead of 27 hours of failed retries. The
+    connect-time check (_CheckedAdapter) still guards each send: DNS can change later.
+    """
+    if allow_private:
+        return
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise TargetRefused("The webhook URL's host name does not resolve; check the URL.") from None
+    for *_, sockaddr in infos:
+        if _is_forbidden_ip(ipaddress.ip_address(sockaddr[0].split("%", 1)[0])):
+            raise TargetRefused("The webhook URL's host name points to a private or reserved address; "
+                                "use a public address.")
+
+
 # ---------------------------------------------------------------- sending
 
 

@@ -95,3 +95,18 @@ def invalid_body(messages: dict | None = None) -> ApiError:
 
 def not_json() -> ApiError:
     return ApiError(400, "invalid_json", "The request body must be a JSON object.")
+
+
+def not_json_content_type() -> ApiError:
+    return ApiError(415, "unsupported_media_type",
+                    "The request body must be a JSON object sent with 'Content-Type: application/json'.")
+
+
+def json_too_deep() -> ApiError:
+    return ApiError(400, "invalid_json", "The request body is nested too deeply; send a flat JSON object.")
+
+
+def body_too_large(max_bytes: int | None) -> ApiError:
+    limit = f" ({max_bytes // 1024} KiB)" if max_bytes else ""
+    return ApiError(413, "body_too_large", f"The request body is larger than we accept{limit}; "
+                                           "send only the documented fields.")

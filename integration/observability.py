@@ -21,6 +21,14 @@ DETECTION_TRUNCATED = Counter("detection_truncated_total", "Refreshes that hit t
 EVENTS_DETECTED = Counter("follow_events_total", "New follows written to the journal")
 WEBHOOK_DELIVERIES = Counter("webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """A metric/log label from a bounded set: any other method a client sends is "other"."""
+    return method if method in _METHODS else "other"
+
+
 # Anything that looks like a bearer token or an API key assignment.
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
@@ -63,7 +71,9 @@ def _current_request_id() -> str | None:
 
 
 def configure_logging(level: str = "INFO") -> None:
+    """Called by the process entry points (the app factory, the worker), never at import time."""
     root = logging.getLogger()
+    root.setLevel(level)
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)

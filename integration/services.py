@@ -39,6 +39,7 @@ class Services:
             read_timeout=settings.upstream_read_timeout,
             total_seconds=settings.upstream_total_seconds,
             retries=settings.upstream_retries,
+            max_bytes=settings.upstream_max_bytes,
             on_call=lambda outcome: UPSTREAM_CALLS.labels(outcome).inc(),
         )
         sessions = make_session_factory(engine)

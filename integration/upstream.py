@@ -1,7 +1,9 @@
 """The one DumplingAI client.
 
 Pooled session; per-attempt timeouts inside an overall deadline that leaves room in
-Zapier's 30 s; retries with backoff and jitter only where a retry cannot cost the user
+Zapier's 30 s, that holds across headers and body whatever the upstream does (a server
+dripping bytes cannot hold a thread past it: integration/deadlines.py); answers bounded in
+bytes (a longer one is malformed); retries with backoff and jitter only where a retry cannot cost the user
 twice: 429/502/503 answers (failed requests are free) and connections that never got
 established. A read timeout is NOT retried: the upstream may have done (and charged)
 the work.
@@ -16,9 +18,9 @@ from dataclasses import dataclass, field
 
 import requests
 from marshmallow import ValidationError
-from requests.adapters import HTTPAdapter
 
 from integration.accounts import flatten
+from integration.deadlines import DeadlineAdapter, exchange_deadline
 from integration.errors import UpstreamFailure, kind_for_status
 from schemas.upstream import UpstreamPageSchema
 
@@ -83,19 +85,20 @@ def parse_retry_after(value: str | None) -> float | None:
 class DumplingClient:
     def __init__(self, base_url: str, *, connect_timeout: float = 3.05, read_timeout: float = 12.0,
                  total_seconds: float = 25.0, retries: int = 2, pool_size: int = 64,
-                 on_call=None, sleep=time.sleep):
+                 max_bytes: int = 5 * 1024 * 1024, on_call=None, sleep=time.sleep):
         self.url = base_url.rstrip("/") + PATH
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.total_seconds = total_seconds
         self.retries = retries
+        self.max_bytes = max_bytes
         self._on_call = on_call or (lambda outcome: None)  # metrics hook: outcome label
         self._sleep = sleep
         self.session = requests.Session()
         # No proxy/.netrc lookups from the environment on every call (7% of a request's CPU);
         # set DUMPLING_BASE_URL to a proxy explicitly if one is ever needed.
         self.session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        adapter = DeadlineAdapter(per_read=read_timeout, pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -103,20 +106,24 @@ class DumplingClient:
                    count: int | None = None, min_time: int | None = None,
                    meter: Meter | None = None, budget: float | None = None) -> UpstreamPage:
         # `budget`: the caller's remaining wall-clock time; it can only shorten total_seconds.
+        deadline = time.monotonic() + (self.total_seconds if budget is None else min(self.total_seconds, max(budget, 0.5)))
+        with exchange_deadline(deadline):  # every socket read of every attempt ends by it
+            return self._fetch(api_key, handle, request_source, count, min_time, meter, deadline)
+
+    def _fetch(self, api_key, handle, request_source, count, min_time, meter, deadline) -> UpstreamPage:
         body = {"handle": handle, "requestSource": request_source}
         if count is not None:
             body["count"] = count
         if min_time is not None:
             body["minTime"] = min_time
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        deadline = time.monotonic() + (self.total_seconds if budget is None else min(self.total_seconds, max(budget, 0.5)))
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
             try:
                 response = self.session.post(
-                    self.url, json=body, headers=headers,
+                    self.url, json=body, headers=headers, stream=True,  # the body is read below, capped
                     timeout=(min(self.connect_timeout, remaining), max(0.1, min(self.read_timeout, remaining))),
                 )
             except requests.ConnectTimeout:
@@ -133,6 +140,7 @@ class DumplingClient:
                 self._record(meter, None, None, "timeout")
                 raise UpstreamFailure("timeout", detail="read timeout")
             else:
+                self._read_capped(response, meter)
                 rate = {k: response.headers[k] for k in ("X-RateLimit-Limit", "X-RateLimit-Remaining") if k in response.headers}
                 if response.status_code == 200:
                     self._record(meter, 200, response.headers, "ok")
@@ -150,6 +158,31 @@ class DumplingClient:
             if time.monotonic() + delay >= deadline - 1.0:
                 raise failure  # no time left for another attempt within the overall bound
             self._sleep(delay)
+
+    def _read_capped(self, response, meter) -> None:
+        """Read the body (at most max_bytes, by the deadline) so _parse / _error_text find it in memory."""
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise _TooLarge
+            chunks, size = [], 0
+            for chunk in response.iter_content(64 * 1024):  # decoded: a compressed bomb is counted unpacked
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise _TooLarge
+                chunks.append(chunk)
+            response._content = b"".join(chunks)  # what response.json() reads
+        except _TooLarge:
+            response.close()
+            self._record(meter, response.status_code, response.headers, "too_large")
+            raise UpstreamFailure("malformed", response.status_code, detail=f"answer over {self.max_bytes} bytes")
+        except (requests.RequestException, OSError) as exc:
+            # Cut off mid-body (deadline, reset): the upstream may have charged; never retried.
+            response.close()
+            timed_out = "timed out" in str(exc) or "deadline" in str(exc)
+            self._record(meter, None, None, "timeout" if timed_out else "malformed")
+            raise UpstreamFailure("timeout" if timed_out else "malformed", response.status_code,
+                                  detail="answer cut off")
 
     def _record(self, meter, status, headers, outcome):
         if meter is not None:
@@ -196,6 +229,10 @@ class DumplingClient:
 
     def close(self):
         self.session.close()
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _error_text(response) -> str:

@@ -1,19 +1,27 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from marshmallow import ValidationError, fields
 
-from integration.handles import InvalidHandle, normalize_handle
+from integration.handles import HANDLE_PATTERN, MAX_HANDLE_LENGTH, InvalidHandle, normalize_handle
 
 
 class Handle(fields.String):
-    """A TikTok handle as users paste it; deserializes to the normalized username."""
+    """A TikTok handle as users paste it; deserializes to the normalized username.
+
+    The OpenAPI document carries the same pattern and length the server checks, so generated
+    clients (and schemathesis) know exactly which strings are handles.
+    """
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("metadata", {}).setdefault(
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault(
             "description",
             "TikTok handle: `name`, `@name` or a profile URL `https://www.tiktok.com/@name`.",
         )
-        kwargs["metadata"].setdefault("example", "charlidamelio")
+        metadata.setdefault("example", "charlidamelio")
+        metadata.update(pattern=HANDLE_PATTERN, minLength=2, maxLength=MAX_HANDLE_LENGTH)
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -22,3 +30,19 @@ class Handle(fields.String):
             return normalize_handle(text)
         except InvalidHandle as exc:
             raise ValidationError(str(exc)) from exc
+
+
+MAX_INT64 = 2**63 - 1  # the upstream's cursors (Unix times) travel as 64-bit integers
+MAX_INT32 = 2**31 - 1  # an INTEGER column (events.sequence) on PostgreSQL
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with an offset, deserialized to UTC; a time that has no UTC form
+    (0001-01-01T00:00:00+01:00 is in year 0) is a validation error, not an OverflowError."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(dt.timezone.utc)
+        except (OverflowError, ValueError):
+            raise ValidationError("The time must fall between years 1 and 9999 once converted to UTC.") from None

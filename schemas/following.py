@@ -3,7 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from schemas.account import AccountSchema
-from schemas.fields import Handle
+from schemas.fields import MAX_INT64, Handle
 
 MAX_COUNT = 100
 MAX_LIMIT = 1000
@@ -18,7 +18,7 @@ class FollowingRequestSchema(Schema):
     )
     minTime = fields.Integer(
         strict=True,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=MAX_INT64),
         metadata={"description": "Start after this cursor: the `nextMinTime` of a previous answer"},
     )
     limit = fields.Integer(

@@ -5,11 +5,18 @@ from marshmallow import Schema, fields, validate
 from schemas.fields import Handle
 
 
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+# What check_target_url accepts, spelled for the OpenAPI document (ECMA 262, no flags): a host
+# name or IPv4 address (private ones are refused at subscribe time), an optional port, then
+# printable ASCII only. https only unless ALLOW_PRIVATE_WEBHOOK_TARGETS.
+TARGET_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::{_PORT})?(?:[/?#][!-~]*)?$"
+
+
 class SubscriptionCreateSchema(Schema):
     handle = Handle(required=True)
     targetUrl = fields.String(
         required=True,
-        validate=[validate.Length(min=1, max=2048), validate.Regexp(r"^https?://[^\s/?#@]+")],
+        validate=[validate.Length(min=1, max=2048), validate.Regexp(TARGET_URL_PATTERN)],
         metadata={"description": "Where each new follow is POSTed (Zapier's bundle.targetUrl, Make's webhook URL). https only."},
     )
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.fields import Handle
+from schemas.fields import MAX_INT32, Handle, UtcDateTime
 
 MAX_ITEMS = 300
 
@@ -15,12 +15,12 @@ class TriggerRequestSchema(Schema):
         validate=validate.Range(min=1, max=MAX_ITEMS),
         metadata={"description": "Most items to answer (newest first)"},
     )
-    since = fields.AwareDateTime(
+    since = UtcDateTime(
         default_timezone=None,
         metadata={"description": "Make epoch: only events detected strictly after this time (ISO 8601)"},
     )
     afterSequence = fields.Integer(
         strict=True,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=MAX_INT32),
         metadata={"description": "Only events whose `sequence` is greater than this"},
     )

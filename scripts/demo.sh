@@ -11,6 +11,7 @@ export DUMPLING_BASE_URL="http://127.0.0.1:$FAKE_PORT"
 export DATABASE_URL=${DATABASE_URL:-sqlite:///$PWD/instance/demo.db}
 export REFRESH_WINDOW_SECONDS=${REFRESH_WINDOW_SECONDS:-0} POLL_INTERVAL_SECONDS=${POLL_INTERVAL_SECONDS:-15}
 export ALLOW_PRIVATE_WEBHOOK_TARGETS=1
+export HOST=127.0.0.1  # private webhook targets are allowed: never reachable from another machine
 cat <<MSG
 Demo: API key 'demo-key'; handles 'dumplingdemo' (follows a new account every ${FOLLOW_EVERY:-20}s) and 'charlidamelio'.
   curl -s -X POST localhost:${PORT:-8000}/v1/api/following -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handle":"@charlidamelio","limit":50}'

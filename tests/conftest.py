@@ -137,7 +137,7 @@ def start_service(database_url: str, fake_url: str, *, extra_env: dict | None = 
            "AUTH_NEGATIVE_CACHE_SECONDS": "0", **(extra_env or {})}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
                                cwd=ROOT, env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -1,30 +1,68 @@
-"""HTTP layer: flask-smorest blueprints, one per area."""
+"""HTTP layer: flask-smorest blueprints, one per area, and what they share.
+
+- `key_required`: the views that act for a DumplingAI key say so; the decorator reads the
+  key once and passes the caller (key + owner hash) to the view, as Flask's tutorial does
+  with `login_required`.
+- `Blueprint.documented_errors`: the error answers an operation documents.
+- `Api.handle_http_exception`: flask-smorest's own extension point for HTTP errors; every
+  error answer, ours or werkzeug's, leaves as the one JSON shape of `integration/errors.py`.
+"""
 from __future__ import annotations
 
+import functools
+import logging
+from dataclasses import dataclass, field
+
 import flask_smorest
-from flask import current_app, g, request
+from flask import Flask, current_app, g, jsonify, request
 from flask_smorest.arguments import ArgumentsMixin
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
 
 from integration import authcheck, errors
+from integration.errors import ApiError, UpstreamFailure
+from integration.observability import log
 from integration.services import Services
+
+logger = logging.getLogger("app")
+MAX_KEY_LENGTH = 512
 
 
 def services() -> Services:
     return current_app.extensions["tiktok_following"]
 
 
-def api_key() -> str:
-    """The caller's DumplingAI key from `Authorization: Bearer <key>`; never logged."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts for. `key` is the DumplingAI key: never logged, never stored in plain text."""
+
+    key: str = field(repr=False)  # a Caller in a traceback or a log line must not show the key
+    owner: str = ""                # HMAC of the key (security.key_hash): what rows are scoped by
+
+
+def _caller_from_request() -> Caller:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
-    if scheme.lower() != "bearer" or not key or len(key) > 512:
+    if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH:
         raise errors.missing_key()
     svc = services()
-    g.owner_hash = svc.owner(key)
-    authcheck.refuse_if_known_bad(svc, g.owner_hash, request.remote_addr)  # recently refused: no upstream call
-    return key
+    owner = svc.owner(key)
+    authcheck.refuse_if_known_bad(svc, owner, request.remote_addr)  # recently refused: no upstream call
+    return Caller(key, owner)
 
+
+def key_required(view):
+    """The view needs the caller's key: 401 without one, else the view gets `caller=Caller(...)`.
+
+    The caller is also kept in `g.caller` for the error handler: an upstream 401 forgets the
+    cached auth check of exactly this owner.
+    """
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        g.caller = _caller_from_request()
+        return view(*args, caller=g.caller, **kwargs)
+
+    return wrapped
 
 
 class _Parser(ArgumentsMixin.ARGUMENTS_PARSER.__class__):
@@ -34,6 +72,23 @@ class _Parser(ArgumentsMixin.ARGUMENTS_PARSER.__class__):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _Parser()
 
+    def documented_errors(self, *statuses: int):
+        """Document the error answers (our `{"error", "code"}` body) an operation can give."""
+        from schemas.errors import ErrorSchema
+
+        def wrap(fn):
+            for status in statuses:
+                fn = self.alt_response(status, schema=ErrorSchema, description="Error")(fn)
+            return fn
+        return wrap
+
+
+def json_error(err: ApiError):
+    response = jsonify(err.body())
+    response.status_code = err.status
+    response.headers.update(err.headers)
+    return response
+
 
 class Api(flask_smorest.Api):
     def __init__(self, *args, **kwargs):
@@ -41,3 +96,57 @@ class Api(flask_smorest.Api):
 
         self.ERROR_SCHEMA = ErrorSchema  # documents our {"error", "code"} body for every error status
         super().__init__(*args, **kwargs)
+
+    def _register_error_handlers(self):
+        super()._register_error_handlers()  # HTTPException -> handle_http_exception (below)
+        app: Flask = self._app
+        app.register_error_handler(ApiError, json_error)
+        app.register_error_handler(UpstreamFailure, _upstream_failure)
+        app.register_error_handler(OperationalError, _storage_unavailable)
+        app.register_error_handler(Exception, self._crash)
+
+    def handle_http_exception(self, error: HTTPException):
+        return json_error(http_error(error))
+
+    def _crash(self, exc: Exception):
+        if isinstance(exc, HTTPException):
+            return self.handle_http_exception(exc)
+        logger.exception("unhandled error")
+        return json_error(ApiError(500, "internal_error", "Something went wrong on our side; nothing was lost. Try again."))
+
+
+def http_error(exc: HTTPException) -> ApiError:
+    """werkzeug's HTTP exceptions (routing, webargs, body limits) in our error shape."""
+    messages = (getattr(exc, "data", None) or {}).get("messages")
+    if exc.code in (400, 422) and messages is not None:  # webargs: the body failed schema validation
+        return errors.invalid_body(messages.get("json") or messages.get("query") or messages)
+    if exc.code == 400:
+        return errors.not_json()
+    if exc.code == 404:
+        return errors.not_found("This route")
+    if exc.code == 405:
+        allowed = ", ".join(getattr(exc, "valid_methods", None) or ())
+        return ApiError(405, "method_not_allowed", f"{request.method} is not allowed on this route.",
+                        {"Allow": allowed} if allowed else {})
+    if exc.code == 413:
+        return errors.body_too_large(current_app.config.get("MAX_CONTENT_LENGTH"))
+    return ApiError(exc.code or 500, "http_error", exc.description or exc.name)
+
+
+def _upstream_failure(failure: UpstreamFailure):
+    meter = g.get("meter")
+    if meter is not None:
+        meter.rate_limit.update(failure.rate_limit)
+    caller: Caller | None = g.get("caller")
+    if failure.kind == "unauthorized" and caller is not None:
+        # The next auth test asks again; this key (and an address sending many bad keys)
+        # is answered from the negative cache for a while.
+        authcheck.forget(services(), caller.owner, request.remote_addr)
+    return json_error(errors.from_upstream(failure))
+
+
+def _storage_unavailable(exc: OperationalError):
+    log(logger, logging.ERROR, "database unavailable", error=type(exc.orig).__name__, detail=str(exc.orig)[:200])
+    return json_error(ApiError(503, "storage_unavailable",
+                               "Our database is temporarily unavailable; nothing was lost. Try again in a minute.",
+                               {"Retry-After": "30"}))

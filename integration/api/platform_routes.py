@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from flask import g, jsonify
 from flask.views import MethodView
-from integration.api import Blueprint
 
 from integration import following, watches
-from integration.api import api_key, services
+from integration.api import Blueprint, Caller, key_required, services
 from integration.authcheck import check_key, remember
 from schemas.account import FollowEventSchema
 from schemas.auth import AuthTestSchema
-from schemas.errors import ErrorSchema
 from schemas.following import FollowingRequestSchema, FollowingResponseSchema
 from schemas.triggers import TriggerRequestSchema
 
@@ -20,37 +18,30 @@ blp = Blueprint("platform", __name__, url_prefix="/v1/<platform:platform>",
 UPSTREAM_ERRORS = (400, 401, 402, 404, 429, 502, 504)
 
 
-def documented_errors(*statuses):
-    def wrap(fn):
-        for status in statuses:
-            fn = blp.alt_response(status, schema=ErrorSchema, description="Error")(fn)
-        return fn
-    return wrap
-
-
 @blp.route("/auth/test")
 class AuthTest(MethodView):
     @blp.response(200, AuthTestSchema)
-    @documented_errors(401, 402, 429, 502, 504)
-    def get(self, platform):
+    @blp.documented_errors(401, 402, 429, 502, 504)
+    @key_required
+    def get(self, platform, caller: Caller):
         """Check the API key (free when it passed recently)"""
-        return check_key(services(), api_key(), platform, g.meter)
+        return check_key(services(), caller.key, platform, g.meter)
 
 
 @blp.route("/following")
 class Following(MethodView):
     @blp.arguments(FollowingRequestSchema)
     @blp.response(200, FollowingResponseSchema)
-    @documented_errors(*UPSTREAM_ERRORS)
-    def post(self, args, platform):
+    @blp.documented_errors(*UPSTREAM_ERRORS)
+    @key_required
+    def post(self, args, platform, caller: Caller):
         """List the accounts a handle follows (pages across `minCursor` up to `limit`)"""
         svc = services()
-        key = api_key()
         result = following.list_following(
-            svc.client, key, args["handle"], platform,
+            svc.client, caller.key, args["handle"], platform,
             count=args.get("count"), min_time=args.get("minTime"), limit=args.get("limit"),
             page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds, meter=g.meter)
-        remember(svc, g.owner_hash)
+        remember(svc, caller.owner)
         # Already in the documented shape (flatten builds it): skip a second serialization
         # pass through the schema, which cost more than the rest of our overhead.
         return jsonify(result)
@@ -60,8 +51,9 @@ class Following(MethodView):
 class NewFollowing(MethodView):
     @blp.arguments(TriggerRequestSchema)
     @blp.response(200, FollowEventSchema(many=True))
-    @documented_errors(*UPSTREAM_ERRORS)
-    def post(self, args, platform):
+    @blp.documented_errors(*UPSTREAM_ERRORS)
+    @key_required
+    def post(self, args, platform, caller: Caller):
         """Polling trigger: new follows, newest first (a bare array)
 
         The first call for a handle takes a baseline (no events). Zapier also receives the
@@ -69,9 +61,8 @@ class NewFollowing(MethodView):
         editor shows real samples. Calls inside REFRESH_WINDOW_SECONDS share one upstream refresh.
         """
         svc = services()
-        key = api_key()
-        watch_id, result = watches.open_watch(svc, g.owner_hash, args["handle"], key, platform, g.meter)
+        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter)
         if result.refreshed:
-            remember(svc, g.owner_hash)
+            remember(svc, caller.owner)
         return watches.trigger_items(svc, watch_id, platform, limit=args["limit"],
                                      since=args.get("since"), after_sequence=args.get("afterSequence"))
