@@ -58,8 +58,7 @@ old account announced as new; exactness where the data allows it):
   seen in (more than re-follows explain) -> SAFE MODE.
 
 SAFE MODE reads the first page only and announces the unknown accounts that stand
-before an anchor (before the first one when the order is broken): the rule that
-needs no cursor. Anything else is left unannounced (a possible miss, never a false
+before its first anchor: the rule that needs no cursor. Anything else is left unannounced (a possible miss, never a false
 follow); the outcome names the reason for the caller's metric and watch status.
 
 Loop used by the caller (``watches.py``); each fetched page carries what was asked::
@@ -179,8 +178,8 @@ def step(
     anchors = [i for i, (a, _) in enumerate(order) if a["id"] in top]
     kept = [anchors[k] for k in _kept_anchors([top[order[i][0]["id"]] for i in anchors])]
     last_anchor = kept[-1] if kept else -1
-    if reanchor:
-        newer = [a for a, _ in order[:max(last_anchor, 0)] if a["id"] not in known]
+    if reanchor:  # as in safe mode: before the first anchor
+        newer = [a for a, _ in order[:anchors[0] if anchors else 0] if a["id"] not in known]
         return _outcome(state, pages, verifies, order, newer, truncated=truncated)
     if len(anchors) - len(kept) > MAX_MOVED_ANCHORS:
         # More known accounts out of order than re-follows usually explain: re-followed
@@ -216,7 +215,8 @@ def step(
         # second may be a follow made in it after the refresh. Not announced (it may be
         # old), but reported as a possible miss.
         chosen = set(new)
-        truncated = truncated or any(
+        last = pages[-1]
+        truncated = truncated or bool(last.accounts and last.has_more and last.min_cursor >= state.watermark) or any(
             i not in chosen and order[i][0]["id"] not in known and pages[p].max_cursor >= state.watermark
             for i, (_, p) in enumerate(order))
     return _outcome(state, pages, verifies, order, [order[i][0] for i in new], truncated=truncated)
@@ -259,19 +259,21 @@ def _next_ask(state: WatchState, pages: Sequence[Page], theta: int | None,
     if not last.accounts or not last.has_more:
         return None, False
     asked = last.asked_count or page_size or 0
-    full = len(last.accounts) >= asked
     earlier = {a["id"] for p in pages[:-1] for a in p.accounts}
     if len(pages) > 1 and all(a["id"] in earlier for a in last.accounts):
         # Nothing unseen: a second holding more follows than the page, or an end the
-        # upstream does not admit. Ask once more with the largest count, else give up.
-        if full and asked < MAX_COUNT:
+        # upstream does not admit. Ask once more with the largest count, else give up
+        # (reported as truncated: more may exist than could be read).
+        if asked < MAX_COUNT:
             return NeedPage(last.asked_min_time, MAX_COUNT), False
-        return None, full
+        return None, True
     newest = max([state.watermark or 0, *(p.max_cursor for p in pages if p.accounts)])
     if not ((theta is not None and last.min_cursor >= theta) or last.min_cursor >= newest):
         return None, False
-    if last.max_cursor == last.min_cursor and full and asked < MAX_COUNT:
-        return NeedPage(last.min_cursor + 1, MAX_COUNT), False  # one second fills the page
+    if last.max_cursor == last.min_cursor:
+        # One second fills the page: asking one second later would restart that second's
+        # group where this page started it, so ask for it whole, with the largest count.
+        return (NeedPage(last.min_cursor + 1, MAX_COUNT), False) if asked < MAX_COUNT else (None, True)
     return NeedPage(last.min_cursor + 1), False
 
 
@@ -359,12 +361,9 @@ def _safe_outcome(state: WatchState, known: AbstractSet[str], page: Page, reason
     ids = [a["id"] for a, _ in order]
     top = set(state.top_ids)
     anchors = [i for i, x in enumerate(ids) if x in top]
-    if reason is SafeMode.ORDER_BROKEN:
-        cut = anchors[0] if anchors else 0
-    else:  # before the last account still in its seen order (re-followed ones may stand anywhere in their second)
-        place = {t: i for i, t in enumerate(state.top_ids)}
-        kept = _kept_anchors([place[ids[i]] for i in anchors])
-        cut = anchors[kept[-1]] if kept else 0
+    # Before the first anchor: new follows are newer than every account seen before, so
+    # they stand there; nothing else can be proven without cursors.
+    cut = anchors[0] if anchors else 0
     baseline = state.watermark is None
     new = () if baseline else tuple(dict(a) for a, _ in order[:cut] if a["id"] not in known)
     hi = page.max_cursor

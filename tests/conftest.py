@@ -25,7 +25,7 @@ from integration.models import Base
 # Property tests: `make test` (and CI) run a fixed, derandomized set of examples, so a run
 # is the same on every machine; `make fuzz` explores at random (and keeps what fails in
 # .hypothesis/ to replay: turn each into an @example before fixing it).
-settings.register_profile("ci", derandomize=True, database=None, max_examples=120, deadline=None,
+settings.register_profile("ci", derandomize=True, database=None, max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("fuzz", max_examples=5000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

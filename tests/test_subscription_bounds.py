@@ -110,7 +110,7 @@ def test_migration_keeps_the_oldest_of_identical_subscriptions(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.attributes["database_url"] = url
-    command.upgrade(cfg, "0001")
+    command.upgrade(cfg, "0002_detection")
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO watches (id, owner_hash, handle, created_at, top_ids, baseline, last_sequence,"

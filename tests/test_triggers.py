@@ -50,13 +50,23 @@ def test_baseline_then_nothing_changed(trig, fake_upstream):
 def test_fewer_than_a_page_of_new_follows(trig, fake_upstream):
     fake_upstream.seed("alice", 12)
     trig()
-    new = [fake_upstream.follow("alice") for _ in range(P - 1)]
+    new = [fake_upstream.follow("alice") for _ in range(P - 2)]
     items, cost = trig()
     assert cost == 1
     assert ids(items) == [uid(e) for e in reversed(new)]  # newest first
-    assert [i["sequence"] for i in items] == [4, 3, 2, 1]
+    assert [i["sequence"] for i in items] == [3, 2, 1]
     assert all(i["followedBy"] == "alice" for i in items)
     assert trig() == (items, 1)  # the journal keeps them; nothing new
+
+
+def test_a_page_ending_on_the_watermark_second_costs_one_more_page(trig, fake_upstream):
+    """P - 1 new follows: the page's last account is the newest old one, in second W, so
+    the next page is read in case more follows of that second lie beyond it."""
+    fake_upstream.seed("alice", 12)
+    trig()
+    new = [fake_upstream.follow("alice") for _ in range(P - 1)]
+    items, cost = trig()
+    assert cost == 2 and ids(items) == [uid(e) for e in reversed(new)]
 
 
 @pytest.mark.parametrize("k", [P, P + 2, 2 * P, 3 * P - 1])
@@ -66,7 +76,7 @@ def test_burst_costs_at_most_ceil_k_over_p_plus_one(trig, fake_upstream, k):
     new = [fake_upstream.follow("alice") for _ in range(k)]
     items, cost = trig(limit=300)
     assert ids(items) == [uid(e) for e in reversed(new)]
-    assert cost <= -(-k // P) + 1
+    assert cost <= -(-k // (P - 1)) + 1  # pages overlap by the boundary second
 
 
 def test_burst_past_the_page_cap_emits_the_newest_and_records_it(trig, fake_upstream):
@@ -77,7 +87,8 @@ def test_burst_past_the_page_cap_emits_the_newest_and_records_it(trig, fake_upst
     new = [fake_upstream.follow("alice") for _ in range(6 * P)]
     items, cost = trig(limit=300)
     assert cost == 4  # page_cap
-    assert ids(items) == [uid(e) for e in reversed(new)][: 4 * P]
+    # Pages overlap by the boundary second (one account here): P - 1 new ones per later page.
+    assert ids(items) == [uid(e) for e in reversed(new)][: P + 3 * (P - 1)]
     svc = trig.app.extensions["tiktok_following"]
     with svc.sessions() as session:
         assert session.query(Watch).one().truncations == 1
@@ -235,10 +246,12 @@ def test_concurrent_callers_share_one_refresh_and_no_duplicates(database_url, fa
 
 # ---------------------------------------------------------------- random histories, whole stack
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 
 OPS = st.lists(st.one_of(
     st.tuples(st.just("follow"), st.integers(1, 2 * P + 2)),
+    # In the same second as the newest follow (the one the last poll saw, or a burst's).
+    st.tuples(st.just("follow_same_second"), st.integers(1, 2 * P + 2)),
     st.tuples(st.just("unfollow"), st.integers(0, 12)),
     st.tuples(st.just("refollow"), st.integers(0, 12)),
     st.tuples(st.just("poll"), st.just(0)),
@@ -263,7 +276,10 @@ def trig_uncapped(database_url, fake_upstream):
     poll.svc.engine.dispose()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60)
+@example(history=[("follow", 1), ("poll", 0), ("unfollow", 0), ("follow", 1), ("unfollow", 1)])
+@example(history=[("follow", 1), ("poll", 0), ("follow_same_second", 1)])
+@example(history=[("follow_same_second", 2 * P + 2), ("poll", 0), ("follow_same_second", 3)])
 @given(history=OPS)
 def test_random_histories_through_the_database_emit_exactly_the_new_follows(trig_uncapped, fake_upstream, history):
     """The pure detection is property-tested on its own; this drives the shell (state and
@@ -294,6 +310,9 @@ def test_random_histories_through_the_database_emit_exactly_the_new_follows(trig
         current = [entry for _, entry in fake_upstream.following(handle)]
         if op == "follow":
             followed_since.update(uid(fake_upstream.follow(handle)) for _ in range(n))
+        elif op == "follow_same_second":
+            second = (fake_upstream.following(handle) or [(0, None)])[0][0]
+            followed_since.update(uid(fake_upstream.follow(handle, at=second or None)) for _ in range(n))
         elif op == "unfollow" and current:
             fake_upstream.unfollow(handle, uid(current[n % len(current)]))
         elif op == "refollow" and current:

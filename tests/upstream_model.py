@@ -76,7 +76,7 @@ class Upstream:
         rows = self.rows
         if "depth_cap_100" in dev:
             rows = rows[-self.depth_cap:]
-        count = count or 30
+        count = asked = count or 30
         if "count_ignored_long" in dev:
             count = 50
         elif "count_ignored_short" in dev:
@@ -92,7 +92,7 @@ class Upstream:
             else:
                 end = bisect.bisect_left(rows, (-(-t // 1), float("-inf"), ""))
         if "empty_page_has_more" in dev and min_time is not None and self.requests % 5 == 0:
-            return Page((), 0, 0, True, len(self.rows), min_time, count)
+            return Page((), 0, 0, True, len(self.rows), min_time, asked)
         chunk = rows[max(0, end - count): end][::-1]
         if "unordered" in dev:
             chunk = [chunk[i ^ 1] for i in range(len(chunk) - len(chunk) % 2)] + chunk[len(chunk) - len(chunk) % 2:]
@@ -107,7 +107,7 @@ class Upstream:
             has_more = False
         total = len(self.rows)
         if not chunk:
-            return Page((), 0, 0, has_more, total, min_time, count)
+            return Page((), 0, 0, has_more, total, min_time, asked)
         hi, lo = chunk[0][0] * scale, chunk[-1][0] * scale
         if "unordered" in dev:
             hi, lo = max(r[0] for r in chunk) * scale, min(r[0] for r in chunk) * scale
@@ -119,7 +119,7 @@ class Upstream:
             hi = lo = 1_700_000_000 * scale
         elif "unordered_cursors" in dev and min_time is not None:
             hi, lo = 2 * min_time - lo, 2 * min_time - hi  # mirrored about minTime: newer than asked
-        return Page(tuple(accounts), hi, lo, has_more, total, min_time, count)
+        return Page(tuple(accounts), hi, lo, has_more, total, min_time, asked)
 
 
 class Watch:
