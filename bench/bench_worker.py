@@ -22,9 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,42 +38,28 @@ from integration.delivery import new_secret  # noqa: E402
 from integration.migrate import upgrade  # noqa: E402
 from integration.models import Delivery, Event, Subscription, Watch, utcnow  # noqa: E402
 from integration.services import Services  # noqa: E402
+from tests.receiver import Answer, Receiver  # noqa: E402
 
 KEY = "bench-key"
 UPSTREAM_DELAY = 0.5
 NEEDED_PER_SECOND = 10_000 / 300
 
 
-class Receiver:
+class LatencyReceiver:
     """Counts deliveries and the detection-to-receipt latency of each (bounded: a float each)."""
 
     def __init__(self):
-        self.count = 0
         self.latencies: list[float] = []
-        self.lock = threading.Lock()
-        receiver = self
+        self.receiver = Receiver(default=Answer(204), keep=False, on_post=self._arrived)
+        self.url = self.receiver.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    @property
+    def count(self) -> int:
+        return self.receiver.started
 
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                detected = dt.datetime.fromisoformat(json.loads(body)["detectedAt"].replace("Z", "+00:00"))
-                with receiver.lock:
-                    receiver.count += 1
-                    receiver.latencies.append(time.time() - detected.timestamp())
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 1024
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _arrived(self, request) -> None:
+        detected = dt.datetime.fromisoformat(json.loads(request.body)["detectedAt"].replace("Z", "+00:00"))
+        self.latencies.append(request.at - detected.timestamp())
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -196,7 +180,7 @@ def main() -> None:
     svc = Services.build(Settings.from_env(database_url=url))
     fake = FakeDumpling().start()
     fake.add_key(KEY)
-    receiver = Receiver()
+    receiver = LatencyReceiver()
     print(f"database: {url.split('@')[-1]}  worker log: {log}")
 
     # 1. Refresh throughput with a slow upstream.

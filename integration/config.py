@@ -39,6 +39,16 @@ class Settings:
     journal_retention_days: int = 30
     journal_max_events: int = 1000
     worker_concurrency: int = 32  # bench_worker: 32 sustains ~55 refreshes/s at 0.5 s upstream latency
+    # Worker (integration/worker.py, sendgate.py): loop timing, metrics, fairness between customers.
+    worker_idle_seconds: float = 0.5   # how long an idle loop sleeps (a finished job wakes it earlier)
+    worker_claim_seconds: float = 60.0  # a delivery claim; a send's deadline is min(15 s, half of it)
+    worker_metrics_port: int | None = None  # serve /metrics on this port when set
+    worker_metrics_host: str = "127.0.0.1"  # metrics are not public unless asked for
+    max_sends_per_owner: int = 4   # sends in flight per customer (per worker process)
+    max_sends_per_host: int = 8    # sends in flight per webhook target host (per worker process)
+    target_host_rps: float = 20.0  # requests per second to one target host (per worker process); 0: no limit
+    old_secret_keys: tuple[str, ...] = ()  # SECRET_KEY rotation in progress (security.KeyVault)
+    log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +68,15 @@ class Settings:
             upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", cls.upstream_read_timeout),
             upstream_total_seconds=_float("UPSTREAM_TOTAL_SECONDS", cls.upstream_total_seconds),
             worker_concurrency=_int("WORKER_CONCURRENCY", cls.worker_concurrency),
+            worker_idle_seconds=_float("WORKER_IDLE_SECONDS", cls.worker_idle_seconds),
+            worker_claim_seconds=_float("WORKER_CLAIM_SECONDS", cls.worker_claim_seconds),
+            worker_metrics_port=_int("WORKER_METRICS_PORT", 0) or None,
+            worker_metrics_host=env.get("WORKER_METRICS_HOST") or cls.worker_metrics_host,
+            max_sends_per_owner=_int("MAX_SENDS_PER_OWNER", cls.max_sends_per_owner),
+            max_sends_per_host=_int("MAX_SENDS_PER_HOST", cls.max_sends_per_host),
+            target_host_rps=_float("TARGET_HOST_RPS", cls.target_host_rps),
+            old_secret_keys=tuple(k for k in env.get("OLD_SECRET_KEYS", "").split(",") if k),
+            log_level=env.get("LOG_LEVEL") or cls.log_level,
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

@@ -8,7 +8,6 @@ the work.
 """
 from __future__ import annotations
 
-import email.utils
 import random
 import threading
 import time
@@ -20,6 +19,7 @@ from requests.adapters import HTTPAdapter
 
 from integration.accounts import flatten
 from integration.errors import UpstreamFailure, kind_for_status
+from integration.retry_after import parse_retry_after
 from schemas.upstream import UpstreamPageSchema
 
 PATH = "/api/v1/get-tiktok-user-following"
@@ -59,16 +59,6 @@ class Meter:
         out = {"X-Credits-Used": str(self.credits)}
         out.update(self.rate_limit)
         return out
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
 class DumplingClient:

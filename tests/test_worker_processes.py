@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from integration.models import Delivery, Watch, utcnow
 from tests.conftest import AUTH, PG_URL, kill, start_worker, stop_worker, unique_handle
-from tests.test_worker import Receiver
+from tests.receiver import Receiver
 
 
 @pytest.fixture
