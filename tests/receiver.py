@@ -50,7 +50,7 @@ class Receiver:
         self.started = 0      # requests that arrived
         self.answered = 0     # requests answered
         self.connections = 0  # TCP connections accepted, even ones that never send a request
-        self.in_flight = 0    # requests being answered right now, and the most at once
+        self.in_flight = 0    # requests being answered right now (until the answer is written), and the most at once
         self.max_in_flight = 0
         self.script: deque[Answer] = deque()
         self.routes: dict[str, Answer] = {}
