@@ -74,10 +74,17 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+# Every delivery here goes to one owner's receiver on one host: with the shipped per-owner and
+# per-host limits this would measure the limits (e.g. TARGET_HOST_RPS deliveries/s), not the
+# worker. They are lifted unless --shipped-limits; bench_fairness.py measures them.
+LIFTED_LIMITS = {"MAX_SENDS_PER_OWNER": "1000", "MAX_SENDS_PER_HOST": "1000", "TARGET_HOST_RPS": "0"}
+LIMITS: dict = dict(LIFTED_LIMITS)
+
+
 def start_worker(database_url: str, fake_url: str, concurrency: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database_url, "DUMPLING_BASE_URL": fake_url,
            "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "WORKER_CONCURRENCY": str(concurrency),
-           "POLL_INTERVAL_SECONDS": "300", "WORKER_IDLE_SECONDS": "0.2", "LOG_LEVEL": "WARNING"}
+           "POLL_INTERVAL_SECONDS": "300", "WORKER_IDLE_SECONDS": "0.2", "LOG_LEVEL": "WARNING", **LIMITS}
     process = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=env,
                                stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     time.sleep(1.5)  # imports + first claim
@@ -170,7 +177,11 @@ def main() -> None:
     parser.add_argument("--watches", type=int, default=600)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--deliveries", type=int, default=100_000)
+    parser.add_argument("--shipped-limits", action="store_true",
+                        help="keep MAX_SENDS_PER_OWNER/HOST and TARGET_HOST_RPS at their defaults")
     args = parser.parse_args()
+    if args.shipped_limits:
+        LIMITS.clear()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks: stop our workers
 
     folder = Path(tempfile.mkdtemp(prefix="bench_worker_"))
@@ -181,7 +192,7 @@ def main() -> None:
     fake = FakeDumpling().start()
     fake.add_key(KEY)
     receiver = LatencyReceiver()
-    print(f"database: {url.split('@')[-1]}  worker log: {log}")
+    print(f"database: {url.split('@')[-1]}  worker log: {log}  limits: {LIMITS or 'shipped defaults'}")
 
     # 1. Refresh throughput with a slow upstream.
     add_watches(svc, fake, args.watches, receiver.url)

@@ -45,8 +45,8 @@ class Settings:
     worker_metrics_port: int | None = None  # serve /metrics on this port when set
     worker_metrics_host: str = "127.0.0.1"  # metrics are not public unless asked for
     max_sends_per_owner: int = 4   # sends in flight per customer (per worker process)
-    max_sends_per_host: int = 8    # sends in flight per webhook target host (per worker process)
-    target_host_rps: float = 20.0  # requests per second to one target host (per worker process); 0: no limit
+    max_sends_per_host: int = 16   # sends in flight per webhook target host (per worker process)
+    target_host_rps: float = 50.0  # requests per second to one target host (per worker process); 0: no limit
     old_secret_keys: tuple[str, ...] = ()  # SECRET_KEY rotation in progress (security.KeyVault)
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)

@@ -91,6 +91,7 @@ class Worker:
         # When the loop next looks for due work, per kind (monotonic): after finding less than
         # it could take, not before the idle time, so busy sends do not re-run the watch claim.
         self._look = {"refresh": 0.0, "deliver": 0.0}
+        self._refreshes_done = 0  # a refresh ending while the delivery claim runs must not be overlooked
         # One pooled sender for the life of the process; never slower than a claim allows.
         self.sender = Sender(allow_private=settings.allow_private_webhook_targets,
                              timeout=min(SEND_TIMEOUT, self.claim_seconds / 2), pool_size=size)
@@ -124,12 +125,16 @@ class Worker:
         if now < self._look[kind]:
             return 0
         free = min(lane.free(), MAX_BATCH)
+        refreshes_done = self._refreshes_done
         started = claim(wait=False)
-        if started < free:  # all that is due (and allowed) was taken: look again after the idle time
+        # All that is due (and allowed) was taken: look again after the idle time, unless a
+        # refresh ended meanwhile (its deliveries may have been committed after the claim).
+        if started < free and (kind == "refresh" or refreshes_done == self._refreshes_done):
             self._look[kind] = now + self.idle_seconds
         return started
 
     def _refresh_done(self) -> None:
+        self._refreshes_done += 1
         self._look["deliver"] = 0.0  # the refresh may have written deliveries: send them now
         self._wake.set()
 
