@@ -6,8 +6,9 @@ The real `python -m integration.worker` subprocess (default settings: 32 threads
 send deadline 15 s, MAX_SENDS_PER_OWNER 4) against the fake upstream and two receivers
 on this machine: owner A's answers at once; owner B's 40 subscriptions point at one that
 answers one byte every 0.5 s (about 20 s per answer, so every send of B ends at the deadline).
-Each round A gets `--follows` new follows (and B one, i.e. 40 more dripping deliveries), both
-watches are made due, and we wait for A's deliveries. Reported: A's detection-to-receipt
+B's watch gets two new follows first (80 dripping deliveries: at 4 sends of 15 s at a time B
+keeps its sends busy for the whole run); then each round A gets `--follows` new follows, its
+watch is made due, and we wait for A's deliveries. Reported: A's detection-to-receipt
 latency p50/p99/max, A alone vs with B's dripping targets (goal: p99 within 2x).
 """
 from __future__ import annotations
@@ -97,12 +98,15 @@ def scenario(with_b: bool, rounds: int, follows: int, log: Path) -> tuple[list[f
     try:
         make_due(svc, handles)  # the first refresh takes the baseline: nothing to deliver yet
         wait_until(lambda: baselined(svc) == len(handles), timeout=60)
+        if with_b:  # 80 dripping deliveries: at 4 sends of 15 s at a time, B stays busy for the whole run
+            fake.follow("owner_b")
+            fake.follow("owner_b")
+            make_due(svc, ["owner_b"])
+            wait_until(lambda: drip.started >= 4, timeout=60)
         for r in range(rounds):
             for _ in range(follows):
                 fake.follow("owner_a")
-            if with_b:
-                fake.follow("owner_b")
-            make_due(svc, handles)
+            make_due(svc, ["owner_a"])
             wait_until(lambda: fine.started >= (r + 1) * follows, timeout=120, every=0.02)
             time.sleep(0.25)
     finally:

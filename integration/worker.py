@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from integration import claims, policies, watches
@@ -87,11 +88,12 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.refreshes = _Lane(size, "refresh", self._refresh_done)
-        self.sends = _Lane(size, "deliver", self._wake.set)
+        self.sends = _Lane(size, "deliver", self._send_done)
         # When the loop next looks for due work, per kind (monotonic): after finding less than
         # it could take, not before the idle time, so busy sends do not re-run the watch claim.
         self._look = {"refresh": 0.0, "deliver": 0.0}
         self._refreshes_done = 0  # a refresh ending while the delivery claim runs must not be overlooked
+        self._held_back = False   # the last delivery claim left due deliveries for the caps: a send ending frees one
         # One pooled sender for the life of the process; never slower than a claim allows.
         self.sender = Sender(allow_private=settings.allow_private_webhook_targets,
                              timeout=min(SEND_TIMEOUT, self.claim_seconds / 2), pool_size=size)
@@ -136,6 +138,11 @@ class Worker:
     def _refresh_done(self) -> None:
         self._refreshes_done += 1
         self._look["deliver"] = 0.0  # the refresh may have written deliveries: send them now
+        self._wake.set()
+
+    def _send_done(self) -> None:
+        if self._held_back:
+            self._look["deliver"] = 0.0
         self._wake.set()
 
     def stop(self) -> None:
@@ -211,9 +218,10 @@ class Worker:
         """Claim due deliveries fairly and start those the gate allows; give back the rest."""
         self.flush_outcomes()
         now = self.svc.clock()
+        skip = self.gate.busy_owners()
         jobs = claims.claim_deliveries(self.svc, now, min(self.sends.free(), MAX_BATCH),
                                        claim_seconds=self.claim_seconds, per_owner=self.gate.per_owner,
-                                       skip_owners=self.gate.busy_owners())
+                                       skip_owners=skip)
         futures, given_back = [], {}
         for job in jobs:
             wait_seconds = self.gate.acquire(job.owner_hash, job.host)
@@ -224,6 +232,8 @@ class Worker:
                     None if wait_seconds < 0 else now + dt.timedelta(seconds=wait_seconds))
         claims.release_deliveries(self.svc, given_back)
         self._count("deferred", len(given_back))
+        per_owner = Counter(job.owner_hash for job in jobs)
+        self._held_back = bool(skip or given_back) or any(n >= self.gate.per_owner for n in per_owner.values())
         if wait:
             for future in futures:
                 future.result()
