@@ -8,10 +8,12 @@ statement runs under the write lock taken at BEGIN IMMEDIATE, so it is atomic to
   worker takes it within the interval (a refresh is also guarded by the watch's lease).
 - A due delivery is claimed by setting `claimed_until`; a worker killed mid-send loses the
   claim when it expires, and another sends again with the same `webhook-id`.
-- Deliveries are claimed round-robin across owners: each owner's oldest due deliveries
-  are ranked 1, 2, ... (a window function, on SQLite and PostgreSQL alike) and the claim
-  takes every owner's first before anyone's second, at most `per_owner` each. So an owner
-  with thousands of due deliveries (or slow receivers) cannot take every free slot.
+- Deliveries are claimed round-robin across owners: among the oldest due deliveries
+  (limit x SCAN_FACTOR of them) of owners not at their cap in this worker, each owner's are
+  ranked 1, 2, ... (a window function, on SQLite and PostgreSQL alike) and the claim takes
+  every owner's first before anyone's second, at most `per_owner` each. An owner with
+  thousands of old due deliveries (or slow receivers) gets at most `per_owner` slots, is then
+  at its cap and left out of the next claim: another owner waits at most one claim cycle.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from integration.models import Delivery, Event, Subscription, Watch
 from integration.platforms import Platform
 from integration.services import Services
 
+SCAN_FACTOR = 8  # candidates per free slot: enough to see several owners, bounded work per claim
 _table = Delivery.__table__
 # One statement for every outcome (executemany); only a delivery still pending is changed.
 _RECORD = (_table.update()
@@ -90,22 +93,26 @@ def claim_deliveries(svc: Services, now: dt.datetime, limit: int, *, claim_secon
     each, none of `skip_owners` (owners whose sends are at their cap in this worker)."""
     if limit <= 0:
         return []
-    rank = func.row_number().over(partition_by=Subscription.owner_hash,
-                                  order_by=(Delivery.next_attempt_at, Delivery.id))
-    ranked = (select(Delivery.id.label("id"), Delivery.next_attempt_at.label("at"), rank.label("rank"))
-              .join(Subscription, Subscription.id == Delivery.subscription_id)
-              .where(*_due(now)))
+    # The oldest due deliveries of owners not at their cap (an index walk, no sort of the
+    # whole backlog), then round-robin among them: every owner's first before anyone's second.
+    candidates = (select(Delivery.id.label("id"), Delivery.next_attempt_at.label("at"),
+                         Subscription.owner_hash.label("owner"))
+                  .join(Subscription, Subscription.id == Delivery.subscription_id)
+                  .where(*_due(now)))
     if skip_owners:
-        ranked = ranked.where(Subscription.owner_hash.not_in(sorted(skip_owners)))
-    ranked = ranked.subquery()
+        candidates = candidates.where(Subscription.owner_hash.not_in(sorted(skip_owners)))
+    candidates = candidates.order_by(Delivery.next_attempt_at).limit(limit * SCAN_FACTOR).subquery()
+    rank = func.row_number().over(partition_by=candidates.c.owner, order_by=(candidates.c.at, candidates.c.id))
+    ranked = select(candidates.c.id, candidates.c.at, rank.label("rank")).subquery()
     picked = (select(ranked.c.id).where(ranked.c.rank <= max(1, per_owner))
               .order_by(ranked.c.rank, ranked.c.at).limit(limit))
     # FOR UPDATE cannot sit beside a window function: lock in a query of its own. The UPDATE
-    # repeats the due test, which PostgreSQL re-checks on a row another worker just claimed.
+    # repeats the claim test, which PostgreSQL re-checks on a row another worker just claimed
+    # (only that column: with the status and due time too, SQLite would walk the due index).
     locked = select(Delivery.id).where(Delivery.id.in_(picked.scalar_subquery())).with_for_update(skip_locked=True)
     with transaction(svc.sessions) as session:
         ids = session.scalars(
-            update(Delivery).where(Delivery.id.in_(locked.scalar_subquery()), *_due(now))
+            update(Delivery).where(Delivery.id.in_(locked.scalar_subquery()), _due(now)[2])
             .values(claimed_until=now + dt.timedelta(seconds=claim_seconds))
             .returning(Delivery.id).execution_options(synchronize_session=False)).all()
         if not ids:

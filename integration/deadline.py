@@ -83,7 +83,8 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="send-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is guard:  # due before all others: the watchdog must wait less
+                self._cond.notify()
         previous = getattr(_local, "guard", None)
         _local.guard = guard
         try:
