@@ -22,9 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,42 +38,28 @@ from integration.delivery import new_secret  # noqa: E402
 from integration.migrate import upgrade  # noqa: E402
 from integration.models import Delivery, Event, Subscription, Watch, utcnow  # noqa: E402
 from integration.services import Services  # noqa: E402
+from tests.receiver import Answer, Receiver  # noqa: E402
 
 KEY = "bench-key"
 UPSTREAM_DELAY = 0.5
 NEEDED_PER_SECOND = 10_000 / 300
 
 
-class Receiver:
+class LatencyReceiver:
     """Counts deliveries and the detection-to-receipt latency of each (bounded: a float each)."""
 
     def __init__(self):
-        self.count = 0
         self.latencies: list[float] = []
-        self.lock = threading.Lock()
-        receiver = self
+        self.receiver = Receiver(default=Answer(204), keep=False, on_post=self._arrived)
+        self.url = self.receiver.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    @property
+    def count(self) -> int:
+        return self.receiver.started
 
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                detected = dt.datetime.fromisoformat(json.loads(body)["detectedAt"].replace("Z", "+00:00"))
-                with receiver.lock:
-                    receiver.count += 1
-                    receiver.latencies.append(time.time() - detected.timestamp())
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 1024
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _arrived(self, request) -> None:
+        detected = dt.datetime.fromisoformat(json.loads(request.body)["detectedAt"].replace("Z", "+00:00"))
+        self.latencies.append(request.at - detected.timestamp())
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -90,10 +74,17 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+# Every delivery here goes to one owner's receiver on one host: with the shipped per-owner and
+# per-host limits this would measure the limits (e.g. TARGET_HOST_RPS deliveries/s), not the
+# worker. They are lifted unless --shipped-limits; bench_fairness.py measures them.
+LIFTED_LIMITS = {"MAX_SENDS_PER_OWNER": "1000", "MAX_SENDS_PER_HOST": "1000", "TARGET_HOST_RPS": "0"}
+LIMITS: dict = dict(LIFTED_LIMITS)
+
+
 def start_worker(database_url: str, fake_url: str, concurrency: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database_url, "DUMPLING_BASE_URL": fake_url,
            "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "WORKER_CONCURRENCY": str(concurrency),
-           "POLL_INTERVAL_SECONDS": "300", "WORKER_IDLE_SECONDS": "0.2", "LOG_LEVEL": "WARNING"}
+           "POLL_INTERVAL_SECONDS": "300", "WORKER_IDLE_SECONDS": "0.2", "LOG_LEVEL": "WARNING", **LIMITS}
     process = subprocess.Popen([sys.executable, "-m", "integration.worker"], cwd=ROOT, env=env,
                                stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     time.sleep(1.5)  # imports + first claim
@@ -186,7 +177,11 @@ def main() -> None:
     parser.add_argument("--watches", type=int, default=600)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--deliveries", type=int, default=100_000)
+    parser.add_argument("--shipped-limits", action="store_true",
+                        help="keep MAX_SENDS_PER_OWNER/HOST and TARGET_HOST_RPS at their defaults")
     args = parser.parse_args()
+    if args.shipped_limits:
+        LIMITS.clear()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks: stop our workers
 
     folder = Path(tempfile.mkdtemp(prefix="bench_worker_"))
@@ -196,8 +191,8 @@ def main() -> None:
     svc = Services.build(Settings.from_env(database_url=url))
     fake = FakeDumpling().start()
     fake.add_key(KEY)
-    receiver = Receiver()
-    print(f"database: {url.split('@')[-1]}  worker log: {log}")
+    receiver = LatencyReceiver()
+    print(f"database: {url.split('@')[-1]}  worker log: {log}  limits: {LIMITS or 'shipped defaults'}")
 
     # 1. Refresh throughput with a slow upstream.
     add_watches(svc, fake, args.watches, receiver.url)

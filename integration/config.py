@@ -55,6 +55,14 @@ class Settings:
     max_body_bytes: int = 64 * 1024             # larger request bodies get a 413 before they are read
     upstream_max_bytes: int = 5 * 1024 * 1024   # larger upstream answers are a 502 (malformed)
     metrics_dir: str = ""                       # PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py)
+    # Worker (integration/worker.py, sendgate.py): loop timing, metrics, fairness between customers.
+    worker_idle_seconds: float = 0.5   # how long an idle loop sleeps (a finished job wakes it earlier)
+    worker_claim_seconds: float = 60.0  # a delivery claim; a send's deadline is min(15 s, half of it)
+    worker_metrics_port: int | None = None  # serve /metrics on this port when set
+    worker_metrics_host: str = "127.0.0.1"  # metrics are not public unless asked for
+    max_sends_per_owner: int = 4   # sends in flight per customer (per worker process)
+    max_sends_per_host: int = 16   # sends in flight per webhook target host (per worker process)
+    target_host_rps: float = 50.0  # requests per second to one target host (per worker process); 0: no limit
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -85,6 +93,13 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", cls.max_body_bytes),
             upstream_max_bytes=_int("UPSTREAM_MAX_BYTES", cls.upstream_max_bytes),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
+            worker_idle_seconds=_float("WORKER_IDLE_SECONDS", cls.worker_idle_seconds),
+            worker_claim_seconds=_float("WORKER_CLAIM_SECONDS", cls.worker_claim_seconds),
+            worker_metrics_port=_int("WORKER_METRICS_PORT", 0) or None,
+            worker_metrics_host=env.get("WORKER_METRICS_HOST") or cls.worker_metrics_host,
+            max_sends_per_owner=_int("MAX_SENDS_PER_OWNER", cls.max_sends_per_owner),
+            max_sends_per_host=_int("MAX_SENDS_PER_HOST", cls.max_sends_per_host),
+            target_host_rps=_float("TARGET_HOST_RPS", cls.target_host_rps),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

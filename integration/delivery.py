@@ -28,7 +28,6 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import urlsplit
 
@@ -38,6 +37,9 @@ from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES, InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from urllib3.util import Timeout
+
+from integration.deadline import WATCHDOG, use_deadline_connections
+from integration.retry_after import MAX_RETRY_AFTER, parse_retry_after
 
 USER_AGENT = "tiktok-following-hooks/1"
 _SECRET_PREFIX = "whsec_"
@@ -207,22 +209,6 @@ class _CheckedAdapter(IPFilterAdapter):
         return host_params, pool_kwargs
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), None if absent/invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # HTTP dates are GMT
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 _BODY_READ_LIMIT = 64 * 1024
 
 
@@ -250,6 +236,7 @@ class Sender:
                 if allow_private
                 else _CheckedAdapter(https=scheme == "https://", pool_size=pool_size)
             )
+            use_deadline_connections(adapter)
             self._session.mount(scheme, adapter)
         # No proxies / .netrc from the environment: a proxy would be checked instead
         # of the target, and .netrc could attach credentials to a user's URL.
@@ -262,37 +249,40 @@ class Sender:
             url = check_target_url(url, allow_private=self.allow_private)
         except TargetRefused as exc:
             return SendResult(None, None, f"refused: {exc}", False, False)
-        deadline = time.monotonic() + self.timeout
-        try:
-            resp = self._session.post(
-                url,
-                data=body,
-                headers=headers,
-                # total= caps connect + waiting for the answer together (urllib3 applies
-                # the remaining time to each socket operation).
-                timeout=Timeout(total=self.timeout),
-                allow_redirects=False,
-                stream=True,  # we do not want the body; read a bounded amount below
-            )
-        except InvalidIPAddress:
-            return SendResult(None, None, "refused: the address is private or reserved", False, False)
-        except requests.Timeout:
-            return SendResult(None, None, "timeout: no answer in time", False, False)
-        except requests.exceptions.SSLError:
-            return SendResult(None, None, "TLS error: handshake or certificate check failed", False, False)
-        except requests.ConnectionError:
-            return SendResult(None, None, "connection failed", False, False)
-        except (requests.RequestException, ValueError, OSError):
-            return SendResult(None, None, "request failed", False, False)
-
-        try:
-            status = resp.status_code
-            retry_after = parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
-            self._drain(resp, deadline)
-        finally:
-            resp.close()
+        # The deadline holds for the whole exchange, whatever the receiver does (a drip of
+        # one byte per second included): the watchdog shuts the socket down when it passes.
+        with WATCHDOG.guard(self.timeout) as guard:
+            try:
+                resp = self._session.post(
+                    url,
+                    data=body,
+                    headers=headers,
+                    # Per socket operation (connect, TLS handshake, each read); the guard caps the sum.
+                    timeout=Timeout(total=self.timeout),
+                    allow_redirects=False,
+                    stream=True,  # we do not want the body; read a bounded amount below
+                )
+            except InvalidIPAddress:
+                return SendResult(None, None, "refused: the address is private or reserved", False, False)
+            except (requests.RequestException, ValueError, OSError) as exc:
+                return SendResult(None, None, self._failure(exc, guard.expired), False, False)
+            try:
+                status = resp.status_code
+                retry_after = parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+                self._drain(resp, guard.deadline)
+            finally:
+                resp.close()
         error = f"redirect not followed (HTTP {status})" if 300 <= status < 400 else None
         return SendResult(status, retry_after, error, 200 <= status < 300, status == 410)
+
+    def _failure(self, exc: Exception, expired: bool) -> str:
+        if expired or isinstance(exc, requests.Timeout):
+            return f"timeout: no complete answer within {self.timeout:g} s"
+        if isinstance(exc, requests.exceptions.SSLError):
+            return "TLS error: handshake or certificate check failed"
+        if isinstance(exc, requests.ConnectionError):
+            return "connection failed"
+        return "request failed"
 
     @staticmethod
     def _drain(resp: requests.Response, deadline: float) -> None:
@@ -324,7 +314,6 @@ class Sender:
 # is immediate, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: 8 attempts,
 # 99,305 s = about 27.6 hours from the first to the last attempt (before jitter).
 RETRY_SCHEDULE: tuple[float, ...] = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
-MAX_RETRY_AFTER = 24 * 3600.0  # a receiver cannot park a delivery longer than a day per step
 JITTER = 0.10
 
 

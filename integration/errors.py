@@ -6,6 +6,7 @@ never a stack trace, never a 200 carrying an error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 @dataclass
@@ -23,9 +24,24 @@ class ApiError(Exception):
         return out
 
 
+class FailureKind(StrEnum):
+    """What went wrong upstream; the keys of UPSTREAM_ERRORS (a StrEnum equals its string)."""
+
+    BAD_REQUEST = "bad_request"
+    UNAUTHORIZED = "unauthorized"
+    NO_CREDITS = "no_credits"
+    NOT_FOUND = "not_found"
+    LIST_HIDDEN = "list_hidden"  # a 200 with no accounts while `total` says there are some
+    RATE_LIMITED = "rate_limited"
+    UPSTREAM_ERROR = "upstream_error"
+    MALFORMED = "malformed"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+
+
 @dataclass
 class UpstreamFailure(Exception):
-    """Raised by the upstream client; `kind` is a key of UPSTREAM_ERRORS."""
+    """Raised by the upstream client; `kind` is a FailureKind (a key of UPSTREAM_ERRORS)."""
 
     kind: str
     upstream_status: int | None = None

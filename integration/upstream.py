@@ -10,7 +10,6 @@ the work.
 """
 from __future__ import annotations
 
-import email.utils
 import random
 import threading
 import time
@@ -22,6 +21,7 @@ from marshmallow import ValidationError
 from integration.accounts import flatten
 from integration.deadlines import DeadlineAdapter, exchange_deadline
 from integration.errors import UpstreamFailure, kind_for_status
+from integration.retry_after import parse_retry_after
 from schemas.upstream import UpstreamPageSchema
 
 PATH = "/api/v1/get-tiktok-user-following"
@@ -70,16 +70,6 @@ class Meter:
         out = {"X-Credits-Used": str(self.credits)}
         out.update(self.rate_limit)
         return out
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
 class DumplingClient:

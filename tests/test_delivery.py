@@ -3,10 +3,8 @@
 import base64
 import json
 import socket
-import threading
 import time
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -21,68 +19,25 @@ from integration.delivery import (
     sign,
     webhook_headers,
 )
+from tests.receiver import Answer, Receiver
 
 # ---------------------------------------------------------------- receiver
 
 
-class _Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests = []  # (path, headers, body)
-        self.connections = 0  # TCP connections accepted, even ones that never send a request
-        self.release = threading.Event()  # lets /hang handlers finish at teardown
-
-    def verify_request(self, request, client_address):
-        self.connections += 1
-        return True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is observable
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append((self.path, dict(self.headers), body))
-        path = self.path.split("?")[0]
-        port = self.server.server_address[1]
-        if path == "/hang":
-            self.server.release.wait(10)
-            return
-        status, headers = {
-            "/gone": (410, {}),
-            "/limited": (429, {"Retry-After": "120"}),
-            "/busy-date": (503, {"Retry-After": formatdate(time.time() + 600, usegmt=True)}),
-            "/redirect": (302, {"Location": f"http://127.0.0.1:{port}/ok?via=redirect"}),
-        }.get(path, (200, {}))
-        payload = b'{"received": true}'
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
 @pytest.fixture
 def receiver():
-    server = _Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
+    r = Receiver(default=Answer(body=b'{"received": true}'))
+    r.route("/hang", Answer(hang=True))
+    r.route("/gone", Answer(410))
+    r.route("/limited", Answer(429, {"Retry-After": "120"}))
+    r.route("/busy-date", Answer(503, {"Retry-After": formatdate(time.time() + 600, usegmt=True)}))
+    r.route("/redirect", Answer(302, {"Location": r.url_for("/ok?via=redirect")}))
+    yield r
+    r.close()
 
 
-def _url(server, path="/ok", scheme="http", host="127.0.0.1"):
-    return f"{scheme}://{host}:{server.server_address[1]}{path}"
+def _url(r, path="/ok", scheme="http", host="127.0.0.1"):
+    return r.url_for(path, host=host, scheme=scheme)
 
 
 def _fake_dns(monkeypatch, answer_ip, family=socket.AF_INET):
@@ -211,7 +166,8 @@ def test_allow_private_send_arrives_signed(receiver):
     with Sender(allow_private=True) as sender:
         result = sender.send(_url(receiver), BODY, headers)
     assert (result.status, result.ok, result.gone, result.error, result.retry_after) == (200, True, False, None, None)
-    [(path, got_headers, got_body)] = receiver.requests
+    [request] = receiver.requests
+    path, got_headers, got_body = request.path, request.headers, request.body
     assert path == "/ok" and got_body == BODY
     assert Webhook(secret).verify(got_body, got_headers)  # verifies as the receiver sees it
 
@@ -231,7 +187,7 @@ def test_sender_is_shared_safely_by_a_thread_pool(receiver):
         bodies = [json.dumps({"n": i}).encode() for i in range(64)]
         results = list(pool.map(lambda b: sender.send(_url(receiver), b, {}), bodies))
     assert all(r.ok for r in results)
-    assert sorted(body for _, _, body in receiver.requests) == sorted(bodies)
+    assert sorted(r.body for r in receiver.requests) == sorted(bodies)
 
 
 def test_tls_failure_is_a_result(receiver):
@@ -276,8 +232,8 @@ def test_allow_private_dns_name_arrives_with_original_host(receiver, monkeypatch
     with Sender(allow_private=True) as sender:
         result = sender.send(_url(receiver, host="hooks.example.test"), BODY, {})
     assert result.ok
-    [(_, headers, _)] = receiver.requests
-    assert headers["Host"] == f"hooks.example.test:{receiver.server_address[1]}"
+    [request] = receiver.requests
+    assert request.headers["host"] == f"hooks.example.test:{receiver.port}"
 
 
 def test_redirect_is_not_followed(receiver):
@@ -285,7 +241,7 @@ def test_redirect_is_not_followed(receiver):
         result = sender.send(_url(receiver, "/redirect"), BODY, {})
     assert result.status == 302 and not result.ok and not result.gone
     assert "redirect" in result.error
-    assert [path for path, _, _ in receiver.requests] == ["/redirect"]
+    assert [r.path for r in receiver.requests] == ["/redirect"]
 
 
 def test_410_means_gone(receiver):
@@ -369,3 +325,30 @@ def test_next_attempt_delay_honours_larger_retry_after_never_earlier():
     assert next_attempt_delay(3, 10.0, rng=_EdgeRng(low=True)) == pytest.approx(1800 * 0.9)
     # A huge Retry-After is capped at a day.
     assert next_attempt_delay(1, 30 * 86400.0, rng=_EdgeRng(low=True)) == pytest.approx(86400.0)
+
+
+# ---------------------------------------------------------------- the deadline holds whatever the receiver does
+
+
+def test_a_receiver_dripping_its_answer_is_cut_at_the_deadline(receiver):
+    # One byte every 0.2 s: each read succeeds, so a per-read timeout never fires (the whole
+    # answer would take ~20 s); the send's deadline ends it.
+    receiver.route("/drip", Answer(drip=0.2))
+    with Sender(allow_private=True, timeout=1) as sender:
+        start = time.monotonic()
+        result = sender.send(_url(receiver, "/drip"), BODY, {})
+        elapsed = time.monotonic() - start
+        assert result.status is None and not result.ok
+        assert result.error == "timeout: no complete answer within 1 s"
+        assert elapsed < 3
+        # The cut connection is not reused: the next send gets its answer.
+        assert sender.send(_url(receiver), BODY, {}).ok
+
+
+def test_a_body_dripped_after_a_quick_answer_is_cut_and_the_answer_kept(receiver):
+    receiver.route("/slow-body", Answer(body=b"x" * 1000, drip=0.2, drip_body=True))
+    with Sender(allow_private=True, timeout=1) as sender:
+        start = time.monotonic()
+        result = sender.send(_url(receiver, "/slow-body"), BODY, {})
+        assert result.status == 200 and result.ok  # the answer came in time; the rest is not needed
+        assert time.monotonic() - start < 3

@@ -4,86 +4,26 @@ databases, against the fake upstream and a real webhook receiver on 127.0.0.1.
 A movable clock stands in for waiting: the worker's "now" is real time + an offset."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
-import time
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
-from integration import worker as worker_module
-from integration.models import Delivery, Watch, utcnow
+from integration import claims, policies
+from integration.delivery import RETRY_SCHEDULE, SendResult
+from integration.jobs import DeliveryJob, Outcome
+from integration.models import Delivery, Subscription, Watch, utcnow
 from integration.security import KeyVault
-from integration.worker import Options, Worker
+from integration.sendgate import SendGate
+from integration.worker import Worker
 from tests.conftest import API_KEY, AUTH, unique_handle
+from tests.receiver import Receiver
 
 INTERVAL = 300  # the default POLL_INTERVAL_SECONDS of the test app
-
-
-# ---------------------------------------------------------------- a webhook receiver
-
-
-class Receiver:
-    """Records every POST; answers the scripted (status, headers, delay) in order, then 200."""
-
-    def __init__(self):
-        self.received: list[tuple[dict, bytes]] = []  # (lower-cased headers, body), when answered
-        self.started = 0  # requests that arrived (answered or not)
-        self.script: deque = deque()
-        self.delay = 0.0  # seconds before answering any request not scripted with its own delay
-        self.arrived = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.arrived:
-                    receiver.started += 1
-                    receiver.arrived.notify_all()
-                    status, headers, delay = receiver.script.popleft() if receiver.script else (200, {}, receiver.delay)
-                time.sleep(delay)
-                with receiver.arrived:
-                    # Recorded when answered: a request whose sender died before we answered still counts.
-                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    receiver.arrived.notify_all()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def answer(self, status: int, headers: dict | None = None, times: int = 1, delay: float = 0.0) -> None:
-        with self.arrived:
-            self.script.extend([(status, headers or {}, delay)] * times)
-
-    def wait_for(self, n: int, timeout: float = 30.0) -> bool:
-        with self.arrived:
-            return self.arrived.wait_for(lambda: len(self.received) >= n, timeout)
-
-    def wait_started(self, n: int, timeout: float = 30.0) -> bool:
-        with self.arrived:
-            return self.arrived.wait_for(lambda: self.started >= n, timeout)
-
-    def ids(self) -> list[str]:
-        return [headers["webhook-id"] for headers, _ in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def verified(secret: str, headers: dict, body: bytes) -> dict:
@@ -106,18 +46,21 @@ class Clock:
 
 
 @pytest.fixture
-def svc(app):
-    return app.extensions["tiktok_following"]
-
-
-@pytest.fixture
 def clock():
     return Clock()
 
 
 @pytest.fixture
-def worker(svc, clock):
-    w = Worker(svc, Options(idle_seconds=0.05), clock=clock)
+def svc(app, clock):
+    """The app's services with the movable clock and a short idle time, for the worker."""
+    shared = app.extensions["tiktok_following"]
+    return dataclasses.replace(shared, clock=clock,
+                               settings=dataclasses.replace(shared.settings, worker_idle_seconds=0.05))
+
+
+@pytest.fixture
+def worker(svc):
+    w = Worker(svc)
     yield w
     w.close()
 
@@ -160,7 +103,7 @@ def test_new_follows_arrive_once_signed_and_shaped_like_trigger_items(client, fa
     worker.run_once()
     assert fake_upstream.credits_spent() == spent + 1
     assert len(receiver.received) == 3
-    events = [verified(sub["secret"], headers, body) for headers, body in receiver.received]
+    events = [verified(sub["secret"], r.headers, r.body) for r in receiver.received]
     assert {e["id"] for e in events} == {str(a["user"]["id"]) for a in followed}
     assert len(set(receiver.ids())) == 3
 
@@ -214,8 +157,8 @@ def test_a_failed_attempt_is_retried_with_the_same_webhook_id(client, fake_upstr
     worker.deliver_due()
     assert len(receiver.received) == 2
     first, second = receiver.received
-    assert first[0]["webhook-id"] == second[0]["webhook-id"] == pending[0]["id"]
-    assert verified(sub["secret"], *second) == verified(sub["secret"], *first)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == pending[0]["id"]
+    assert verified(sub["secret"], second.headers, second.body) == verified(sub["secret"], first.headers, first.body)
     done = client.get(f"/v1/zapier/hooks/{sub['id']}/deliveries?status=delivered", headers=AUTH).get_json()
     assert done[0]["attempts"] == 2
 
@@ -374,7 +317,7 @@ def test_run_loop_delivers_and_stops_cleanly(client, fake_upstream, receiver, sv
     handle, sub = subscribe(client, fake_upstream, receiver)
     fake_upstream.follow(handle)
     clock.advance(INTERVAL + 1)
-    worker = Worker(svc, Options(idle_seconds=0.05), clock=clock)
+    worker = Worker(svc)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
@@ -385,7 +328,7 @@ def test_run_loop_delivers_and_stops_cleanly(client, fake_upstream, receiver, sv
         worker.close()
     assert not thread.is_alive()
     assert worker.stats["refreshed"] == 1 and worker.stats["delivered"] == 1
-    assert json.loads(receiver.received[0][1])["followedBy"] == handle
+    assert json.loads(receiver.received[0].body)["followedBy"] == handle
 
 
 # ---------------------------------------------------------------- stored keys
@@ -401,14 +344,179 @@ def test_a_key_that_cannot_be_decrypted_pauses_the_watch(client, fake_upstream, 
     assert shown["status"] == "paused" and "can no longer be read" in shown["statusReason"]
 
 
-def test_refresh_reencrypts_the_key_during_a_rotation(client, fake_upstream, receiver, worker, clock, svc,
-                                                      monkeypatch):
+def test_refresh_reencrypts_the_key_during_a_rotation(client, fake_upstream, receiver, clock, svc):
     handle, _ = subscribe(client, fake_upstream, receiver)
     old_secret = svc.settings.secret_key
-    monkeypatch.setattr(svc, "vault", KeyVault("the-new-secret-key", (old_secret,)))
-    monkeypatch.setattr(worker_module, "ROTATING", True)
+    rotating = dataclasses.replace(svc, vault=KeyVault("the-new-secret-key", (old_secret,)),
+                                   settings=dataclasses.replace(svc.settings, old_secret_keys=(old_secret,)))
     clock.advance(INTERVAL + 1)
-    worker.run_once()
+    worker = Worker(rotating)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
     with svc.sessions() as session:
         stored = session.scalar(select(Watch.api_key_enc).where(Watch.handle == handle))
     assert KeyVault("the-new-secret-key").decrypt(stored) == API_KEY
+
+
+# ---------------------------------------------------------------- missing or hidden lists
+
+
+def test_a_missing_or_hidden_list_pauses_the_watch_with_a_reason_until_the_user_subscribes_again(
+        client, fake_upstream, receiver, worker, clock):
+    handle, sub = subscribe(client, fake_upstream, receiver)
+    fake_upstream.fail_next(404)  # renamed, banned, or its following list made private
+    clock.advance(INTERVAL + 1)
+    worker.run_once()
+    shown = hook(client, sub).get_json()
+    assert shown["status"] == "paused"
+    assert "renamed or banned" in shown["statusReason"] and "private" in shown["statusReason"]
+    calls = upstream_calls(fake_upstream)
+    for _ in range(5):  # no retry storm: no call at all while paused
+        clock.advance(INTERVAL + 1)
+        worker.run_once()
+    assert upstream_calls(fake_upstream) == calls
+
+    resp = client.post("/v1/zapier/hooks", json={"handle": handle, "targetUrl": receiver.url}, headers=AUTH)
+    assert resp.get_json()["status"] == "active"
+    fake_upstream.follow(handle)
+    clock.advance(INTERVAL + 1)
+    worker.run_once()
+    assert hook(client, sub).get_json()["status"] == "active"
+    assert len(receiver.received) == 2  # the new follow, once per subscription
+
+
+# ---------------------------------------------------------------- fairness between owners
+
+OTHER_KEY = "another-test-key"
+
+
+def two_owners_with_due_deliveries(client, fake_upstream, receiver, worker, clock, svc, b_deliveries: int = 6):
+    """Owner B: `b_deliveries` due deliveries, older than owner A's one. Returns (a_owner, b_owner)."""
+    fake_upstream.add_key(OTHER_KEY)
+    a_handle, _ = subscribe(client, fake_upstream, receiver)
+    b_handle = unique_handle()
+    fake_upstream.seed(b_handle, 1)
+    resp = client.post("/v1/zapier/hooks", json={"handle": b_handle, "targetUrl": receiver.url},
+                       headers={"Authorization": f"Bearer {OTHER_KEY}"})
+    assert resp.status_code == 201
+    fake_upstream.follow(a_handle)
+    for _ in range(b_deliveries):
+        fake_upstream.follow(b_handle)
+    clock.advance(INTERVAL + 1)
+    worker.refresh_due()
+    a_owner, b_owner = svc.owner(API_KEY), svc.owner(OTHER_KEY)
+    with svc.sessions.begin() as session:  # B's deliveries are the oldest
+        for owner, age in ((b_owner, 60), (a_owner, 1)):
+            session.execute(update(Delivery).where(Delivery.subscription_id.in_(
+                select(Subscription.id).where(Subscription.owner_hash == owner)))
+                .values(next_attempt_at=clock() - dt.timedelta(seconds=age)))
+    return a_owner, b_owner
+
+
+def test_deliveries_are_claimed_round_robin_across_owners(client, fake_upstream, receiver, worker, clock, svc):
+    a_owner, b_owner = two_owners_with_due_deliveries(client, fake_upstream, receiver, worker, clock, svc)
+    # Oldest first would hand B all three slots; round-robin gives A its turn.
+    jobs = claims.claim_deliveries(svc, clock(), 3, claim_seconds=60, per_owner=2)
+    assert sorted(job.owner_hash == a_owner for job in jobs) == [False, False, True]
+    # At most per_owner each, even with slots to spare.
+    more = claims.claim_deliveries(svc, clock(), 10, claim_seconds=60, per_owner=2)
+    assert [job.owner_hash for job in more] == [b_owner, b_owner]
+    # Owners at their cap in this worker are left out of the claim (once the claims above expired).
+    later = claims.claim_deliveries(svc, clock() + dt.timedelta(seconds=61), 10, claim_seconds=60,
+                                    per_owner=10, skip_owners=frozenset({b_owner}))
+    assert [job.owner_hash for job in later] == [a_owner]
+
+
+def test_a_delivery_whose_owner_is_at_its_cap_waits_without_losing_an_attempt(
+        client, fake_upstream, receiver, worker, clock, svc):
+    a_owner, b_owner = two_owners_with_due_deliveries(client, fake_upstream, receiver, worker, clock, svc)
+    for _ in range(worker.gate.per_owner):  # B's sends in flight elsewhere in this worker fill its cap
+        assert worker.gate.acquire(b_owner, "elsewhere.example") == 0.0
+    worker.deliver_due()
+    assert len(receiver.received) == 1  # A's
+    with svc.sessions() as session:
+        b_rows = session.execute(select(Delivery.status, Delivery.attempts, Delivery.claimed_until)
+                                 .join(Subscription).where(Subscription.owner_hash == b_owner)).all()
+    assert b_rows and all(row == ("pending", 0, None) for row in b_rows)  # given back, not attempted
+
+    for _ in range(worker.gate.per_owner):
+        worker.gate.release(b_owner, "elsewhere.example")
+    while worker.deliver_due():  # at most per_owner at a time, all of them in the end
+        pass
+    assert len(receiver.received) == 1 + len(b_rows)
+
+
+def test_a_host_over_its_request_rate_gets_its_deliveries_later_without_an_attempt(
+        client, fake_upstream, receiver, clock, svc):
+    slow = dataclasses.replace(svc, settings=dataclasses.replace(svc.settings, target_host_rps=0.5))
+    worker = Worker(slow)
+    try:
+        two_owners_with_due_deliveries(client, fake_upstream, receiver, worker, clock, svc, b_deliveries=2)
+        worker.deliver_due()  # one request to the host now; the next only 2 s later
+        assert len(receiver.received) == 1
+        with svc.sessions() as session:
+            waiting = session.execute(select(Delivery.attempts, Delivery.next_attempt_at, Delivery.claimed_until)
+                                      .where(Delivery.status == "pending")).all()
+        assert len(waiting) == 2
+        for attempts, next_at, claimed in waiting:
+            assert attempts == 0 and claimed is None and next_at > clock()
+    finally:
+        worker.close()
+
+
+# ---------------------------------------------------------------- the rules, as functions
+
+
+@pytest.mark.parametrize("kind,status,next_poll", [
+    ("unauthorized", "paused", None),
+    ("not_found", "paused", None),
+    ("no_credits", "backoff", 3600),
+    ("rate_limited", None, 900),
+    ("upstream_error", "-", None),
+    ("timeout", "-", None),
+])
+def test_what_an_upstream_failure_does_to_a_watch(kind, status, next_poll):
+    now = dt.datetime(2026, 1, 1)
+    change = policies.after_upstream_failure(kind, 900.0, now=now, interval=300)
+    if status == "-":
+        assert change is None  # the claim already moved the next poll one interval ahead
+        return
+    assert change.status == status
+    assert change.next_poll_at == (None if next_poll is None else now + dt.timedelta(seconds=next_poll))
+    assert (change.reason is None) == (status is None)
+
+
+@pytest.mark.parametrize("result,outcome,stored,retry", [
+    (SendResult(200, None, None, True, False), Outcome.DELIVERED, "delivered", False),
+    (SendResult(410, None, None, False, True), Outcome.GONE, "failed", False),
+    (SendResult(500, None, None, False, False), Outcome.RETRY, "pending", True),
+    (SendResult(None, None, "timeout: no complete answer within 2 s", False, False), Outcome.RETRY, "pending", True),
+])
+def test_what_a_receivers_answer_does_to_a_delivery(result, outcome, stored, retry):
+    now = dt.datetime(2026, 1, 1)
+    job = DeliveryJob("d1", 0, "sub_1", "owner", "https://hooks.example/x", "enc", b"{}")
+    decided = policies.after_send(job, result, now=now)
+    assert (decided.outcome, decided.status, decided.attempts) == (outcome, stored, 1)
+    assert (decided.next_attempt_at > now) == retry
+    assert decided.remove_subscription == (outcome is Outcome.GONE)
+    last = dataclasses.replace(job, attempts=len(RETRY_SCHEDULE))  # the 8th and last attempt
+    if retry:  # after the last step of the schedule, a failure is final
+        assert policies.after_send(last, result, now=now).status == "failed"
+
+
+def test_send_gate_caps_owners_and_hosts_and_paces_a_host():
+    now = [0.0]
+    gate = SendGate(per_owner=2, per_host=3, host_rps=2.0, monotonic=lambda: now[0])
+    assert [gate.acquire("b", "slow.example") for _ in range(3)] == [0.0, 0.0, -1.0]  # owner cap
+    assert gate.busy_owners() == {"b"}
+    assert gate.acquire("a", "slow.example") == 0.5  # burst of 2 spent: the host's rate says wait
+    now[0] = 0.5
+    assert gate.acquire("a", "slow.example") == 0.0
+    assert gate.acquire("c", "slow.example") == -1.0  # host cap: 3 in flight
+    assert gate.acquire("c", "other.example") == 0.0
+    gate.release("b", "slow.example")
+    assert gate.busy_owners() == frozenset()
+    now[0] = 10.0
+    assert gate.acquire("c", "slow.example") == 0.0

@@ -7,15 +7,18 @@ Subscriptions are made through the in-process API (`client`) on the same databas
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import select, update
 
-from integration.models import Delivery, Watch, utcnow
-from tests.conftest import AUTH, PG_URL, kill, start_worker, stop_worker, unique_handle
-from tests.test_worker import Receiver
+from integration.models import Delivery, Subscription, Watch, utcnow
+from tests.conftest import AUTH, PG_URL, free_port, kill, start_worker, stop_worker, unique_handle
+from tests.receiver import Answer, Receiver
 
 
 @pytest.fixture
@@ -153,3 +156,84 @@ def test_sigterm_finishes_the_send_in_flight(client, svc, fake_upstream, receive
     stats = stop_worker(workers[0])
     assert stats["delivered"] == 1
     assert delivery_states(svc) == ["delivered"]
+
+
+# ---------------------------------------------------------------- one owner's hostile receivers
+
+OTHER_KEY = "another-test-key"
+
+
+def test_receivers_dripping_their_answer_hurt_only_their_owner(client, svc, fake_upstream, workers, tmp_path,
+                                                              database_url):
+    """Owner B's 40 subscriptions point at a receiver that answers one byte a second (about
+    40 s per answer). Owner A's deliveries must still arrive, with the default concurrency;
+    B's sends end at their deadline (2 s here) and are retried later."""
+    drip = Receiver(default=Answer(drip=1.0))
+    fine = Receiver()
+    try:
+        fake_upstream.add_key(OTHER_KEY)
+        b_handle = unique_handle()
+        fake_upstream.seed(b_handle, 1)
+        for i in range(40):
+            resp = client.post("/v1/zapier/hooks", json={"handle": b_handle, "targetUrl": f"{drip.url}?n={i}"},
+                               headers={"Authorization": f"Bearer {OTHER_KEY}"})
+            assert resp.status_code == 201, resp.get_json()
+        a_handle = unique_handle()
+        fake_upstream.seed(a_handle, 1)
+        # A's receiver is reached as "localhost": another target host than B's 127.0.0.1.
+        resp = client.post("/v1/zapier/hooks", json={"handle": a_handle, "targetUrl": fine.url_for(host="localhost")},
+                           headers=AUTH)
+        assert resp.status_code == 201, resp.get_json()
+
+        fake_upstream.follow(b_handle)
+        workers.append(start_worker(database_url, fake_upstream.url, tmp_path / "w.log",
+                                    WORKER_CLAIM_SECONDS=4, POLL_INTERVAL_SECONDS=300))
+        with svc.sessions.begin() as session:
+            session.execute(update(Watch).where(Watch.handle == b_handle).values(next_poll_at=utcnow()))
+        assert drip.wait_started(4, timeout=20)  # B's sends are hanging on the drip
+
+        # Only now does A get new follows: under oldest-first they queue behind B's 40.
+        for _ in range(3):
+            fake_upstream.follow(a_handle)
+        with svc.sessions.begin() as session:
+            session.execute(update(Watch).where(Watch.handle == a_handle).values(next_poll_at=utcnow()))
+        assert fine.wait_for(3, timeout=20), f"owner A got {fine.answered} of 3 deliveries"
+
+        deadline = time.monotonic() + 20
+        while True:  # B's first sends were cut at the deadline and wait for their retry
+            with svc.sessions() as session:
+                cut = session.execute(select(Delivery.attempts, Delivery.last_error, Delivery.next_attempt_at)
+                                      .join(Subscription).where(Subscription.owner_hash == svc.owner(OTHER_KEY),
+                                                                Delivery.attempts > 0)).all()
+            if len(cut) >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(cut) >= 4
+        assert all(error == "timeout: no complete answer within 2 s" for _, error, _ in cut)
+        # MAX_SENDS_PER_OWNER (4): B's fifth send started only when one of its first four was cut.
+        arrivals = sorted(r.at for r in drip.requests)
+        assert arrivals[3] - arrivals[0] < 1.0 and arrivals[4] - arrivals[3] > 1.0, arrivals[:6]
+        stats = stop_worker(workers[0])
+        assert stats["delivered"] == 3 and stats["retry"] >= 4
+    finally:
+        drip.close()
+        fine.close()
+
+
+def test_worker_metrics_listen_on_loopback_only_by_default(workers, tmp_path, database_url, fake_upstream):
+    port = free_port()
+    workers.append(start_worker(database_url, fake_upstream.url, tmp_path / "w.log", WORKER_METRICS_PORT=port))
+    assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+    assert _listening_addresses(port) == {"127.0.0.1"}
+    stop_worker(workers[0])
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses listening on `port`, from /proc/net/tcp (state 0A = LISTEN)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
