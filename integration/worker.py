@@ -130,8 +130,8 @@ class Worker:
         if time.monotonic() < self._retention_at:
             return
         self._retention_at = time.monotonic() + RETENTION_EVERY
-        retention.delete_idle_watches(self.svc, self.clock())
-        retention.delete_expired_auth_checks(self.svc, self.clock())
+        retention.delete_idle_watches(self.svc, self.svc.clock())
+        retention.delete_expired_auth_checks(self.svc, self.svc.clock())
 
     def _step(self, kind: str, lane: _Lane, claim) -> int:
         now = time.monotonic()

@@ -92,7 +92,8 @@ def test_rotation_keeps_every_user_working(database_url, fake_upstream):
     # The worker still refreshes with the stored key.
     spent = fake_upstream.credits_spent(QUIET_KEY)
     later = utcnow() + dt.timedelta(hours=1)
-    worker = Worker(svc, clock=lambda: later)
+    svc.clock = lambda: later
+    worker = Worker(svc)
     try:
         assert worker.refresh_due() == 2
     finally:

@@ -167,7 +167,8 @@ def test_the_worker_runs_retention(svc, client, fake_upstream):
     client.get("/v1/api/auth/test", headers=AUTH)
     assert count(svc, AuthCheck) == 1
     later = utcnow() + dt.timedelta(days=31)
-    worker = Worker(svc, clock=lambda: later)
+    svc.clock = lambda: later
+    worker = Worker(svc)
     try:
         worker._retention()
     finally:
