@@ -89,7 +89,8 @@ STATEMENTS = {  # what the documentation (as we read it) promises
     Assumption.FIELDS_PRESENT: "every documented field is present",
     Assumption.FULL_DEPTH: "the whole list can be paged through",
 }
-SAFE_MODE = "falls back to comparing account ids over the pages it reads (safe mode, counted in its metrics)"
+SAFE_MODE = ("runs in safe mode: it reads the first page only and announces only the accounts standing before "
+             "one it has seen before (counted in detection_safe_mode_total and shown as the watch's detection mode)")
 
 
 @dataclass(frozen=True)
@@ -325,8 +326,8 @@ def check_has_more(pages, stop, page_size, now):
         if small.entries and not small.has_more and len(set(large.ids)) > len(set(small.ids)):
             return Status.DIFFERS, (
                 f"count={small.count} said hasMore false, yet count={large.count} listed {len(large.entries)} "
-                "accounts; the detection does not take hasMore false as the end of a full page and stops on "
-                "an empty or short page or PAGE_CAP instead; no setting needed")
+                "accounts; the detection stops reading there but takes it as the list's end only when total "
+                "agrees, and reports a possible miss instead of guessing; no setting needed")
     for newer, older in _pairs(pages):
         if not newer.has_more:
             return Status.DIFFERS, (

@@ -167,7 +167,15 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
     return {
         "id": sub.id, "handle": handle, "targetUrl": sub.target_url, "platform": sub.platform,
         "status": "paused" if paused else "active",
-        "statusReason": watch.status_reason if paused else None,
+        "statusReason": watch.status_reason if paused else _detection_note(watch.detection_mode),
         "createdAt": watches.iso(sub.created_at),
         "deliveredCount": counts.get("delivered", 0), "failedCount": counts.get("failed", 0),
     }
+
+
+def _detection_note(mode: str | None) -> str | None:
+    """An active watch whose last refresh ran in detection's safe mode says so (issue: exact detection)."""
+    if mode is None:
+        return None
+    return (f"DumplingAI's answers did not follow its documented paging ({mode}), so new follows are checked "
+            "conservatively: a follow may arrive late, or be missed in a large burst.")

@@ -28,7 +28,9 @@ class SubscriptionSchema(Schema):
     platform = fields.String(required=True)
     secret = fields.String(metadata={"description": "Standard Webhooks signing secret (whsec_...); only in the answer to a subscribe (201, or 200 when you already had this subscription)"})
     status = fields.String(required=True, metadata={"description": "active, paused (see statusReason)"})
-    statusReason = fields.String(allow_none=True)
+    statusReason = fields.String(allow_none=True, metadata={
+        "description": "why a paused subscription is paused; for an active one, a note when DumplingAI's answers "
+                       "deviate from its documentation (detection safe mode)"})
     createdAt = fields.String(required=True)
     deliveredCount = fields.Integer()
     failedCount = fields.Integer()

@@ -323,3 +323,45 @@ def test_random_histories_through_the_database_emit_exactly_the_new_follows(trig
         else:
             poll()
     poll()
+
+
+# ---------------------------------------------------------------- upstream deviations, end to end
+
+def test_a_private_following_list_is_a_clear_404_and_leaves_no_watch(trig, fake_upstream):
+    from integration.models import Watch
+
+    fake_upstream.seed("alice", 12)
+    fake_upstream.set_deviations("hidden_list")
+    response = trig.client.post(ROUTE.format("zapier"), json={"handle": "alice"}, headers=AUTH)
+    assert response.status_code == 404
+    body = response.get_json()
+    assert body["code"] == "following_list_hidden" and "private" in body["error"]
+    with trig.app.extensions["tiktok_following"].sessions() as session:
+        assert session.query(Watch).count() == 0
+
+
+def test_untrusted_cursors_still_announce_follows_before_a_seen_account(trig, fake_upstream):
+    """Cursors always 0: no paging by time is possible, so the refresh runs in safe mode,
+    announces what stands before an account seen before, and the watch records why."""
+    from integration.models import Watch
+
+    fake_upstream.seed("alice", 12)
+    fake_upstream.set_deviations("zero_cursors")
+    assert trig() == ([], 1)
+    new = [fake_upstream.follow("alice") for _ in range(2)]
+    items, cost = trig()
+    assert ids(items) == [uid(e) for e in reversed(new)] and cost == 1
+    with trig.app.extensions["tiktok_following"].sessions() as session:
+        assert session.query(Watch).one().detection_mode == "cursors_invalid"
+
+
+@pytest.mark.parametrize("deviation", ["inclusive_min_time", "millisecond_cursors", "numeric_ids",
+                                       "missing_optional", "count_ignored_long"])
+def test_tolerated_deviations_keep_bursts_exact(trig, fake_upstream, deviation):
+    fake_upstream.seed("alice", 12)
+    fake_upstream.set_deviations(deviation)
+    trig()
+    new = [fake_upstream.follow("alice") for _ in range(2 * P + 1)]
+    new += [fake_upstream.follow("alice", at=fake_upstream.following("alice")[0][0]) for _ in range(2)]
+    items, _ = trig(limit=300)
+    assert ids(items) == [uid(e) for e in reversed(new)]
