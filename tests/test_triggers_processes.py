@@ -45,3 +45,60 @@ def test_concurrent_calls_across_workers_cost_one_refresh_and_agree(database_url
         assert paid == 1 if window == "60" else paid < 24
     finally:
         stop_service(service)
+
+
+def test_a_web_process_killed_mid_refresh_does_not_stall_the_watch(database_url, fake_upstream, tmp_path):
+    """kill -9 while a refresh waits on the upstream: its lease is no longer renewed, so
+    another process takes the watch over within LEASE_SECONDS (default 10 s), instead of
+    every caller waiting 25 s and answering nothing new until a 300 s lease expired."""
+    import os
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    env = {}
+    first = start_service(database_url, fake_upstream.url, workers=1, threads=4, extra_env=env,
+                          log_path=tmp_path / "first.log")
+    url = "/v1/make/triggers/new-following"
+    fake_upstream.seed("alice", 10)
+    assert requests.post(first.url + url, json={"handle": "alice"}, headers=AUTH, timeout=30).json() == []
+    new = [fake_upstream.follow("alice") for _ in range(3)]
+    fake_upstream.add_fault(hang=6.0)  # the next upstream request hangs: the refresh holds its lease
+    threading.Thread(target=lambda: requests.post(first.url + url, json={"handle": "alice"}, headers=AUTH,
+                                                  timeout=30), daemon=True).start()
+    time.sleep(1.0)  # the refresh is under way
+    children = Path(f"/proc/{first.process.pid}/task/{first.process.pid}/children").read_text().split()
+    for pid in [*children, str(first.process.pid)]:
+        os.kill(int(pid), signal.SIGKILL)
+    first.process.wait(10)
+    second = start_service(database_url, fake_upstream.url, workers=1, threads=4, extra_env=env,
+                           log_path=tmp_path / "second.log")
+    try:
+        started = time.monotonic()
+        answer = requests.post(second.url + url, json={"handle": "alice"}, headers=AUTH, timeout=30)
+        elapsed = time.monotonic() - started
+        assert [i["id"] for i in answer.json()] == [e["user"]["id"] for e in reversed(new)]
+        assert elapsed < 15, elapsed  # about LEASE_SECONDS, never WAIT_SECONDS' 25 s
+    finally:
+        stop_service(second)
+
+
+def test_a_refresh_slower_than_its_lease_keeps_it(database_url, fake_upstream, tmp_path):
+    """The lease is renewed while the refresh runs: a concurrent caller shares the slow
+    refresh instead of taking it over and paying again."""
+    service = start_service(database_url, fake_upstream.url, workers=2, threads=8, extra_env={"LEASE_SECONDS": "1"},
+                            log_path=tmp_path / "web.log")
+    try:
+        url = service.url + "/v1/make/triggers/new-following"
+        fake_upstream.seed("alice", 10)
+        requests.post(url, json={"handle": "alice"}, headers=AUTH, timeout=30)
+        fake_upstream.follow("alice")
+        fake_upstream.delay = 2.5  # each upstream answer outlasts the 1 s lease
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: requests.post(url, json={"handle": "alice"}, headers=AUTH, timeout=30),
+                                    range(4)))
+        assert all(len(a.json()) == 1 for a in answers)
+        assert sum(int(a.headers["X-Credits-Used"]) for a in answers) == 1
+    finally:
+        stop_service(service)
