@@ -22,7 +22,7 @@ from integration.accounts import flatten
 from integration.deadlines import DeadlineAdapter, exchange_deadline
 from integration.errors import UpstreamFailure, kind_for_status
 from integration.retry_after import parse_retry_after
-from schemas.upstream import UpstreamPageSchema
+from integration.upstream_shape import UpstreamPageSchema
 
 PATH = "/api/v1/get-tiktok-user-following"
 RETRY_STATUSES = {429, 502, 503}

@@ -10,7 +10,7 @@ from fakeupstream import make_account
 from integration.errors import UpstreamFailure
 from integration.upstream import DumplingClient, Meter, parse_retry_after
 from marshmallow import ValidationError
-from schemas.upstream import UpstreamPageSchema
+from integration.upstream_shape import UpstreamPageSchema
 from tests.conftest import API_KEY
 
 GOOD = {"followingList": [make_account(i) for i in range(3)], "maxCursor": 30, "minCursor": 10, "hasMore": True,

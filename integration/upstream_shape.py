@@ -1,4 +1,5 @@
-"""The documented shape of the upstream's 200 body. Anything else is a 502.
+"""The documented shape of the upstream's 200 body (what we read, not what we serve: it lives
+with the client, so `schemas/` depends on `integration`, never the reverse). Anything else is a 502.
 
 The entries are checked by one marshmallow field in a single pass over a type table:
 a nested Schema per entry cost ~35 µs each, most of our per-request overhead.
