@@ -2,7 +2,7 @@
 
 Pooled session; per-attempt timeouts inside an overall deadline that leaves room in
 Zapier's 30 s, that holds across headers and body whatever the upstream does (a server
-dripping bytes cannot hold a thread past it: integration/deadlines.py); answers bounded in
+dripping bytes cannot hold a thread past it: integration/deadline.py, as for webhook sends); answers bounded in
 bytes (a longer one is malformed); retries with backoff and jitter only where a retry cannot cost the user
 twice: 429/502/503 answers (failed requests are free) and connections that never got
 established. A read timeout is NOT retried: the upstream may have done (and charged)
@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 
 import requests
+from requests.adapters import HTTPAdapter
 from marshmallow import ValidationError
 
 from integration.accounts import flatten
-from integration.deadlines import DeadlineAdapter, exchange_deadline
+from integration.deadline import WATCHDOG, use_deadline_connections
 from integration.errors import UpstreamFailure, kind_for_status
 from integration.retry_after import parse_retry_after
 from integration.upstream_shape import UpstreamPageSchema
@@ -88,7 +89,8 @@ class DumplingClient:
         # No proxy/.netrc lookups from the environment on every call (7% of a request's CPU);
         # set DUMPLING_BASE_URL to a proxy explicitly if one is ever needed.
         self.session.trust_env = False
-        adapter = DeadlineAdapter(per_read=read_timeout, pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        use_deadline_connections(adapter)  # the watchdog can cut an exchange past its deadline
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -97,8 +99,14 @@ class DumplingClient:
                    meter: Meter | None = None, budget: float | None = None) -> UpstreamPage:
         # `budget`: the caller's remaining wall-clock time; it can only shorten total_seconds.
         deadline = time.monotonic() + (self.total_seconds if budget is None else min(self.total_seconds, max(budget, 0.5)))
-        with exchange_deadline(deadline):  # every socket read of every attempt ends by it
-            return self._fetch(api_key, handle, request_source, count, min_time, meter, deadline)
+        with WATCHDOG.guard(deadline - time.monotonic()) as guard:  # every attempt, headers and body
+            try:
+                return self._fetch(api_key, handle, request_source, count, min_time, meter, deadline)
+            except UpstreamFailure as failure:
+                if guard.expired:  # cut by the deadline, not refused: the upstream may have charged
+                    raise UpstreamFailure("timeout", failure.upstream_status, detail="deadline",
+                                          rate_limit=failure.rate_limit) from None
+                raise
 
     def _fetch(self, api_key, handle, request_source, count, min_time, meter, deadline) -> UpstreamPage:
         body = {"handle": handle, "requestSource": request_source}
