@@ -106,7 +106,19 @@ def too_many_subscriptions(limit: int) -> ApiError:
 
 
 def invalid_body(messages: dict | None = None) -> ApiError:
-    return ApiError(400, "invalid_request", "Some fields are missing or invalid; see 'fields'.", fields=messages or {})
+    """A 400 whose sentence names the first invalid field and its message (the rest are in
+    `fields`), so a user who only sees the sentence still knows what to fix."""
+    messages = messages or {}
+    sentence = "Some fields are missing or invalid."
+    if messages:
+        name, detail = next(iter(messages.items()))
+        while isinstance(detail, dict) and detail:  # nested (a list item, a sub-object): its first message
+            key, detail = next(iter(detail.items()))
+            name = f"{name}[{key}]" if isinstance(key, int) else f"{name}.{key}"
+        text = detail[0] if isinstance(detail, list) and detail else detail
+        more = f" ({len(messages) - 1} more in 'fields')" if len(messages) > 1 else ""
+        sentence = f"{name}: {str(text).rstrip('.')}.{more}"
+    return ApiError(400, "invalid_request", sentence, fields=messages)
 
 
 def not_json() -> ApiError:

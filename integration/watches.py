@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
-from integration.models import Delivery, Event, KnownAccount, Subscription, Watch, utcnow
+from integration.models import Delivery, Event, KnownAccount, Subscription, Watch
 from integration.errors import UpstreamFailure
 from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform
@@ -66,7 +66,7 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
             try:
                 with transaction(svc.sessions) as session:
                     watch = Watch(owner_hash=owner, handle=handle, last_used_at=now, lease_token=token,
-                                  lease_until=svc.leases.until())
+                                  lease_until=_lease_until(svc))
                     session.add(watch)
                     session.flush()
                     watch_id = watch.id
@@ -102,7 +102,7 @@ def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform,
                  *, window: float | None = None, wait_seconds: float = WAIT_SECONDS) -> RefreshResult:
     """Refresh the watch unless a refresh finished inside the window (or while we waited)."""
     window = svc.settings.refresh_window_seconds if window is None else window
-    started = utcnow()
+    started = svc.clock()
     fresh_cutoff = started - dt.timedelta(seconds=window)
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -120,7 +120,7 @@ _FRESH = object()
 
 
 def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
-    now = utcnow()
+    now = svc.clock()
     token = secrets.token_hex(16)
     with transaction(svc.sessions) as session:
         watch = session.get(Watch, watch_id)
@@ -133,13 +133,17 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
             .where(Watch.id == watch_id,
                    or_(Watch.lease_until.is_(None), Watch.lease_until < now),
                    or_(Watch.last_refresh_at.is_(None), Watch.last_refresh_at < fresh_cutoff))
-            .values(lease_token=token, lease_until=svc.leases.until())
+            .values(lease_token=token, lease_until=_lease_until(svc))
             .execution_options(synchronize_session=False)
         ).rowcount
     if claimed != 1:
         return None
     svc.leases.hold(token, watch_id)
     return token
+
+
+def _lease_until(svc: Services) -> dt.datetime:
+    return svc.clock() + dt.timedelta(seconds=svc.settings.lease_seconds)
 
 
 def release(svc: Services, watch_id: int, token: str) -> None:
@@ -201,7 +205,7 @@ def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
 
 
 def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_page: tuple) -> RefreshResult:
-    now = utcnow()
+    now = svc.clock()
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
     with transaction(svc.sessions) as session:
         watch = session.get(Watch, watch_id, with_for_update=True)
@@ -225,7 +229,8 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
                                      next_attempt_at=now) for sub_id in subscriptions)
         watch.last_sequence = sequence
         if outcome.baseline:
-            watch.baseline = json.dumps(list(first_page))
+            # Capped: an upstream that ignores `count` must not make the row grow (issue: bounds).
+            watch.baseline = json.dumps(list(first_page[:svc.settings.page_size]))
         watch.watermark = outcome.state.watermark
         watch.watermark_exclusive = outcome.state.exclusive
         watch.detection_mode = outcome.safe_mode.value if outcome.safe_mode else None
@@ -253,7 +258,7 @@ def _prune(svc: Services, session, watch: Watch) -> None:
     """Journal retention: events older than the retention period, or beyond the newest
     `journal_max_events`, go, unless a delivery for them is still pending."""
     settings = svc.settings
-    too_old = utcnow() - dt.timedelta(days=settings.journal_retention_days)
+    too_old = svc.clock() - dt.timedelta(days=settings.journal_retention_days)
     pending = exists().where(Delivery.event_id == Event.id, Delivery.status == "pending")
     session.execute(delete(Event).where(
         Event.watch_id == watch.id,

@@ -301,11 +301,11 @@ def test_server_errors_retry_at_the_next_interval(client, fake_upstream, receive
 
 def test_a_refresh_in_progress_elsewhere_is_not_doubled(client, fake_upstream, receiver, worker, clock, svc):
     handle, _ = subscribe(client, fake_upstream, receiver)
+    clock.advance(INTERVAL + 1)
     with svc.sessions.begin() as session:  # someone else (a trigger call) holds the lease
         session.execute(update(Watch).where(Watch.handle == handle)
-                        .values(lease_token="x" * 32, lease_until=utcnow() + dt.timedelta(seconds=60)))
+                        .values(lease_token="x" * 32, lease_until=clock() + dt.timedelta(seconds=60)))
     calls = upstream_calls(fake_upstream)
-    clock.advance(INTERVAL + 1)
     worker.run_once()
     assert upstream_calls(fake_upstream) == calls
 
