@@ -28,15 +28,18 @@ def list_following(client: DumplingClient, api_key: str, handle: str, platform: 
     accounts: list[dict] = []
     seen: set[str] = set()
     cursor, has_more, total, pages, slowest = min_time, True, None, 0, 0.0
+    ask_from, widen = min_time, False  # the next request's minTime; whether it asks the largest count
     while True:
         ask = count
         if limit is not None:
             # Ask only for what is still wanted (a cursor is a follow time, not an offset, so a
             # smaller last page is safe), in as few pages (credits) as possible.
             ask = min(count or UPSTREAM_MAX_COUNT, limit - len(accounts))
+            if pages:  # one more for the overlap: the boundary account comes again
+                ask = UPSTREAM_MAX_COUNT if widen else min(ask + 1, UPSTREAM_MAX_COUNT)
         started = clock()
         try:
-            page = client.fetch_page(api_key, handle, platform.request_source, count=ask, min_time=cursor,
+            page = client.fetch_page(api_key, handle, platform.request_source, count=ask, min_time=ask_from,
                                      meter=meter, budget=deadline - started)
         except UpstreamFailure as failure:
             if pages == 0 or failure.kind not in _RECOVERABLE:
@@ -45,14 +48,23 @@ def list_following(client: DumplingClient, api_key: str, handle: str, platform: 
         slowest = max(slowest, clock() - started)
         pages += 1
         total = page.total if page.total is not None else total
-        for account in page.accounts:
-            if account["id"] not in seen:  # an inclusive cursor would repeat the boundary account
-                seen.add(account["id"])
-                accounts.append(account)
-        progressed = bool(page.accounts) and page.min_cursor is not None and (cursor is None or page.min_cursor < cursor)
-        has_more = page.has_more and progressed  # a cursor that does not move would loop forever
-        if progressed:
+        fresh = [a for a in page.accounts if a["id"] not in seen]  # the overlap, or an inclusive minTime
+        seen.update(a["id"] for a in fresh)
+        accounts.extend(fresh)
+        if fresh and page.min_cursor is not None:
             cursor = page.min_cursor
+            # The next page starts one second later than the cursor: follows sharing the
+            # boundary second (beyond this page) are read too, not skipped; repeats are dropped.
+            ask_from, widen = cursor + 1, False
+            has_more = page.has_more
+        elif page.accounts and page.has_more and page.min_cursor is not None and not widen:
+            # Nothing new: one second holds more follows than the page. Ask for it whole once.
+            widen, has_more = True, True
+        elif page.accounts and page.has_more and page.min_cursor is not None and ask_from != page.min_cursor:
+            # Still nothing new at the largest count: go past that second (strictly older).
+            ask_from, widen, has_more = page.min_cursor, False, True
+        else:
+            has_more = False  # a page bringing nothing new would loop forever
         if limit is None or not has_more or len(accounts) >= limit or pages >= page_cap:
             break
         if clock() + slowest > deadline:

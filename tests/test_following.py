@@ -49,8 +49,13 @@ def test_limit_collects_across_pages_following_min_cursor(client, fake_upstream)
     assert [a["id"] for a in data["following"]] == [e["user"]["id"] for e in accounts[:60]]
     assert data["pages"] == 3 and body.headers["X-Credits-Used"] == "3"
     asked = [r.body for r in fake_upstream.requests]
-    assert [b.get("count") for b in asked] == [25, 25, 10]  # the last page asks only for what is missing
+    # Later pages start one second after the previous page's minCursor (a follow sharing that
+    # second is not skipped) and ask one more for the repeated boundary account; the last page
+    # asks only for what is missing.
+    assert [b.get("count") for b in asked] == [25, 26, 11]
     assert "minTime" not in asked[0]
+    times = [t for t, _ in fake_upstream.following("alice")]
+    assert [b["minTime"] for b in asked[1:]] == [times[24] + 1, times[49] + 1]
     assert data["hasMore"] is True
     rest = client.post(ROUTE.format("api"), json={"handle": "alice", "limit": 1000, "minTime": data["nextMinTime"]},
                        headers=AUTH).get_json()
@@ -112,3 +117,15 @@ def test_normalize_never_crashes_and_yields_valid_usernames(raw):
     except InvalidHandle:
         return
     assert 2 <= len(name) <= 24 and name == name.lower() and not name.endswith(".")
+
+
+def test_follows_sharing_the_boundary_second_are_all_listed(client, fake_upstream):
+    """Page boundaries inside a group of follows made in one second: none is skipped."""
+    fake_upstream.seed("alice", 20)
+    second = fake_upstream.following("alice")[0][0] + 100
+    group = [fake_upstream.follow("alice", at=second) for _ in range(7)]
+    data = client.post(ROUTE.format("api"), json={"handle": "alice", "limit": 27, "count": 5},
+                       headers=AUTH).get_json()
+    listed = [a["id"] for a in data["following"]]
+    assert len(listed) == len(set(listed)) == 27
+    assert {e["user"]["id"] for e in group} <= set(listed)

@@ -368,10 +368,12 @@ def test_tolerated_deviations_keep_bursts_exact(trig, fake_upstream, deviation):
 
 
 def test_the_stored_baseline_is_capped_at_the_page_size(trig, fake_upstream):
+    import json
+
     from integration.models import Watch
 
     fake_upstream.seed("alice", 80)
     fake_upstream.set_deviations("count_ignored_long")  # 50 accounts whatever count is asked
     trig()
     with trig.app.extensions["tiktok_following"].sessions() as session:
-        assert len(__import__("json").loads(session.query(Watch).one().baseline)) == P
+        assert len(json.loads(session.query(Watch).one().baseline)) == P
