@@ -274,7 +274,10 @@ def _next_ask(state: WatchState, pages: Sequence[Page], theta: int | None,
         # One second fills the page: asking one second later would restart that second's
         # group where this page started it, so ask for it whole, with the largest count.
         return (NeedPage(last.min_cursor + 1, MAX_COUNT), False) if asked < MAX_COUNT else (None, True)
-    return NeedPage(last.min_cursor + 1), False
+    # One more than the page size: the boundary account comes again, so a page still brings
+    # a page's worth of accounts not seen yet.
+    size = page_size or last.asked_count
+    return NeedPage(last.min_cursor + 1, min(size + 1, MAX_COUNT) if size else None), False
 
 
 def _first_occurrences(pages: Sequence[Page]) -> list[tuple[dict, int]]:
