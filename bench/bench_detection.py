@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import detection_v1 as v1  # noqa: E402
 from integration.detection import NeedPage, NeedVerify, Outcome, WatchState, step  # noqa: E402
-from tests.upstream_model import DEVIATIONS, Upstream  # noqa: E402
+from tests.upstream_model import DEVIATIONS, Upstream, apply  # noqa: E402
 
 P = 30
 PAGE_CAP = 10
@@ -263,18 +263,9 @@ def replay(detector, up: Upstream, history) -> dict:
     since = baseline = up.serial
     known, emitted, ever = set(detector.known), set(), list(up.key_of)
     for op, arg in history:
-        if op in ("follow", "follow_same_second"):
-            ever += [up.follow_new(same_second=op == "follow_same_second") for _ in range(arg)]
-        elif op == "unfollow" and up.rows:
-            up.unfollow(up.rows[arg % len(up.rows)][2])
-        elif op == "refollow" and ever:
-            up.follow(ever[arg % len(ever)])
-        elif op == "unfollow_newest":
-            for uid in up.newest(arg):
-                up.unfollow(uid)
-        elif op == "refollow_newest" and up.rows:
-            up.follow(up.newest()[min(arg, len(up.rows) - 1)], same_second=True)
-        elif op == "refresh":
+        if op != "refresh":
+            apply(up, op, arg, ever)
+        else:
             expected = [u for t, rank, u in reversed(up.rows) if abs(rank) > since and u not in known]
             try:
                 got, n = detector.poll(up)

@@ -165,6 +165,21 @@ def ids(outcome: Outcome) -> list[str]:
     return [a["id"] for a in outcome.new_follows]
 
 
+def apply(up: Upstream, op: str, arg: int, ever: list[str]) -> None:
+    """One operation of a history (anything but "refresh"); `ever` lists every id followed."""
+    if op in ("follow", "follow_same_second"):
+        ever += [up.follow_new(same_second=op == "follow_same_second") for _ in range(arg)]
+    elif op == "unfollow" and up.rows:
+        up.unfollow(up.rows[arg % len(up.rows)][2])
+    elif op == "refollow" and ever:
+        up.follow(ever[arg % len(ever)])
+    elif op == "unfollow_newest":
+        for uid in up.newest(arg):
+            up.unfollow(uid)
+    elif op == "refollow_newest" and up.rows:
+        up.follow(up.newest()[min(arg, len(up.rows) - 1)], same_second=True)
+
+
 def replay(up: Upstream, w: Watch, history, *, exact: bool = True) -> dict:
     """Replay a history of operations against `up`, refreshing `w`, and compare every
     refresh with the oracle: exactly the accounts followed since the last refresh, still
@@ -176,19 +191,7 @@ def replay(up: Upstream, w: Watch, history, *, exact: bool = True) -> dict:
     counts = dict(false=0, missed=0, refreshes=0, requests=0, safe=0, truncated=0, announced=0)
     emitted: set[str] = set()
     for op, arg in list(history) + [("refresh", 0)]:
-        if op in ("follow", "follow_same_second"):
-            for i in range(arg):
-                ever.append(up.follow_new(same_second=(op == "follow_same_second")))
-        elif op == "unfollow" and up.rows:
-            up.unfollow(up.rows[arg % len(up.rows)][2])
-        elif op == "refollow" and ever:
-            up.follow(ever[arg % len(ever)])
-        elif op == "unfollow_newest":
-            for uid in up.newest(arg):
-                up.unfollow(uid)
-        elif op == "refollow_newest" and up.rows:
-            up.follow(up.newest()[min(arg, len(up.rows) - 1)], same_second=True)
-        elif op == "refresh":
+        if op == "refresh":
             expected = [uid for t, rank, uid in reversed(up.rows)
                         if abs(rank) > since and uid not in w.known]
             known_before = set(w.known)
@@ -216,4 +219,6 @@ def replay(up: Upstream, w: Watch, history, *, exact: bool = True) -> dict:
                     assert got == expected[: len(got)], (got, expected)
                 else:
                     assert got == expected, (got, expected)
+        else:
+            apply(up, op, arg, ever)
     return counts
