@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.fields import MAX_INT64
 
 MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100
@@ -12,13 +11,14 @@ MAX_KEYWORD_LENGTH = 100
 class FilterFields(Schema):
     """Mixed into a request schema: an account failing a filter is never an item nor a delivery."""
 
-    verifiedOnly = fields.Boolean(metadata={"description": "Only verified accounts"})
-    excludePrivate = fields.Boolean(metadata={"description": "Leave out private accounts"})
+    # null is "not set" (a platform may send an emptied field as null)
+    verifiedOnly = fields.Boolean(allow_none=True, metadata={"description": "Only verified accounts"})
+    excludePrivate = fields.Boolean(allow_none=True, metadata={"description": "Leave out private accounts"})
     minFollowers = fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=0, max=MAX_INT64),
+        strict=True, allow_none=True, validate=validate.Range(min=0),
         metadata={"description": "Only accounts with at least this many followers"})
     maxFollowers = fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=0, max=MAX_INT64),
+        strict=True, allow_none=True, validate=validate.Range(min=0),
         metadata={"description": "Only accounts with at most this many followers"})
     keywords = fields.List(
         fields.String(validate=validate.Length(min=1, max=MAX_KEYWORD_LENGTH)),
