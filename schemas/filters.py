@@ -8,12 +8,21 @@ MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false; 0, 1 or "yes" are refused, not guessed (0 == False in Python)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not bool:
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class FilterFields(Schema):
     """Mixed into a request schema: an account failing a filter is never an item nor a delivery."""
 
     # null is "not set" (a platform may send an emptied field as null)
-    verifiedOnly = fields.Boolean(allow_none=True, metadata={"description": "Only verified accounts"})
-    excludePrivate = fields.Boolean(allow_none=True, metadata={"description": "Leave out private accounts"})
+    verifiedOnly = StrictBoolean(allow_none=True, metadata={"description": "Only verified accounts"})
+    excludePrivate = StrictBoolean(allow_none=True, metadata={"description": "Leave out private accounts"})
     minFollowers = fields.Integer(
         strict=True, allow_none=True, validate=validate.Range(min=0),
         metadata={"description": "Only accounts with at least this many followers"})

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, validate
 
 from schemas.account import AccountSchema
-from integration.handles import MAX_HANDLE_LENGTH, InvalidHandle, normalize_handle
+from integration.handles import HANDLE_PATTERN, MAX_HANDLE_LENGTH, InvalidHandle, normalize_handle
 from schemas.fields import MAX_INT64, Handle
 from schemas.filters import FilterFields
 
@@ -40,14 +42,18 @@ class FollowingResponseSchema(Schema):
     pages = fields.Integer(required=True, metadata={"description": "Upstream pages read (credits spent)"})
 
 
+MAX_USER_ID_DIGITS = 20  # TikTok user ids are 64-bit integers
+TARGET_PATTERN = rf"(?:{HANDLE_PATTERN})|(?:^[ \t]*[0-9]{{1,{MAX_USER_ID_DIGITS}}}[ \t]*$)"
+
+
 class Target(fields.String):
     """The account looked for: a handle in any accepted form, or a numeric TikTok user id
     (digits only). Deserializes to the normalized username or the id, both matched."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if text.strip().isascii() and text.strip().isdigit() and len(text.strip()) <= 20:
-            return text.strip()
+        if re.fullmatch(rf"[0-9]{{1,{MAX_USER_ID_DIGITS}}}", text.strip(" \t")):
+            return text.strip(" \t")
         try:
             return normalize_handle(text)
         except InvalidHandle as exc:
@@ -59,7 +65,7 @@ class CheckRequestSchema(Schema):
     target = Target(
         required=True, validate=validate.Length(min=1, max=MAX_HANDLE_LENGTH),
         metadata={"description": "The account looked for: `name`, `@name`, a profile URL, or a numeric TikTok user id",
-                  "example": "khaby.lame", "maxLength": MAX_HANDLE_LENGTH})
+                  "example": "khaby.lame", "pattern": TARGET_PATTERN})
 
 
 class CheckResponseSchema(Schema):
