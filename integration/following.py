@@ -105,9 +105,10 @@ def check_follows(client: DumplingClient, api_key: str, handle: str, target: str
     """Does `handle` follow `target` (a normalized username, or a numeric user id)? Reads the
     largest pages the upstream honours and stops at the page where the target is.
 
-    "No" is `complete` only when the whole list was read: the end was reached and at least
+    "No" is `complete` only when the whole list was read: the end was reached and about
     `total` accounts were seen (an upstream that stops serving a list at some depth says
-    `hasMore: false` early). A page cap, the budget or a failed later page make it incomplete."""
+    `hasMore: false` early: `read_to_the_end`). A page cap, the budget or a failed later page
+    make it incomplete."""
     pager = Pager(client, api_key, handle, platform, min_time=None, page_cap=page_cap,
                   budget_seconds=budget_seconds, clock=clock, meter=meter)
     seen: set[str] = set()
@@ -116,5 +117,15 @@ def check_follows(client: DumplingClient, api_key: str, handle: str, target: str
             if target in (account["id"], account["uniqueId"].lower()):
                 return {"follows": True, "account": account, "complete": True, "pagesRead": pager.pages}
             seen.add(account["id"])
-    complete = not pager.has_more and (pager.total is None or len(seen) >= pager.total)
+    complete = not pager.has_more and read_to_the_end(len(seen), pager.total)
     return {"follows": False, "account": None, "complete": complete, "pagesRead": pager.pages}
+
+
+def read_to_the_end(read: int, total: int | None) -> bool:
+    """After `hasMore: false`: was the whole list read, or did the upstream stop serving it at
+    some depth? `total` is approximate (the upstream rounds it), so only a shortfall beyond
+    max(10, 5% of total) counts as a depth limit; a larger error in `total` makes a "no"
+    incomplete, never a wrong "complete"."""
+    if total is None:
+        return True
+    return read >= total - max(10, total // 20)

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from integration.errors import UpstreamFailure
-from integration.following import check_follows
+from integration.following import check_follows, read_to_the_end
 from integration.platforms import Platform
 from integration.upstream import Meter
 from tests.conftest import AUTH, make_test_app
@@ -68,6 +68,20 @@ def test_not_found_in_a_list_served_only_to_some_depth_is_incomplete(check, fake
     fake_upstream.set_deviations("depth_cap_100")  # hasMore false after 100 accounts, total 150
     body, _ = check("@nobody.here")
     assert body["follows"] is False and body["complete"] is False
+
+
+def test_a_total_rounded_up_is_not_a_depth_limit(check, fake_upstream):
+    fake_upstream.seed("alice", 199)  # the fake rounds `total` to 200
+    body, _ = check("@nobody.here")
+    assert body == {"follows": False, "account": None, "complete": True, "pagesRead": 2}
+
+
+@pytest.mark.parametrize("read, total, complete", [
+    (0, None, True), (0, 0, True), (150, 150, True), (499, 500, True), (475, 500, True), (474, 500, False), (90, 100, True), (89, 100, False),
+    (100, 150, False), (9_500, 10_000, True), (9_499, 10_000, False), (5_000, 20_000, False), (1, 11, True),
+])
+def test_read_to_the_end(read, total, complete):
+    assert read_to_the_end(read, total) is complete
 
 
 def test_an_empty_list_is_a_complete_no(check, fake_upstream):
