@@ -102,6 +102,8 @@ class Subscription(Base):
     event: Mapped[str] = mapped_column(String(32), default="new_following", server_default="new_following",
                                        nullable=False)
     target_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # SHA-256 of target_url, for the unique index
+    # integration.filters.Filters as JSON, or NULL (no filter): applied when deliveries are written.
+    filters: Mapped[str | None] = mapped_column(Text)
 
 
 class Delivery(Base):

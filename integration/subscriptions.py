@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
 from enum import StrEnum
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from integration import errors, watches
 from integration.db import transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
+from integration.filters import NO_FILTERS, Filters
 from integration.models import Delivery, Event, Subscription, Watch
 from integration.platforms import Platform
 from integration.services import Services
@@ -26,12 +28,15 @@ class EventKind(StrEnum):
 
 
 def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: str, target_url: str,
-           meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING) -> tuple[dict, bool]:
+           meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING,
+           filters: Filters = NO_FILTERS) -> tuple[dict, bool]:
     """Subscribe, or return the caller's identical subscription: (view with secret, created?).
 
     Idempotent on (owner, handle, event, target): Zapier and Make re-subscribe the same
     target, and need its signing secret again. Only the key's owner can ask, so the
-    secret goes back to the one who already holds it. At most MAX_SUBSCRIPTIONS_PER_KEY."""
+    secret goes back to the one who already holds it. At most MAX_SUBSCRIPTIONS_PER_KEY.
+    Subscribing again with other `filters` replaces the stored ones: they decide about the
+    events detected from then on (nothing already written is replayed or withdrawn)."""
     try:
         target = check_target_url(target_url, allow_private=svc.settings.allow_private_webhook_targets)
     except TargetRefused as exc:
@@ -42,13 +47,14 @@ def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: 
         # follow; a refused key stops here with nothing stored.
         watch_id, _ = watches.open_watch(svc, owner, handle, api_key, platform, meter)
         try:
-            return _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash)
+            return _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash, filters)
         except (IntegrityError, watches.WatchGone):
             continue  # an identical concurrent subscribe won, or retention took the watch: again
     raise RuntimeError("could not subscribe")
 
 
-def _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash) -> tuple[dict, bool]:
+def _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash,
+               filters: Filters) -> tuple[dict, bool]:
     with transaction(svc.sessions) as session:
         _lock_owner(session, owner)
         watch = session.get(Watch, watch_id)
@@ -74,6 +80,7 @@ def _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, t
             if secret is None:  # unreadable after a rotation that dropped its secret: a new one
                 secret = new_secret()
                 sub.secret_enc = svc.vault.encrypt(secret)
+        sub.filters = filters.to_json()
         # The worker refreshes with the newest key of this owner (stored encrypted only);
         # subscribing again with a working key resumes a paused watch.
         watch.api_key_enc = svc.vault.encrypt(api_key)
@@ -170,6 +177,7 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
         "statusReason": watch.status_reason if paused else _detection_note(watch.detection_mode),
         "createdAt": watches.iso(sub.created_at),
         "deliveredCount": counts.get("delivered", 0), "failedCount": counts.get("failed", 0),
+        "filters": json.loads(sub.filters) if sub.filters else None,
     }
 
 

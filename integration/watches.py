@@ -21,6 +21,7 @@ from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, KnownAccount, Subscription, Watch
 from integration.errors import UpstreamFailure
+from integration.filters import NO_FILTERS, Filters
 from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform
 from integration.services import Services
@@ -216,7 +217,9 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         already = set(session.scalars(select(KnownAccount.account_id).where(
             KnownAccount.watch_id == watch_id, KnownAccount.account_id.in_(list(outcome.seen_ids))))) if outcome.seen_ids else set()
         session.add_all(KnownAccount(watch_id=watch_id, account_id=i) for i in outcome.seen_ids - already)
-        subscriptions = session.scalars(select(Subscription.id).where(Subscription.watch_id == watch_id)).all()
+        # Each subscription's filters decide which of its deliveries are written (the journal keeps all).
+        subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
+            select(Subscription.id, Subscription.filters).where(Subscription.watch_id == watch_id))]
         sequence = watch.last_sequence
         for account in reversed(outcome.new_follows):  # oldest first: the newest gets the highest number
             sequence += 1
@@ -226,7 +229,7 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
             session.flush()
             # The outbox: deliveries are written in the same transaction as the journal.
             session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
-                                     next_attempt_at=now) for sub_id in subscriptions)
+                                     next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
         watch.last_sequence = sequence
         if outcome.baseline:
             # Capped: an upstream that ignores `count` must not make the row grow (issue: bounds).
@@ -267,14 +270,22 @@ def _prune(svc: Services, session, watch: Watch) -> None:
     ).execution_options(synchronize_session=False))
 
 
+NEW_FOLLOWING = "new_following"  # the `event` of every item here (subscriptions.EventKind.NEW_FOLLOWING)
+
+
 def event_item(watch_handle: str, event: Event) -> dict:
+    # eventId: the journal row's id, unique among all events (of every key), never reused on
+    # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
     return {**json.loads(event.payload), "followedBy": watch_handle,
-            "detectedAt": iso(event.detected_at), "sequence": event.sequence}
+            "detectedAt": iso(event.detected_at), "sequence": event.sequence,
+            "eventId": str(event.id), "event": NEW_FOLLOWING}
 
 
 def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
-                  since: dt.datetime | None = None, after_sequence: int | None = None) -> list[dict]:
-    """Newest first. Zapier also gets the baseline accounts after the journal (sequence 0)."""
+                  since: dt.datetime | None = None, after_sequence: int | None = None,
+                  filters: Filters = NO_FILTERS) -> list[dict]:
+    """Newest first, only items that pass `filters`. Zapier also gets the baseline accounts
+    after the journal (sequence 0)."""
     with svc.sessions() as session:
         watch = session.get(Watch, watch_id)
         query = select(Event).where(Event.watch_id == watch_id)
@@ -282,14 +293,24 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
             query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
         if after_sequence is not None:
             query = query.where(Event.sequence > after_sequence)
-        events = session.scalars(query.order_by(Event.sequence.desc()).limit(limit)).all()
-        items = [event_item(watch.handle, e) for e in events]
+        query = query.order_by(Event.sequence.desc())
+        if not filters.active:
+            query = query.limit(limit)
+        items: list[dict] = []
+        # Filtered: walk the journal (bounded: JOURNAL_MAX_EVENTS per watch) until `limit` kept.
+        for event in session.scalars(query.execution_options(yield_per=200)):
+            item = event_item(watch.handle, event)
+            if filters.keep(item):
+                items.append(item)
+                if len(items) >= limit:
+                    break
         if platform.trigger_includes_baseline and len(items) < limit and since is None and after_sequence is None:
             listed = {item["id"] for item in items}
             for account in json.loads(watch.baseline):
                 if len(items) >= limit:
                     break
-                if account["id"] not in listed:
-                    items.append({**account, "followedBy": watch.handle,
-                                  "detectedAt": iso(watch.created_at), "sequence": 0})
+                if account["id"] not in listed and filters.keep(account):
+                    # Not an event: a sample that seeds Zapier's dedupe; its id cannot be a journal row's.
+                    items.append({**account, "followedBy": watch.handle, "detectedAt": iso(watch.created_at),
+                                  "sequence": 0, "eventId": f"b{watch_id}-{account['id']}", "event": NEW_FOLLOWING})
         return items

@@ -31,3 +31,7 @@ class FollowEventSchema(AccountSchema):
         required=True,
         metadata={"description": "Strictly increasing per watched handle; 0 for the baseline samples Zapier is given on the first poll"},
     )
+    eventId = fields.String(required=True, metadata={
+        "description": "Unique to this event among all events of your key: what Zapier and Make deduplicate on",
+        "example": "1042"})
+    event = fields.String(required=True, metadata={"description": "The event type: new_following", "example": "new_following"})

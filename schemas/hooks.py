@@ -3,6 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from schemas.fields import Handle
+from schemas.filters import FilterFields
 
 
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
@@ -12,7 +13,7 @@ _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4
 TARGET_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::{_PORT})?(?:[/?#][!-~]*)?$"
 
 
-class SubscriptionCreateSchema(Schema):
+class SubscriptionCreateSchema(FilterFields):
     handle = Handle(required=True)
     targetUrl = fields.String(
         required=True,
@@ -34,6 +35,7 @@ class SubscriptionSchema(Schema):
     createdAt = fields.String(required=True)
     deliveredCount = fields.Integer()
     failedCount = fields.Integer()
+    filters = fields.Dict(allow_none=True, metadata={"description": "The filters stored with the subscription (null: none); subscribing again with other filters replaces them"})
 
 
 class DeliverySchema(Schema):

@@ -3,11 +3,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from schemas.fields import MAX_INT32, Handle, UtcDateTime
+from schemas.filters import FilterFields
 
 MAX_ITEMS = 300
 
 
-class TriggerRequestSchema(Schema):
+class TriggerRequestSchema(FilterFields):
     handle = Handle(required=True)
     limit = fields.Integer(
         strict=True,

@@ -130,5 +130,14 @@ def test_openapi_document(client):
     platform_param = next(p for p in paths["/v1/{platform}/following"]["parameters"] if p["name"] == "platform")
     assert platform_param["schema"]["enum"] == ["zapier", "make", "api"]
     request_schema = doc["components"]["schemas"]["FollowingRequest"]
-    assert set(request_schema["properties"]) == {"handle", "count", "minTime", "limit"}
+    filters = {"verifiedOnly", "excludePrivate", "minFollowers", "maxFollowers", "keywords"}
+    assert set(request_schema["properties"]) == {"handle", "count", "minTime", "limit"} | filters
+    for name in ("TriggerRequest", "SubscriptionCreate"):
+        assert filters <= set(doc["components"]["schemas"][name]["properties"]), name
+    keywords = request_schema["properties"]["keywords"]
+    assert (keywords["minItems"], keywords["maxItems"], keywords["items"]["maxLength"]) == (1, 20, 100)
+    check = paths["/v1/{platform}/following/check"]["post"]
+    assert set(map(str, (200, 400, 401, 402, 404, 429, 502, 504))) <= set(check["responses"])
+    assert set(doc["components"]["schemas"]["CheckResponse"]["properties"]) == {"follows", "account", "complete", "pagesRead"}
+    assert {"eventId", "event"} <= set(doc["components"]["schemas"]["FollowEvent"]["required"])
     assert doc["components"]["schemas"]["Error"]["required"] == ["code", "error"]

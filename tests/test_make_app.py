@@ -53,7 +53,9 @@ PLACEHOLDER_URL = "https://tiktok-following.example.com/v1/make"
 APP = MakeApp(APP_DIR)
 CONNECTION = APP.connection("dumplingai")
 SEARCH = APP.module("listFollowing")
-TRIGGER = APP.module("watchNewFollowing")
+TRIGGER = APP.module("watchFollowEvents")
+LEGACY_TRIGGER = APP.module("watchNewFollowing")  # unchanged for the scenarios that use it
+CHECK = APP.module("checkFollowing")
 INSTANT = APP.module("watchNewFollowingInstant")
 UNIVERSAL = APP.module("makeApiCall")
 WEBHOOK = APP.webhook("newFollowing")
@@ -259,7 +261,10 @@ def test_lint_polling_trigger_order_is_desc():
     assert triggers
     for module in triggers:
         trig = module.code("communication")["response"]["trigger"]
-        assert trig == {"type": "date", "order": "desc", "id": "{{item.sequence}}", "date": "{{item.detectedAt}}"}
+        # The legacy module keeps the id its scenarios remember (Make: changing response.trigger
+        # breaks scenarios); the current one breaks same-instant ties by eventId.
+        tie_breaker = "sequence" if module is LEGACY_TRIGGER else "eventId"
+        assert trig == {"type": "date", "order": "desc", "id": f"{{{{item.{tie_breaker}}}}}", "date": "{{item.detectedAt}}"}
         assert module.code("epoch"), "a date trigger needs an epoch so Make offers All / Since / From now on"
 
 
@@ -412,6 +417,8 @@ def test_lint_universal_module_is_relative_and_authorized():
 def test_lint_modules_and_groups():
     assert SEARCH.meta["moduleType"] == "search" and SEARCH.meta["label"] == "List accounts a user follows"
     assert TRIGGER.meta["label"] == "Watch new followed accounts"
+    assert LEGACY_TRIGGER.meta["label"] == "Watch new followed accounts (legacy)"
+    assert CHECK.meta["moduleType"] == "search" and CHECK.meta["label"] == "Check whether an account follows another"
     assert INSTANT.meta["label"] == "Watch new followed accounts (instant)"
     grouped = {m for group in load_jsonc(APP_DIR / "modules/groups.json") for m in group["modules"]}
     assert grouped == set(MODULES)
@@ -757,3 +764,71 @@ def test_iml_renderer_basics():
     assert evaluate("parameters.limit > 3 && !body.error", ctx) is True
     request = HttpRequest("GET", "http://h/x", {}, qs={"a": "b c"})
     assert request.full_url() == "http://h/x?a=b+c"
+
+
+# --------------------------------------------------------------------- filters, check, eventId
+def test_contract_trigger_filters_and_event_ids(make, fake_upstream):
+    """Filters go to the service (a filtered account is never a bundle); Make's tie-breaker is
+    eventId, and several events of one refresh come out once each, in detection order."""
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 3)
+    comm = TRIGGER.code("communication")
+    ctx = _ctx(make, parameters={"handle": handle, "limit": 50, "verifiedOnly": True, "keywords": ["user"]})
+    state = TriggerState.all()
+    assert state.take(run(comm, ctx, APP.base)) == []  # starts the watch
+    new = [fake_upstream.follow(handle) for _ in range(20)]  # one refresh: all share detectedAt
+    result = run(comm, ctx, APP.base)
+    assert result.requests[0].body == {"handle": handle, "limit": 300, "verifiedOnly": True, "keywords": ["user"]}
+    events = state.take(result)
+    expected = [e["user"]["id"] for e in new if e["user"]["verified"]]
+    assert [e["id"] for e in events] == expected and len(expected) >= 1  # oldest first
+    assert all(e["event"] == "new_following" and e["eventId"].isdigit() for e in events)
+    assert [m.id for m in result.marks] == [o["eventId"] for o in result.outputs]
+    assert state.take(run(comm, ctx, APP.base)) == []
+    # without the filter the journal still has every event (a filter never changes detection)
+    everything = run(comm, _ctx(make, parameters={"handle": handle, "limit": 50}), APP.base)
+    assert {o["id"] for o in everything.outputs} == {e["user"]["id"] for e in new}
+    # the legacy module still sends only the handle and the limit, and keeps sequence as its id
+    legacy = run(LEGACY_TRIGGER.code("communication"), ctx, APP.base)
+    assert legacy.requests[0].body == {"handle": handle, "limit": 300}
+    assert [m.id for m in legacy.marks] == [o["sequence"] for o in legacy.outputs]
+
+
+def test_contract_search_filters_per_page(make, fake_upstream):
+    handle = unique_handle("mk")
+    entries = fake_upstream.seed(handle, 60)
+    result = run(SEARCH.code("communication"),
+                 _ctx(make, parameters={"handle": handle, "limit": 4, "verifiedOnly": True}), APP.base)
+    assert [o["id"] for o in result.outputs] == [e["user"]["id"] for e in entries if e["user"]["verified"]][:4]
+    assert result.requests[0].body == {"handle": handle, "limit": 4, "verifiedOnly": True}
+
+
+def test_contract_webhook_attach_sends_the_filters(make, fake_upstream, make_webhook_url):
+    handle = unique_handle("mk")
+    fake_upstream.seed(handle, 2)
+    webhook = {"id": 4243, "url": make_webhook_url.url}
+    params = {"handle": handle, "excludePrivate": True, "maxFollowers": 10_000}
+    attached = run(WEBHOOK.code("attach"), _ctx(make, parameters=params, webhook=webhook), APP.base)
+    hook_id = attached.data["externalHookId"]
+    assert _get(make, f"/hooks/{hook_id}").json()["filters"] == {"excludePrivate": True, "maxFollowers": 10_000}
+    webhook.update(attached.data)
+    run(WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
+
+
+def test_contract_check_module(make, fake_upstream):
+    handle = unique_handle("mk")
+    entries = fake_upstream.seed(handle, 150)
+    comm = CHECK.code("communication")
+    before = fake_upstream.credits_spent()
+    found = run(comm, _ctx(make, parameters={"handle": handle, "target": "@" + entries[120]["user"]["uniqueId"]}), APP.base)
+    assert len(found.outputs) == 1
+    answer = found.outputs[0]
+    assert answer["follows"] is True and answer["pagesRead"] == 2 and answer["complete"] is True
+    assert answer["account"]["id"] == entries[120]["user"]["id"]
+    assert set(answer["account"]) == {i["name"] for i in CHECK.code("interface")[1]["spec"]}
+    assert fake_upstream.credits_spent() - before == 2
+    no = run(comm, _ctx(make, parameters={"handle": handle, "target": "6800000000000000000"}), APP.base)
+    assert no.outputs == [{"follows": False, "account": None, "complete": True, "pagesRead": 2}]
+    with pytest.raises(MakeError) as err:
+        run(comm, _ctx(make, parameters={"handle": handle, "target": "not a handle"}), APP.base)
+    assert (err.value.status, err.value.type) == (400, "DataError") and err.value.message.startswith("Target: ")

@@ -8,14 +8,18 @@ import pytest
 from marshmallow import fields, validate
 
 from schemas.account import AccountSchema, FollowEventSchema
-from schemas.following import FollowingRequestSchema
+from schemas.filters import FilterFields
+from schemas.following import CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema
 from schemas.hooks import SubscriptionCreateSchema
 from schemas.triggers import MAX_ITEMS, TriggerRequestSchema
 from tests.make_iml import MakeApp
 
 APP = MakeApp(Path(__file__).resolve().parents[1] / "manifests" / "make")
 SEARCH = APP.module("listFollowing")
-TRIGGER = APP.module("watchNewFollowing")
+TRIGGER = APP.module("watchFollowEvents")
+LEGACY_TRIGGER = APP.module("watchNewFollowing")
+CHECK = APP.module("checkFollowing")
+FILTERS = set(FilterFields().fields)
 INSTANT = APP.module("watchNewFollowingInstant")
 WEBHOOK = APP.webhook("newFollowing")
 
@@ -31,6 +35,10 @@ def _params(module) -> dict[str, dict]:
 
 
 def _make_type(field: fields.Field, name: str) -> set[str]:
+    if isinstance(field, fields.List):
+        return {"array"}
+    if isinstance(field, fields.Nested):
+        return {"collection"}
     if isinstance(field, fields.Boolean):
         return {"boolean"}
     if isinstance(field, fields.Integer):
@@ -50,7 +58,8 @@ def _range(field: fields.Field) -> tuple[int | None, int | None]:
 
 
 @pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
-                                            (INSTANT, FollowEventSchema)], ids=lambda v: getattr(v, "name", ""))
+                                            (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
+                                            (CHECK, CheckResponseSchema)], ids=lambda v: getattr(v, "name", ""))
 def test_interface_matches_schema(module, schema):
     interface = module.code("interface")
     declared = schema().fields
@@ -58,10 +67,16 @@ def test_interface_matches_schema(module, schema):
     for item in interface:
         assert item["type"] in _make_type(declared[item["name"]], item["name"]), item
         assert item.get("label")
+        if item["type"] == "collection":  # the nested account, field by field
+            nested = declared[item["name"]].schema.fields
+            assert [i["name"] for i in item["spec"]] == list(nested)
+            for sub in item["spec"]:
+                assert sub["type"] in _make_type(nested[sub["name"]], sub["name"]), sub
 
 
 @pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
-                                            (INSTANT, FollowEventSchema)], ids=lambda v: getattr(v, "name", ""))
+                                            (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
+                                            (CHECK, CheckResponseSchema)], ids=lambda v: getattr(v, "name", ""))
 def test_samples_are_valid_items(module, schema):
     sample = module.code("samples")
     assert schema().validate(sample) == {}
@@ -73,7 +88,8 @@ def _check_param(param: dict, field: fields.Field, *, required: bool | None = No
     assert param["type"] in _make_type(field, param["name"]), param["name"]
     low, high = _range(field)
     if low is not None or high is not None:
-        assert param["validate"] == {"min": low, "max": high}, param["name"]
+        expected = {key: value for key, value in (("min", low), ("max", high)) if value is not None}
+        assert param["validate"] == expected, param["name"]
     if "default" in param and high is not None:
         assert low <= param["default"] <= high
 
@@ -92,10 +108,27 @@ def test_search_parameters_match_following_request():
     assert comm["body"]["limit"] == f"{{{{ifempty(parameters.limit; {_range(declared['limit'])[1]})}}}}"
 
 
+def test_check_parameters_match_check_request():
+    declared = CheckRequestSchema().fields
+    params = _params(CHECK)
+    assert set(params) == set(declared) == set(CHECK.code("communication")["body"])
+    for name, param in params.items():
+        _check_param(param, declared[name])
+
+
+def test_legacy_trigger_sends_what_it_always_sent():
+    assert set(_params(LEGACY_TRIGGER)) == {"handle", "limit"}
+    assert set(LEGACY_TRIGGER.code("communication")["body"]) == {"handle", "limit"}
+
+
 def test_trigger_parameters_match_trigger_request():
     declared = TriggerRequestSchema().fields
     params = _params(TRIGGER)
     assert set(params) == set(declared) - TRIGGER_KEPT_BY_MAKE
+    for name in FILTERS:
+        _check_param(params[name], declared[name])
+    assert {k: v for k, v in TRIGGER.code("communication")["body"].items() if k in FILTERS} == {
+        name: f"{{{{parameters.{name}}}}}" for name in FILTERS}
     _check_param(params["handle"], declared["handle"])
     # `limit` is the module's Limit (bundles per run); the request always asks for the most.
     _check_param(params["limit"], declared["limit"], required=True)
@@ -111,5 +144,6 @@ def test_webhook_matches_subscription_create():
     assert set(body) == set(declared)
     assert set(params) == set(declared) - {"targetUrl"}  # targetUrl is Make's webhook URL
     assert body["targetUrl"] == "{{webhook.url}}"
-    _check_param(params["handle"], declared["handle"])
+    for name in {"handle"} | FILTERS:
+        _check_param(params[name], declared[name])
     assert INSTANT.code("staticParams") == []

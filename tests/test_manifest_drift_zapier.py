@@ -26,7 +26,8 @@ import pytest
 from marshmallow import fields as mfields
 
 from schemas.account import AccountSchema, FollowEventSchema
-from schemas.following import FollowingRequestSchema, FollowingResponseSchema
+from schemas.filters import FilterFields
+from schemas.following import CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema, FollowingResponseSchema
 from schemas.hooks import SubscriptionCreateSchema
 from schemas.triggers import TriggerRequestSchema
 
@@ -35,10 +36,13 @@ APP_DIR = ROOT / "manifests" / "zapier"
 FIELDS = json.loads((APP_DIR / "fields.json").read_text(encoding="utf-8"))
 OPS = FIELDS["operations"]
 
-# Request fields the Zapier app deliberately does not send (Make / plain API only).
-NOT_FOR_ZAPIER = {"new_following": {"since", "afterSequence"}}
+FILTERS = set(FilterFields().fields)
+# Request fields the Zapier app deliberately does not send (Make / plain API only; the hidden
+# legacy trigger sends what it always sent).
+NOT_FOR_ZAPIER = {"new_followed_account": {"since", "afterSequence"},
+                  "new_following": {"since", "afterSequence"} | FILTERS}
 # Request fields Zapier supplies itself rather than the user.
-FROM_ZAPIER = {"new_following": {"limit"}, "new_following_instant": {"targetUrl"}}
+FROM_ZAPIER = {"new_followed_account": {"limit"}, "new_following": {"limit"}, "new_following_instant": {"targetUrl"}}
 
 ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string"}
 
@@ -59,6 +63,8 @@ def schema_keys(schema) -> list[str]:
 
 
 def zapier_type(field) -> str:
+    if isinstance(field, mfields.List):  # a Zapier list field of the inner type
+        field = field.inner
     for cls, name in ZAPIER_TYPES.items():
         if isinstance(field, cls):
             return name
@@ -75,13 +81,16 @@ def test_fields_json_is_generated_from_current_schemas():
 
 
 def test_operations_are_the_three_zapier_operations():
-    assert set(OPS) == {"list_following", "new_following", "new_following_instant"}
+    assert set(OPS) == {"list_following", "check_following", "new_followed_account", "new_following",
+                        "new_following_instant"}
 
 
 @pytest.mark.parametrize(
     "op, schema",
     [
         ("list_following", FollowingRequestSchema()),
+        ("check_following", CheckRequestSchema()),
+        ("new_followed_account", TriggerRequestSchema()),
         ("new_following", TriggerRequestSchema()),
         ("new_following_instant", SubscriptionCreateSchema()),
     ],
@@ -107,6 +116,7 @@ def test_input_fields_match_request_schema(op, schema):
         field = schema.fields[item["key"]]
         assert item["required"] is bool(field.required), item["key"]
         assert item["type"] == zapier_type(field), item["key"]
+        assert item.get("list", False) is isinstance(field, mfields.List), item["key"]
         assert item["label"] and item["helpText"], item["key"]
 
 
@@ -118,9 +128,13 @@ def test_trigger_output_fields_are_the_follow_event_schema():
     event = schema_keys(FollowEventSchema())
     assert keys(FIELDS["followEvent"]) == event
     assert keys(FIELDS["account"]) == schema_keys(AccountSchema())
-    assert set(event) - set(schema_keys(AccountSchema())) == {"followedBy", "detectedAt", "sequence"}
-    for op in ("new_following", "new_following_instant"):
+    assert set(event) - set(schema_keys(AccountSchema())) == {"followedBy", "detectedAt", "sequence",
+                                                               "eventId", "event"}
+    for op in ("new_followed_account", "new_following", "new_following_instant"):
         assert keys(OPS[op]["outputFields"]) == event, op
+    # Zapier dedupes the polling trigger on eventId; the hidden legacy one on the account id (default)
+    assert [f["key"] for f in OPS["new_followed_account"]["outputFields"] if f.get("primary")] == ["eventId"]
+    assert not [f for op in ("new_following", "new_following_instant") for f in OPS[op]["outputFields"] if f.get("primary")]
     schema = FollowEventSchema()
     for item in FIELDS["followEvent"]:
         expected = "datetime" if item["key"] == "detectedAt" else zapier_type(schema.fields[item["key"]])
@@ -138,6 +152,16 @@ def test_action_output_fields_are_the_following_response_schema():
     assert keys(OPS["list_following"]["outputFields"]) == expected
 
 
+def test_check_output_fields_are_the_check_response_schema():
+    expected = []
+    for name in schema_keys(CheckResponseSchema()):
+        if name == "account":  # Zapier flattens the nested account as account__key
+            expected += [f"account__{key}" for key in schema_keys(AccountSchema())]
+        else:
+            expected.append(name)
+    assert keys(OPS["check_following"]["outputFields"]) == expected
+
+
 def test_every_output_field_has_a_label():
     for op, spec in OPS.items():
         for item in spec["outputFields"]:
@@ -145,18 +169,23 @@ def test_every_output_field_has_a_label():
 
 
 @pytest.mark.parametrize(
-    "path, key",
+    "path, key, key_expr",
     [
-        ("searches/list_following.js", "list_following"),
-        ("triggers/new_following.js", "new_following"),
-        ("triggers/new_following_instant.js", "new_following_instant"),
+        ("searches/list_following.js", "list_following", "KEY"),
+        ("searches/check_following.js", "check_following", "KEY"),
+        ("triggers/new_following.js", "new_followed_account", "key"),
+        ("triggers/new_following.js", "new_following", "key"),
+        ("triggers/new_following_instant.js", "new_following_instant", "KEY"),
     ],
 )
-def test_operation_modules_build_fields_from_fields_json(path, key):
+def test_operation_modules_build_fields_from_fields_json(path, key, key_expr):
     source = (APP_DIR / path).read_text(encoding="utf-8")
-    assert re.search(rf"const KEY = '{key}';", source), path
-    assert "inputFields: inputFields(KEY)" in source, path
-    assert "outputFields: outputFields(KEY)" in source, path
+    if key_expr == "KEY":
+        assert re.search(rf"const KEY = '{key}';", source), path
+    else:  # a factory: trigger('<key>', ...)
+        assert re.search(rf"trigger\('{key}'", source), path
+    assert f"inputFields: inputFields({key_expr})" in source, path
+    assert f"outputFields: outputFields({key_expr})" in source, path
     assert "require('../lib/fields')" in source, path
     lib = (APP_DIR / "lib" / "fields.js").read_text(encoding="utf-8")
     assert "require('../fields.json')" in lib

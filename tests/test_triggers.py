@@ -178,7 +178,8 @@ def test_event_shape(trig, fake_upstream):
     item = trig()[0][0]
     assert set(item) == {"id", "uniqueId", "nickname", "profileUrl", "avatarThumb", "signature", "verified",
                          "privateAccount", "secUid", "followerCount", "followingCount", "heartCount", "videoCount",
-                         "diggCount", "followedBy", "detectedAt", "sequence"}
+                         "diggCount", "followedBy", "detectedAt", "sequence", "eventId", "event"}
+    assert item["event"] == "new_following" and item["eventId"].isdigit()
     assert item["id"] == uid(entry) and item["profileUrl"].endswith("@" + entry["user"]["uniqueId"])
     assert dt.datetime.fromisoformat(item["detectedAt"].replace("Z", "+00:00")).tzinfo is not None
 

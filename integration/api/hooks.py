@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 
 from integration import errors, subscriptions
 from integration.api import Blueprint, Caller, key_required, services
+from integration.filters import Filters
 from integration.delivery import TargetRefused, check_target_resolves, check_target_url
 from schemas.hooks import DeliverySchema, SubscriptionCreateSchema, SubscriptionSchema
 
@@ -38,10 +39,11 @@ class Hooks(MethodView):
         """Subscribe: watch the handle and deliver each new follow to targetUrl
 
         Subscribing again to the same handle and targetUrl returns the existing subscription
-        (200). A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it)."""
+        (200), with the filters of this request (they replace the stored ones). An account that
+        fails the filters is never delivered. A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it)."""
         _refuse_private_names(args["targetUrl"])
         sub, created = subscriptions.create(services(), caller.owner, caller.key, platform, args["handle"],
-                                            args["targetUrl"], g.meter)
+                                            args["targetUrl"], g.meter, filters=Filters.from_request(args))
         return sub, 201 if created else 200
 
     @blp.response(200, SubscriptionSchema(many=True))

@@ -7,9 +7,11 @@ from flask.views import MethodView
 from integration import following, watches
 from integration.api import Blueprint, Caller, key_required, services
 from integration.authcheck import check_key, remember
+from integration.filters import Filters
 from schemas.account import FollowEventSchema
 from schemas.auth import AuthTestSchema
-from schemas.following import FollowingRequestSchema, FollowingResponseSchema
+from schemas.following import (CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema,
+                               FollowingResponseSchema)
 from schemas.triggers import TriggerRequestSchema
 
 blp = Blueprint("platform", __name__, url_prefix="/v1/<platform:platform>",
@@ -35,12 +37,16 @@ class Following(MethodView):
     @blp.documented_errors(*UPSTREAM_ERRORS)
     @key_required
     def post(self, args, platform, caller: Caller):
-        """List the accounts a handle follows (pages across `minCursor` up to `limit`)"""
+        """List the accounts a handle follows (pages across `minCursor` up to `limit`)
+
+        Filters apply per page: a page whose accounts were all filtered out still costs its
+        credit, and `count` counts the accounts kept."""
         svc = services()
         result = following.list_following(
             svc.client, caller.key, args["handle"], platform,
             count=args.get("count"), min_time=args.get("minTime"), limit=args.get("limit"),
-            page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds, meter=g.meter)
+            page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds,
+            filters=Filters.from_request(args), meter=g.meter)
         remember(svc, caller.owner)
         # Already in the documented shape (flatten builds it): skip a second serialization
         # pass through the schema, which cost more than the rest of our overhead.
@@ -65,4 +71,26 @@ class NewFollowing(MethodView):
         if result.refreshed:
             remember(svc, caller.owner)
         return watches.trigger_items(svc, watch_id, platform, limit=args["limit"],
-                                     since=args.get("since"), after_sequence=args.get("afterSequence"))
+                                     since=args.get("since"), after_sequence=args.get("afterSequence"),
+                                     filters=Filters.from_request(args))
+
+
+@blp.route("/following/check")
+class FollowingCheck(MethodView):
+    @blp.arguments(CheckRequestSchema)
+    @blp.response(200, CheckResponseSchema)
+    @blp.documented_errors(*UPSTREAM_ERRORS)
+    @key_required
+    def post(self, args, platform, caller: Caller):
+        """Does `handle` follow `target`? Stops reading at the page where the target is found
+
+        Costs 1 credit per page read (`pagesRead`, X-Credits-Used): an account followed
+        recently is found on the first page. A "no" is `complete: false` when only part of
+        the list could be read (PAGE_CAP pages, the ACTION_BUDGET_SECONDS budget, or the depth
+        the upstream serves the list to)."""
+        svc = services()
+        result = following.check_follows(
+            svc.client, caller.key, args["handle"], args["target"], platform,
+            page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds, meter=g.meter)
+        remember(svc, caller.owner)
+        return jsonify(result)

@@ -26,7 +26,9 @@ if str(ROOT) not in sys.path:
 from marshmallow import Schema, fields as mfields  # noqa: E402
 
 from schemas.account import AccountSchema, FollowEventSchema  # noqa: E402
-from schemas.following import FollowingRequestSchema, FollowingResponseSchema  # noqa: E402
+from schemas.filters import FilterFields  # noqa: E402
+from schemas.following import (CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema,  # noqa: E402
+                               FollowingResponseSchema)
 from schemas.hooks import SubscriptionCreateSchema  # noqa: E402
 from schemas.triggers import TriggerRequestSchema  # noqa: E402
 
@@ -53,6 +55,8 @@ LABELS = {
     "followedBy": "Followed By",
     "detectedAt": "Detected At",
     "sequence": "Event Sequence",
+    "eventId": "Event ID",
+    "event": "Event Type",
     # following action answer (FollowingResponseSchema)
     "handle": "Handle",
     "count": "Accounts Returned",
@@ -60,6 +64,10 @@ LABELS = {
     "hasMore": "Has More",
     "nextMinTime": "Next Page Cursor",
     "pages": "Pages Read (Credits Spent)",
+    # follow check answer (CheckResponseSchema)
+    "follows": "Follows",
+    "complete": "Complete Answer",
+    "pagesRead": "Pages Read (Credits Spent)",
 }
 
 # Input labels/help where the Zapier wording differs from the API's.
@@ -68,7 +76,15 @@ INPUT_LABELS = {
     "count": "Accounts per Page",
     "minTime": "Start After Cursor",
     "limit": "Maximum Accounts",
+    "target": "Followed Account",
+    "verifiedOnly": "Verified Accounts Only",
+    "excludePrivate": "Exclude Private Accounts",
+    "minFollowers": "Minimum Followers",
+    "maxFollowers": "Maximum Followers",
+    "keywords": "Keywords",
 }
+FILTER_KEYS = list(FilterFields().fields)
+FILTER_NOTE = " Accounts that do not pass are never a Zap run (no task)."
 INPUT_HELP = {
     "handle": (
         "The TikTok account whose follows you want, as `name`, `@name` or a "
@@ -89,6 +105,28 @@ INPUT_HELP = {
         "at most about 20 seconds; if accounts remain, **Has More** is true and "
         "**Next Page Cursor** continues from there."
     ),
+    "target": (
+        "The account to look for in the list: `name`, `@name`, a profile URL, or its numeric "
+        "TikTok user ID."
+    ),
+    "verifiedOnly": "Only verified accounts." + FILTER_NOTE,
+    "excludePrivate": "Leave out private accounts." + FILTER_NOTE,
+    "minFollowers": "Only accounts with at least this many followers." + FILTER_NOTE,
+    "maxFollowers": (
+        "Only accounts with at most this many followers (not less than Minimum Followers)." + FILTER_NOTE
+    ),
+    "keywords": (
+        "Only accounts whose username, display name or bio contains any of these words "
+        "(not case-sensitive; up to 20, each up to 100 characters)." + FILTER_NOTE
+    ),
+}
+# The action filters page by page: say what a filtered page costs.
+ACTION_HELP = {
+    key: INPUT_HELP[key].replace(
+        FILTER_NOTE,
+        " Filters apply to each page read: a page whose accounts are all filtered out still costs "
+        "its credit, and Accounts Returned counts the accounts kept.")
+    for key in FILTER_KEYS
 }
 
 # Output types Zapier knows; detectedAt is a datetime for Zapier's formatter.
@@ -125,6 +163,9 @@ def output_fields(schema: Schema, prefix: str = "", label_prefix: str = "") -> l
         if isinstance(field, mfields.List) and isinstance(field.inner, mfields.Nested):
             out.extend(output_fields(field.inner.schema, f"{prefix}{key}[]", "Account: "))
             continue
+        if isinstance(field, mfields.Nested):  # Zapier flattens a nested object as key__child
+            out.extend(output_fields(field.schema, f"{prefix}{key}__", "Account: "))
+            continue
         out.append(
             {
                 "key": f"{prefix}{key}",
@@ -135,17 +176,21 @@ def output_fields(schema: Schema, prefix: str = "", label_prefix: str = "") -> l
     return out
 
 
-def input_fields(schema: Schema, keys: list[str]) -> list[dict]:
+def input_fields(schema: Schema, keys: list[str], help_overrides: dict | None = None) -> list[dict]:
     out = []
     for key in keys:
         field = schema.fields[key]  # KeyError: the schema lost a field the app sends
+        is_list = isinstance(field, mfields.List)
         item = {
             "key": key,
             "label": _label(key, INPUT_LABELS),
-            "type": _type(field),
+            "type": _type(field.inner if is_list else field),
             "required": bool(field.required),
-            "helpText": INPUT_HELP.get(key) or field.metadata.get("description") or key,
+            "helpText": (help_overrides or {}).get(key) or INPUT_HELP.get(key)
+            or field.metadata.get("description") or key,
         }
+        if is_list:
+            item["list"] = True
         out.append(item)
     return out
 
@@ -161,17 +206,36 @@ def build() -> dict:
                 "type": "search",
                 "requestSchema": "schemas.following.FollowingRequestSchema",
                 "responseSchema": "schemas.following.FollowingResponseSchema",
-                "inputFields": input_fields(FollowingRequestSchema(), list(FollowingRequestSchema().fields)),
+                "inputFields": input_fields(FollowingRequestSchema(), list(FollowingRequestSchema().fields), ACTION_HELP),
                 # every request key comes from a user input
                 "requestKeys": list(FollowingRequestSchema().fields),
                 "outputFields": output_fields(FollowingResponseSchema()),
+            },
+            "check_following": {
+                "type": "search",
+                "requestSchema": "schemas.following.CheckRequestSchema",
+                "responseSchema": "schemas.following.CheckResponseSchema",
+                "inputFields": input_fields(CheckRequestSchema(), list(CheckRequestSchema().fields)),
+                "requestKeys": list(CheckRequestSchema().fields),
+                "outputFields": output_fields(CheckResponseSchema()),
+            },
+            # The polling trigger, deduplicated on eventId (primary). `new_following` below is
+            # the same trigger as it was before eventId: hidden, deduplicated on the account id,
+            # kept so that existing Zaps do not fire again for follows they already saw.
+            "new_followed_account": {
+                "type": "trigger",
+                "requestSchema": "schemas.triggers.TriggerRequestSchema",
+                "responseSchema": "schemas.account.FollowEventSchema",
+                "inputFields": input_fields(TriggerRequestSchema(), ["handle", *FILTER_KEYS]),
+                # limit comes from Zapier's bundle.meta.limit; since/afterSequence are for Make/API
+                "requestKeys": ["handle", "limit", *FILTER_KEYS],
+                "outputFields": [{**f, "primary": True} if f["key"] == "eventId" else f for f in event_out],
             },
             "new_following": {
                 "type": "trigger",
                 "requestSchema": "schemas.triggers.TriggerRequestSchema",
                 "responseSchema": "schemas.account.FollowEventSchema",
                 "inputFields": input_fields(TriggerRequestSchema(), ["handle"]),
-                # limit comes from Zapier's bundle.meta.limit; since/afterSequence are for Make/API
                 "requestKeys": ["handle", "limit"],
                 "outputFields": event_out,
             },
@@ -179,7 +243,7 @@ def build() -> dict:
                 "type": "trigger",
                 "requestSchema": "schemas.hooks.SubscriptionCreateSchema",
                 "responseSchema": "schemas.account.FollowEventSchema",
-                "inputFields": input_fields(SubscriptionCreateSchema(), ["handle"]),
+                "inputFields": input_fields(SubscriptionCreateSchema(), ["handle", *FILTER_KEYS]),
                 # targetUrl is Zapier's bundle.targetUrl
                 "requestKeys": list(SubscriptionCreateSchema().fields),
                 "outputFields": event_out,

@@ -15,7 +15,8 @@ const { version: platformVersion } = require('zapier-platform-core');
 const authentication = require('./authentication');
 const { addBearerHeader, handleErrors } = require('./lib/api');
 const listFollowing = require('./searches/list_following');
-const newFollowing = require('./triggers/new_following');
+const checkFollowing = require('./searches/check_following');
+const { newFollowedAccount, newFollowingLegacy } = require('./triggers/new_following');
 const newFollowingInstant = require('./triggers/new_following_instant');
 
 // Only the definition keys Zapier knows (helpers such as listFollowEvents stay out).
@@ -36,11 +37,13 @@ module.exports = {
   afterResponse: [handleErrors],
 
   triggers: {
-    [newFollowing.key]: definitionOf(newFollowing),
+    [newFollowedAccount.key]: definitionOf(newFollowedAccount),
+    [newFollowingLegacy.key]: definitionOf(newFollowingLegacy),
     [newFollowingInstant.key]: definitionOf(newFollowingInstant),
   },
   searches: {
     [listFollowing.key]: definitionOf(listFollowing),
+    [checkFollowing.key]: definitionOf(checkFollowing),
   },
   creates: {},
 };

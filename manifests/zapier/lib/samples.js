@@ -26,6 +26,8 @@ const FOLLOW_EVENT_SAMPLE = {
   followedBy: 'street.food.daily',
   detectedAt: '2026-11-25T14:00:00Z',
   sequence: 42,
+  eventId: '1042',
+  event: 'new_following',
 };
 
 const FOLLOWING_SAMPLE = {
@@ -39,4 +41,11 @@ const FOLLOWING_SAMPLE = {
   pages: 1,
 };
 
-module.exports = { ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, FOLLOWING_SAMPLE };
+const CHECK_SAMPLE = {
+  follows: true,
+  account: ACCOUNT_SAMPLE,
+  complete: true,
+  pagesRead: 1,
+};
+
+module.exports = { ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, FOLLOWING_SAMPLE, CHECK_SAMPLE };

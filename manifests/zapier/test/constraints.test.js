@@ -58,6 +58,8 @@ const sampleKeys = (sample, prefix = '') => {
 const sampleValue = (sample, key) => {
   const [head, rest] = key.split('[]');
   if (rest !== undefined) return sample[head].map((item) => item[rest])[0];
+  const [parent, child] = key.split('__');
+  if (child !== undefined) return sample[parent][child];
   return sample[key];
 };
 
@@ -73,9 +75,11 @@ const TYPE_CHECKS = {
 test('there are the three expected operations', () => {
   assert.deepEqual(
     ops.map(({ type, mapKey }) => `${type}.${mapKey}`).sort(),
-    ['searches.list_following', 'triggers.new_following', 'triggers.new_following_instant'],
+    ['searches.check_following', 'searches.list_following', 'triggers.new_followed_account',
+      'triggers.new_following', 'triggers.new_following_instant'],
   );
   assert.deepEqual(App.creates, {}, 'reads are searches, not creates');
+  assert.equal(App.triggers.new_followed_account.operation.type, 'polling');
   assert.equal(App.triggers.new_following.operation.type, 'polling');
   assert.equal(App.triggers.new_following_instant.operation.type, 'hook');
 });
@@ -149,6 +153,10 @@ test('samples are present and carry an id', () => {
       // Zapier dedupes trigger items by id.
       assert.equal(typeof sample.id, 'string', `${mapKey}: sample.id`);
       assert.ok(sample.id.length > 0);
+    } else if (mapKey === 'check_following') {
+      // One answer; the account found carries its id.
+      assert.equal(typeof sample.follows, 'boolean', mapKey);
+      assert.equal(typeof sample.account.id, 'string', `${mapKey}: account.id`);
     } else {
       // The search answers one object describing a list: every line item has its id.
       assert.ok(Array.isArray(sample.following) && sample.following.length, mapKey);
@@ -173,11 +181,28 @@ test('sample keys are exactly the outputFields keys, with matching value types',
 });
 
 test('both triggers output the same follow-event fields and share the sample', () => {
-  const poll = App.triggers.new_following.operation;
+  const poll = App.triggers.new_followed_account.operation;
   const hook = App.triggers.new_following_instant.operation;
-  assert.deepEqual(hook.outputFields, poll.outputFields);
+  const withoutPrimary = (fields) => fields.map(({ primary, ...rest }) => rest);
+  assert.deepEqual(withoutPrimary(hook.outputFields), withoutPrimary(poll.outputFields));
   assert.deepEqual(hook.sample, poll.sample);
   assert.equal(hook.performList, poll.perform, 'performList is the polling route');
+});
+
+test('the polling trigger dedupes on eventId; the hidden legacy trigger keeps the account id', () => {
+  const primary = (op) => op.operation.outputFields.filter((f) => f.primary).map((f) => f.key);
+  assert.deepEqual(primary(App.triggers.new_followed_account), ['eventId']);
+  assert.deepEqual(primary(App.triggers.new_following), [], 'legacy Zaps keep deduping on id');
+  assert.equal(App.triggers.new_following.display.hidden, true);
+  assert.ok(!App.triggers.new_followed_account.display.hidden);
+  // the filters are inputs of every new operation that lists accounts
+  const FILTERS = ['verifiedOnly', 'excludePrivate', 'minFollowers', 'maxFollowers', 'keywords'];
+  for (const op of [App.triggers.new_followed_account, App.triggers.new_following_instant, App.searches.list_following]) {
+    const keys = op.operation.inputFields.map((f) => f.key);
+    for (const key of FILTERS) assert.ok(keys.includes(key), `${op.key}: ${key}`);
+  }
+  const keywords = App.triggers.new_followed_account.operation.inputFields.find((f) => f.key === 'keywords');
+  assert.equal(keywords.list, true);
 });
 
 test('fields in the definition are exactly fields.json (generated from the schemas)', () => {
@@ -341,10 +366,14 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
       return { status: 200, data: request.url.endsWith('/hooks') ? { id: 'sub_1' } : [] };
     },
   };
-  const all = { handle: '@someone', count: '10', minTime: 1700000000, limit: 50 };
+  const all = {
+    handle: '@someone', count: '10', minTime: 1700000000, limit: 50, target: '@other',
+    verifiedOnly: 'true', excludePrivate: false, minFollowers: '10', maxFollowers: 5000, keywords: ['food', ' '],
+  };
   const cases = [
     ['list_following', App.searches.list_following.operation.perform, { inputData: all }],
-    ['new_following', App.triggers.new_following.operation.perform, { inputData: all, meta: { limit: 5 } }],
+    ['check_following', App.searches.check_following.operation.perform, { inputData: all }],
+    ['new_followed_account', App.triggers.new_followed_account.operation.perform, { inputData: all, meta: { limit: 5 } }],
     ['new_following_instant', App.triggers.new_following_instant.operation.performSubscribe, {
       inputData: all, targetUrl: 'https://hooks.zapier.com/hooks/standard/1/abc/',
     }],
@@ -356,10 +385,17 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
     assert.equal(sent[0].method, 'POST', key);
     assert.deepEqual(Object.keys(sent[0].body).sort(), [...FIELDS.operations[key].requestKeys].sort(), key);
   }
-  // integers are sent as integers
+  // integers are sent as integers, booleans as booleans, lists without empty entries
   sent.length = 0;
   await App.searches.list_following.operation.perform(z, { inputData: all });
-  assert.deepEqual(sent[0].body, { handle: '@someone', count: 10, minTime: 1700000000, limit: 50 });
+  assert.deepEqual(sent[0].body, {
+    handle: '@someone', count: 10, minTime: 1700000000, limit: 50,
+    verifiedOnly: true, excludePrivate: false, minFollowers: 10, maxFollowers: 5000, keywords: ['food'],
+  });
+  // the legacy trigger sends only what it always sent
+  sent.length = 0;
+  await App.triggers.new_following.operation.perform(z, { inputData: { handle: 'x1' }, meta: { limit: 5 } });
+  assert.deepEqual(sent[0].body, { handle: 'x1', limit: 5 });
   // empty optional inputs are left out
   sent.length = 0;
   await App.searches.list_following.operation.perform(z, { inputData: { handle: 'x1', count: '', limit: null } });

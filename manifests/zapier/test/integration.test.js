@@ -240,6 +240,57 @@ test('New Followed Account: baseline samples first, then the new follow first', 
   assert.equal(limited[0].id, String(entry.user.id));
 });
 
+test('New Followed Account (eventId): filters applied by the service, items deduped on eventId', { skip: SKIP }, async () => {
+  const handle = handleFor('pollf');
+  await fake('POST', `handles/${handle}/seed`, { n: 25 });
+  const op = App.triggers.new_followed_account.operation;
+  const all = await run(op.perform, { inputData: { handle } });
+  const verified = await run(op.perform, { inputData: { handle, verifiedOnly: true } });
+  assert.equal(all.length, 25);
+  assert.ok(verified.length > 0 && verified.length < all.length, `${verified.length} verified of ${all.length}`);
+  assert.ok(verified.every((i) => i.verified === true));
+  assert.deepEqual(verified.map((i) => i.eventId), all.filter((i) => i.verified).map((i) => i.eventId));
+  for (const item of all) {
+    assert.deepEqual(Object.keys(item).sort(), EVENT_KEYS);
+    assert.equal(item.event, 'new_following');
+  }
+  assert.equal(new Set(all.map((i) => i.eventId)).size, all.length, 'unique eventIds (Zapier dedupes on them)');
+  const entry = await fake('POST', `handles/${handle}/follow`, {});
+  const next = await run(op.perform, { inputData: { handle, keywords: [entry.user.uniqueId.toUpperCase()] } });
+  // keywords match the new account's username (the ids of older fake users are prefixes of none of it)
+  assert.equal(next[0].id, String(entry.user.id));
+  assert.match(next[0].eventId, /^[0-9]+$/);
+  const known = new Set(all.map((i) => i.eventId));
+  assert.ok(!known.has(next[0].eventId));
+});
+
+test('Find Whether a User Follows an Account: found on page 1, and a complete "no"', { skip: SKIP }, async () => {
+  const handle = handleFor('check');
+  const seeded = await fake('POST', `handles/${handle}/seed`, { n: 30 });
+  const op = App.searches.check_following.operation;
+  const target = seeded[3];
+  const [found] = await run(op.perform, { inputData: { handle, target: `https://www.tiktok.com/@${target.user.uniqueId}` } });
+  assert.deepEqual(found, { follows: true, account: found.account, complete: true, pagesRead: 1 });
+  assert.equal(found.account.id, String(target.user.id));
+  assert.deepEqual(Object.keys(found.account).sort(), ACCOUNT_KEYS);
+  const [no] = await run(op.perform, { inputData: { handle, target: '@nobody.follows.this' } });
+  assert.deepEqual(no, { follows: false, account: null, complete: true, pagesRead: 1 });
+  const err = await rejection(run(op.perform, { inputData: { handle, target: 'not a handle' } }));
+  assert.match(err.message, /Followed Account: /);
+});
+
+test('New Followed Account (Instant): the filters are stored with the subscription', { skip: SKIP }, async () => {
+  const op = App.triggers.new_following_instant.operation;
+  const handle = handleFor('hookf');
+  await fake('POST', `handles/${handle}/seed`, { n: 2 });
+  const subscribeData = await run(op.performSubscribe, {
+    inputData: { handle, excludePrivate: true, minFollowers: '100', keywords: ['food', 'travel'] },
+    targetUrl: 'http://127.0.0.1:9/filters',
+  });
+  assert.deepEqual(subscribeData.filters, { excludePrivate: true, minFollowers: 100, keywords: ['food', 'travel'] });
+  assert.deepEqual(await run(op.performUnsubscribe, { subscribeData }), { id: subscribeData.id, deleted: true });
+});
+
 // --- REST hook trigger --------------------------------------------------------------------------
 test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { skip: SKIP }, async (t) => {
   const op = App.triggers.new_following_instant.operation;

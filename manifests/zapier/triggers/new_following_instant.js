@@ -1,6 +1,7 @@
 'use strict';
 
 const { apiUrl, throwApiError } = require('../lib/api');
+const { requestBody } = require('../lib/body');
 const { FIELDS, inputFields, outputFields } = require('../lib/fields');
 const webhooks = require('../lib/webhooks');
 const { FOLLOW_EVENT_SAMPLE } = require('../lib/samples');
@@ -12,7 +13,8 @@ const performSubscribe = async (z, bundle) => {
   const response = await z.request({
     method: 'POST',
     url: apiUrl('hooks'),
-    body: { handle: bundle.inputData.handle, targetUrl: bundle.targetUrl },
+    // The filters go with the subscription: a filtered account is never delivered (no task).
+    body: { ...requestBody(KEY, bundle.inputData, ['targetUrl']), targetUrl: bundle.targetUrl },
   });
   // Stored by Zapier as bundle.subscribeData: {id, handle, targetUrl, secret, ...}
   return response.data;
