@@ -86,6 +86,8 @@ def _install_request_hooks(app: Flask, settings: Settings) -> None:
     @app.after_request
     def _finish(response):
         meter: Meter = g.get("meter")
+        if meter is not None:
+            meter.close()  # unused budget reservations go back
         platform = (request.view_args or {}).get("platform")
         if meter is not None and platform is not None:
             response.headers.update(meter.headers() if meter.calls else {"X-Credits-Used": "0"})

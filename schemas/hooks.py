@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.fields import Handle
+from schemas.fields import CheckEvery, Handle
 
 
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
@@ -19,6 +19,7 @@ class SubscriptionCreateSchema(Schema):
         validate=[validate.Length(min=1, max=2048), validate.Regexp(TARGET_URL_PATTERN)],
         metadata={"description": "Where each new follow is POSTed (Zapier's bundle.targetUrl, Make's webhook URL). https only."},
     )
+    checkEvery = CheckEvery()
 
 
 class SubscriptionSchema(Schema):
@@ -32,6 +33,7 @@ class SubscriptionSchema(Schema):
     createdAt = fields.String(required=True)
     deliveredCount = fields.Integer()
     failedCount = fields.Integer()
+    checkEvery = fields.Raw(allow_none=True, metadata={"description": "The watch's checkEvery: minutes, \"auto\", or null (the service's default)"})
 
 
 class DeliverySchema(Schema):

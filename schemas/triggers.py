@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.fields import MAX_INT32, Handle, UtcDateTime
+from schemas.fields import MAX_INT32, CheckEvery, Handle, UtcDateTime
 
 MAX_ITEMS = 300
 
 
 class TriggerRequestSchema(Schema):
     handle = Handle(required=True)
+    checkEvery = CheckEvery()
     limit = fields.Integer(
         strict=True,
         load_default=100,
