@@ -46,8 +46,11 @@ def intervals(rates: Mapping[Hashable, float], checks_per_day: float) -> dict[Ha
     while free:
         weight = sum(free.values())
         # checks per day of watch k: left * w_k / weight; its interval DAY / that.
-        trial = {k: (DAY * weight / (left * w)) if left > 0 else hi for k, w in free.items()}
-        clamped = {k: min(max(v, lo), hi) for k, v in trial.items() if v < lo or v > hi}
+        trial = {k: DAY / share if (share := left * w / weight) > 0 else hi for k, w in free.items()}
+        # Clamp one side at a time: watches held at one check a minute free checks for the
+        # others, which may lift some of them off the once-a-day floor.
+        clamped = ({k: lo for k, v in trial.items() if v < lo}
+                   or {k: hi for k, v in trial.items() if v > hi})
         if not clamped:
             out.update(trial)
             break

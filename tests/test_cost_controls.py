@@ -228,3 +228,30 @@ def test_watch_days_go_with_their_watch(client, fake_upstream, app):
         session.delete(session.scalar(select(Watch)))
         session.commit()
         assert session.scalar(select(WatchDay)) is None
+
+
+def test_auto_checks_a_busy_handle_more_often_than_a_quiet_one_at_the_same_cost(client, fake_upstream, svc):
+    busy, quiet = unique_handle("busy"), unique_handle("quiet")
+    for handle in (busy, quiet):
+        fake_upstream.seed(handle, 3)
+        resp = client.post("/v1/api/hooks", json={"handle": handle, "targetUrl": "http://127.0.0.1:9/h",
+                                                  "checkEvery": "auto"}, headers=AUTH)
+        assert resp.status_code == 201 and resp.get_json()["checkEvery"] == "auto"
+    for _ in range(20):  # the busy handle's journal fills
+        fake_upstream.follow(busy)
+        assert trigger(client, busy).status_code == 200
+    with svc.sessions() as session:
+        session.execute(update(Watch).values(next_poll_at=svc.clock()))
+        session.commit()
+    worker = Worker(svc)
+    try:
+        assert worker.refresh_due() == 2
+    finally:
+        worker.close()
+    now = svc.clock()
+    with svc.sessions() as session:
+        due = {h: t - now for h, t in session.execute(select(Watch.handle, Watch.next_poll_at))}
+    assert dt.timedelta(minutes=1) <= due[busy] < dt.timedelta(minutes=15) < due[quiet] <= dt.timedelta(days=1)
+    # Together they cost what two fixed 15-minute checks cost (2 x 96 checks a day).
+    per_day = sum(86400 / d.total_seconds() for d in due.values())
+    assert per_day == pytest.approx(2 * 96, rel=0.02)
