@@ -28,7 +28,9 @@ from marshmallow import fields as mfields
 from schemas.account import AccountSchema, FollowEventSchema
 from schemas.following import FollowingRequestSchema, FollowingResponseSchema
 from schemas.hooks import SubscriptionCreateSchema
+from schemas.fields import CheckEvery
 from schemas.triggers import TriggerRequestSchema
+from schemas.usage import UsageSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "manifests" / "zapier"
@@ -40,7 +42,8 @@ NOT_FOR_ZAPIER = {"new_following": {"since", "afterSequence"}}
 # Request fields Zapier supplies itself rather than the user.
 FROM_ZAPIER = {"new_following": {"limit"}, "new_following_instant": {"targetUrl"}}
 
-ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string"}
+# CheckEvery (minutes or "auto") is a choice field: Zapier sends the value as a string.
+ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string", CheckEvery: "string"}
 
 
 def _generator():
@@ -75,7 +78,7 @@ def test_fields_json_is_generated_from_current_schemas():
 
 
 def test_operations_are_the_three_zapier_operations():
-    assert set(OPS) == {"list_following", "new_following", "new_following_instant"}
+    assert set(OPS) == {"list_following", "new_following", "new_following_instant", "credit_usage"}
 
 
 @pytest.mark.parametrize(
@@ -138,6 +141,31 @@ def test_action_output_fields_are_the_following_response_schema():
     assert keys(OPS["list_following"]["outputFields"]) == expected
 
 
+def test_credit_usage_output_fields_are_the_usage_schema():
+    expected = []
+    for name, field in UsageSchema().fields.items():
+        if isinstance(field, mfields.List):  # days[] and watches[]: line items
+            expected += [f"{name}[]{key}" for key in schema_keys(field.inner.schema)]
+        else:
+            expected.append(name)
+    assert keys(OPS["credit_usage"]["outputFields"]) == expected
+    assert OPS["credit_usage"]["inputFields"] == [] and OPS["credit_usage"]["requestKeys"] == []
+
+
+def test_check_every_is_a_choice_with_its_monthly_cost():
+    for op in ("new_following", "new_following_instant"):
+        (field,) = [f for f in OPS[op]["inputFields"] if f["key"] == "checkEvery"]
+        labels = {c["value"]: c["label"] for c in field["choices"]}
+        assert labels["15"] == "every 15 minutes: about 2,900 credits a month per handle"
+        assert labels["1"].startswith("every minute: about 43,000 credits")
+        assert labels["1440"].startswith("once a day: about 30 credits")
+        assert "auto" in labels
+        for value in labels:  # every choice is a value the service accepts
+            assert CheckEvery().deserialize(value) in ("auto", int(value) if value.isdigit() else None)
+    instant = [f for f in OPS["new_following_instant"]["inputFields"] if f["key"] == "checkEvery"][0]
+    assert instant["default"] == "auto"
+
+
 def test_every_output_field_has_a_label():
     for op, spec in OPS.items():
         for item in spec["outputFields"]:
@@ -150,6 +178,7 @@ def test_every_output_field_has_a_label():
         ("searches/list_following.js", "list_following"),
         ("triggers/new_following.js", "new_following"),
         ("triggers/new_following_instant.js", "new_following_instant"),
+        ("searches/credit_usage.js", "credit_usage"),
     ],
 )
 def test_operation_modules_build_fields_from_fields_json(path, key):

@@ -29,6 +29,8 @@ from schemas.account import AccountSchema, FollowEventSchema  # noqa: E402
 from schemas.following import FollowingRequestSchema, FollowingResponseSchema  # noqa: E402
 from schemas.hooks import SubscriptionCreateSchema  # noqa: E402
 from schemas.triggers import TriggerRequestSchema  # noqa: E402
+from schemas.usage import UsageSchema  # noqa: E402
+from schemas.fields import CheckEvery  # noqa: E402
 
 FIELDS_JSON = HERE / "fields.json"
 
@@ -60,7 +62,48 @@ LABELS = {
     "hasMore": "Has More",
     "nextMinTime": "Next Page Cursor",
     "pages": "Pages Read (Credits Spent)",
+    # credit usage (UsageSchema)
+    "day": "Day (UTC)",
+    "creditsToday": "Credits Spent Today",
+    "dailyBudget": "Daily Credit Budget",
+    "budgetLeft": "Budget Left Today",
+    "resetsAt": "Budget Resets At",
+    "creditsLast30Days": "Credits in the Last 30 Days",
+    "credits": "Credits",
+    "refreshes": "Checks",
+    "status": "Status",
+    "checkEvery": "Check Every (Minutes)",
+    "lastCheckAt": "Last Check At",
+    "nextCheckAt": "Next Check At",
 }
+# Labels of the items of a list field (Zapier line items).
+LINE_ITEM_LABELS = {"following": "Account: ", "days": "Day: ", "watches": "Watched Handle: "}
+
+# checkEvery as a choice, with what each option costs a month (30 days, 1 credit a check).
+CHECK_EVERY_MINUTES = (1, 5, 15, 30, 60, 180, 360, 720, 1440)
+
+
+def _about(n: float) -> str:
+    """Two significant figures, as a person would say it: 2880 -> "2,900"."""
+    digits = len(str(int(n))) - 2
+    return f"{int(round(n, -digits) if digits > 0 else round(n)):,}"
+
+
+def _every(minutes: int) -> str:
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "once a day" if hours == 24 else "every hour" if hours == 1 else f"every {hours} hours"
+    return "every minute" if minutes == 1 else f"every {minutes} minutes"
+
+
+def check_every_choices() -> list[dict]:
+    out = [{"value": "auto", "sample": "auto",
+            "label": f"auto: checks busy handles more often, quiet ones less; about "
+                     f"{_about(30 * 1440 / 15)} credits a month per handle (like every 15 minutes)"}]
+    for minutes in CHECK_EVERY_MINUTES:
+        out.append({"value": str(minutes), "sample": str(minutes),
+                    "label": f"{_every(minutes)}: about {_about(30 * 1440 / minutes)} credits a month per handle"})
+    return out
 
 # Input labels/help where the Zapier wording differs from the API's.
 INPUT_LABELS = {
@@ -68,6 +111,7 @@ INPUT_LABELS = {
     "count": "Accounts per Page",
     "minTime": "Start After Cursor",
     "limit": "Maximum Accounts",
+    "checkEvery": "Check Every",
 }
 INPUT_HELP = {
     "handle": (
@@ -89,6 +133,12 @@ INPUT_HELP = {
         "at most about 20 seconds; if accounts remain, **Has More** is true and "
         "**Next Page Cursor** continues from there."
     ),
+    "checkEvery": (
+        "How often this handle may be checked; each check costs 1 DumplingAI credit. Checks in "
+        "between answer from what was already found, for free. If several of your Zaps watch the "
+        "same handle with the same key, the most frequent setting applies to all of them. Leave "
+        "empty for the service's default."
+    ),
 }
 
 # Output types Zapier knows; detectedAt is a datetime for Zapier's formatter.
@@ -106,7 +156,7 @@ def _type(field: mfields.Field) -> str:
         return "number"
     if isinstance(field, (mfields.DateTime,)):
         return "datetime"
-    return "string"
+    return "string"  # CheckEvery too: Zapier sends a choice's value as a string
 
 
 def _label(key: str, table: dict) -> str:
@@ -123,7 +173,7 @@ def output_fields(schema: Schema, prefix: str = "", label_prefix: str = "") -> l
     for key, field in schema.fields.items():
         key = field.data_key or key
         if isinstance(field, mfields.List) and isinstance(field.inner, mfields.Nested):
-            out.extend(output_fields(field.inner.schema, f"{prefix}{key}[]", "Account: "))
+            out.extend(output_fields(field.inner.schema, f"{prefix}{key}[]", LINE_ITEM_LABELS[key]))
             continue
         out.append(
             {
@@ -146,6 +196,8 @@ def input_fields(schema: Schema, keys: list[str]) -> list[dict]:
             "required": bool(field.required),
             "helpText": INPUT_HELP.get(key) or field.metadata.get("description") or key,
         }
+        if isinstance(field, CheckEvery):
+            item["choices"] = check_every_choices()
         out.append(item)
     return out
 
@@ -170,22 +222,39 @@ def build() -> dict:
                 "type": "trigger",
                 "requestSchema": "schemas.triggers.TriggerRequestSchema",
                 "responseSchema": "schemas.account.FollowEventSchema",
-                "inputFields": input_fields(TriggerRequestSchema(), ["handle"]),
+                "inputFields": input_fields(TriggerRequestSchema(), ["handle", "checkEvery"]),
                 # limit comes from Zapier's bundle.meta.limit; since/afterSequence are for Make/API
-                "requestKeys": ["handle", "limit"],
+                "requestKeys": ["handle", "checkEvery", "limit"],
                 "outputFields": event_out,
             },
             "new_following_instant": {
                 "type": "trigger",
                 "requestSchema": "schemas.hooks.SubscriptionCreateSchema",
                 "responseSchema": "schemas.account.FollowEventSchema",
-                "inputFields": input_fields(SubscriptionCreateSchema(), ["handle"]),
+                "inputFields": _with_default(input_fields(SubscriptionCreateSchema(), ["handle", "checkEvery"]),
+                                             "checkEvery", "auto"),
                 # targetUrl is Zapier's bundle.targetUrl
                 "requestKeys": list(SubscriptionCreateSchema().fields),
                 "outputFields": event_out,
             },
+            "credit_usage": {
+                "type": "search",
+                "requestSchema": None,  # GET /usage takes no input
+                "responseSchema": "schemas.usage.UsageSchema",
+                "inputFields": [],
+                "requestKeys": [],
+                "outputFields": output_fields(UsageSchema()),
+            },
         },
     }
+
+
+def _with_default(items: list[dict], key: str, value: str) -> list[dict]:
+    """The instant trigger checks adaptively unless the user picks a fixed interval."""
+    for item in items:
+        if item["key"] == key:
+            item["default"] = value
+    return items
 
 
 def render() -> str:

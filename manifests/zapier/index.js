@@ -14,6 +14,7 @@ const { version: platformVersion } = require('zapier-platform-core');
 
 const authentication = require('./authentication');
 const { addBearerHeader, handleErrors } = require('./lib/api');
+const creditUsage = require('./searches/credit_usage');
 const listFollowing = require('./searches/list_following');
 const newFollowing = require('./triggers/new_following');
 const newFollowingInstant = require('./triggers/new_following_instant');
@@ -41,6 +42,7 @@ module.exports = {
   },
   searches: {
     [listFollowing.key]: definitionOf(listFollowing),
+    [creditUsage.key]: definitionOf(creditUsage),
   },
   creates: {},
 };

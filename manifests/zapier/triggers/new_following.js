@@ -12,6 +12,7 @@ const KEY = 'new_following';
 // webhook payload of the instant trigger, so both triggers share this.
 const listFollowEvents = async (z, bundle) => {
   const body = { handle: bundle.inputData.handle };
+  if (bundle.inputData.checkEvery) body.checkEvery = bundle.inputData.checkEvery;
   const limit = Number(bundle.meta && bundle.meta.limit);
   if (Number.isInteger(limit) && limit > 0) {
     body.limit = Math.min(limit, 300); // TriggerRequestSchema MAX_ITEMS

@@ -12,7 +12,8 @@ const performSubscribe = async (z, bundle) => {
   const response = await z.request({
     method: 'POST',
     url: apiUrl('hooks'),
-    body: { handle: bundle.inputData.handle, targetUrl: bundle.targetUrl },
+    // checkEvery: the field defaults to "auto" in the Zap editor; empty leaves the service's default.
+    body: { handle: bundle.inputData.handle, targetUrl: bundle.targetUrl, checkEvery: bundle.inputData.checkEvery || undefined },
   });
   // Stored by Zapier as bundle.subscribeData: {id, handle, targetUrl, secret, ...}
   return response.data;
@@ -71,7 +72,8 @@ module.exports = {
   display: {
     label: 'New Followed Account (Instant)',
     description:
-      'Triggers when a TikTok user follows a new account, delivered instantly by webhook.',
+      'Triggers when a TikTok user follows a new account, by webhook within about 15 minutes ' +
+      '(or within your Check Every setting).',
   },
   operation: {
     type: 'hook',
