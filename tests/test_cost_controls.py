@@ -99,13 +99,19 @@ def test_the_worker_counts_its_refreshes_to_the_owner(client, fake_upstream, svc
 # ---------------------------------------------------------------- the budget
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "1.5", "", "99999999999", "١٢"])
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5", "+3", "99999999999", "١٢"])
 def test_a_bad_budget_header_is_a_400_naming_it(client, fake_upstream, value):
     resp = client.post("/v1/api/following", json={"handle": "alice"}, headers={**AUTH, BUDGET: value})
     assert resp.status_code == 400
     body = resp.get_json()
     assert body["code"] == "invalid_budget_header" and BUDGET in body["error"] and BUDGET in body["fields"]
     assert fake_upstream.credits_spent() == 0
+
+
+def test_an_empty_budget_header_is_no_budget(client, fake_upstream):
+    # What an app sends when its optional connection field is left blank.
+    fake_upstream.seed("alice", 3)
+    assert client.post("/v1/api/following", json={"handle": "alice"}, headers={**AUTH, BUDGET: " "}).status_code == 200
 
 
 def test_a_budget_of_zero_spends_nothing(client, fake_upstream):

@@ -44,10 +44,9 @@ class Caller:
 
 
 def _budget_from_request() -> int | None:
-    raw = request.headers.get(errors.BUDGET_HEADER)
-    if raw is None:
-        return None
-    raw = raw.strip()
+    raw = (request.headers.get(errors.BUDGET_HEADER) or "").strip()
+    if not raw:
+        return None  # absent, or empty (an app's optional connection field left blank): no budget
     if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_BUDGET:
         raise errors.invalid_budget_header()
     return int(raw)
