@@ -99,7 +99,7 @@ def test_the_worker_counts_its_refreshes_to_the_owner(client, fake_upstream, svc
 # ---------------------------------------------------------------- the budget
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "1.5", "+3", "99999999999", "١٢"])
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5", "+3", "100000000", "١٢"])
 def test_a_bad_budget_header_is_a_400_naming_it(client, fake_upstream, value):
     resp = client.post("/v1/api/following", json={"handle": "alice"}, headers={**AUTH, BUDGET: value})
     assert resp.status_code == 400

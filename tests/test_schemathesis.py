@@ -6,7 +6,9 @@ One check is left out, on purpose: `ignored_auth` sends a made-up key and expect
 The service cannot tell a made-up key from a real one without spending one of the user's
 credits upstream, so reads scoped to a key's owner hash answer what that key owns:
 nothing (an empty list, or 404 for someone else's subscription id). Every route that
-reaches the upstream does answer 401 for a refused key (tests/test_errors.py)."""
+reaches the upstream does answer 401 for a refused key (tests/test_errors.py).
+
+X-Daily-Credit-Budget is sent with a budget never reached (see the command)."""
 from __future__ import annotations
 
 import os
@@ -24,6 +26,10 @@ def test_schemathesis_finds_no_conformance_failure(live_service, fake_upstream, 
         str(Path(sys.executable).parent / "schemathesis"), "run", f"{live_service.url}/openapi.json",
         "--checks", "all", "--exclude-checks", "ignored_auth",
         "--header", f"Authorization: Bearer {API_KEY}",
+        # A budget that is never reached: like the fake's unlimited credits, so a 402 (budget or
+        # credits spent, both documented) never passes for a rejected valid request. Bad budget
+        # headers are tested in tests/test_cost_controls.py.
+        "--header", "X-Daily-Credit-Budget: 99999999",
         "--max-examples", examples, "--workers", "1", "--seed", "1", "--generation-deterministic",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,

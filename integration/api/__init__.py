@@ -27,7 +27,7 @@ from integration.services import Services
 
 logger = logging.getLogger("app")
 MAX_KEY_LENGTH = 512
-MAX_BUDGET = 10_000_000
+MAX_BUDGET = 99_999_999  # 8 digits: the documented pattern
 
 
 def services() -> Services:
