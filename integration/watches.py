@@ -43,6 +43,7 @@ class RefreshResult:
     new_events: int = 0
     truncated: bool = False
     budget_reached: bool = False  # the daily budget stopped the refresh: the journal answers
+    fresh: bool = False           # not needed: another refresh finished inside the window
 
 
 class WatchGone(Exception):
@@ -120,13 +121,13 @@ def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform,
                  *, window: float | None = None, wait_seconds: float = WAIT_SECONDS) -> RefreshResult:
     """Refresh the watch unless a refresh finished inside the window (or while we waited)."""
     window = svc.settings.refresh_window_seconds if window is None else window
-    started = utcnow()
+    started = svc.clock()
     fresh_cutoff = started - dt.timedelta(seconds=window)
     deadline = time.monotonic() + wait_seconds
     while True:
         token = _claim(svc, watch_id, fresh_cutoff)
         if token is _FRESH:
-            return RefreshResult(refreshed=False)
+            return RefreshResult(refreshed=False, fresh=True)
         if token is not None:
             return _refresh(svc, watch_id, token, api_key, platform, meter)
         if time.monotonic() >= deadline:

@@ -192,11 +192,14 @@ class Worker:
             self._change_watch(job, policies.paused("undecryptable").values())
             return
         meter = Meter(account=Account.for_owner(self.svc, job.owner_hash, job.daily_budget))
+        # With a checkEvery, a refresh a trigger call made inside the interval counts ("whoever
+        # asks"): the worker then only moves its next poll. Without one, as before: every poll.
+        interval = claims.watch_interval(self.svc, job.watch_id, self.svc.clock())
         try:
             # wait_seconds=0: if another process holds the lease it is refreshing right now,
             # and its commit writes the outbox for our subscriptions too.
             result = watches.ensure_fresh(self.svc, job.watch_id, api_key, job.platform, meter,
-                                          window=0, wait_seconds=0)
+                                          window=interval.total_seconds() if interval else 0, wait_seconds=0)
         except BudgetReached as reached:
             # The key's budget is spent for today: check again when it resets.
             self._change_watch(job, {"next_poll_at": reached.resets_at})
@@ -219,9 +222,10 @@ class Worker:
             meter.close()
             if meter.credits:
                 CREDITS_SPENT.labels(job.platform.value).inc(meter.credits)
+        if result.refreshed or result.fresh:  # else another process holds the refresh: the claim's retry stands
+            claims.schedule_next(self.svc, job.watch_id, self.svc.clock(), refreshed=result.refreshed)
         if result.refreshed:
             self._count("refreshed")
-            claims.schedule_next(self.svc, job.watch_id, self.svc.clock())
             if not job.was_clean:  # back to normal after trouble (skipped otherwise: one write less per refresh)
                 self._change_watch(job, {"status": WatchStatus.ACTIVE, "status_reason": None})
             if self.rotating:

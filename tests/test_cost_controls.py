@@ -247,6 +247,7 @@ def test_auto_checks_a_busy_handle_more_often_than_a_quiet_one_at_the_same_cost(
         fake_upstream.follow(busy)
 
     def worker_round():
+        svc.clock.offset += dt.timedelta(hours=1)  # past any interval "auto" may give
         with svc.sessions() as session:
             session.execute(update(Watch).values(next_poll_at=svc.clock()))
             session.commit()
@@ -265,3 +266,25 @@ def test_auto_checks_a_busy_handle_more_often_than_a_quiet_one_at_the_same_cost(
     # Together they cost what two fixed 15-minute checks cost (2 x 96 checks a day).
     per_day = sum(86400 / d.total_seconds() for d in due.values())
     assert per_day == pytest.approx(2 * 96, rel=0.02)
+
+
+def test_the_worker_counts_a_trigger_refresh_inside_check_every(client, fake_upstream, svc):
+    """checkEvery holds whoever asks: a trigger call refreshed the watch 5 minutes before the
+    worker's turn, so the worker does not pay again; it polls one interval after that refresh."""
+    handle = unique_handle()
+    fake_upstream.seed(handle, 3)
+    assert client.post("/v1/api/hooks", json={"handle": handle, "targetUrl": "http://127.0.0.1:9/h",
+                                              "checkEvery": 10}, headers=AUTH).status_code == 201
+    with svc.sessions() as session:  # as if a trigger call had refreshed it 5 minutes ago
+        refreshed_at = svc.clock() - dt.timedelta(minutes=5)
+        session.execute(update(Watch).values(last_refresh_at=refreshed_at, next_poll_at=svc.clock()))
+        session.commit()
+    spent = fake_upstream.credits_spent()
+    worker = Worker(svc)
+    try:
+        assert worker.refresh_due() == 1
+    finally:
+        worker.close()
+    assert fake_upstream.credits_spent() == spent
+    with svc.sessions() as session:
+        assert session.scalar(select(Watch.next_poll_at)) == refreshed_at + dt.timedelta(minutes=10)
