@@ -121,7 +121,7 @@ def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform,
                  *, window: float | None = None, wait_seconds: float = WAIT_SECONDS) -> RefreshResult:
     """Refresh the watch unless a refresh finished inside the window (or while we waited)."""
     window = svc.settings.refresh_window_seconds if window is None else window
-    started = svc.clock()
+    started = utcnow()  # the clock `last_refresh_at` is written with (_commit)
     fresh_cutoff = started - dt.timedelta(seconds=window)
     deadline = time.monotonic() + wait_seconds
     while True:

@@ -80,7 +80,10 @@ def test_the_worker_counts_its_refreshes_to_the_owner(client, fake_upstream, svc
                                                 "checkEvery": 10}, headers=AUTH)
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["checkEvery"] == 10
-    svc.clock.offset = dt.timedelta(minutes=11)
+    with svc.sessions() as session:  # 11 minutes later
+        session.execute(update(Watch).values(last_refresh_at=utcnow() - dt.timedelta(minutes=11),
+                                             next_poll_at=svc.clock()))
+        session.commit()
     worker = Worker(svc)
     try:
         assert worker.refresh_due() == 1
@@ -247,9 +250,9 @@ def test_auto_checks_a_busy_handle_more_often_than_a_quiet_one_at_the_same_cost(
         fake_upstream.follow(busy)
 
     def worker_round():
-        svc.clock.offset += dt.timedelta(hours=1)  # past any interval "auto" may give
-        with svc.sessions() as session:
-            session.execute(update(Watch).values(next_poll_at=svc.clock()))
+        with svc.sessions() as session:  # an hour later: past any interval "auto" may give
+            session.execute(update(Watch).values(next_poll_at=svc.clock(),
+                                                 last_refresh_at=utcnow() - dt.timedelta(hours=1)))
             session.commit()
         worker = Worker(svc)
         try:
