@@ -50,10 +50,10 @@ def interval_for(session, watch: Watch, now: dt.datetime) -> dt.timedelta | None
     if not watch.check_auto:
         return None
     # The key's "auto" watches share its budget (or a fixed 15-minute check's cost each).
-    peers = session.execute(select(Watch.id, Watch.daily_budget).where(
+    peers = session.execute(select(Watch.id).where(
         Watch.owner_hash == watch.owner_hash, Watch.check_auto.is_(True),
         Watch.check_every_minutes.is_(None))).all()
-    ids = [i for i, _ in peers] or [watch.id]
+    ids = sorted({i for (i,) in peers} | {watch.id})
     since = now - adaptive.HORIZON
     detections: dict[int, list[dt.datetime]] = {i: [] for i in ids}
     for watch_id, moment in session.execute(select(Event.watch_id, Event.detected_at)
@@ -62,4 +62,4 @@ def interval_for(session, watch: Watch, now: dt.datetime) -> dt.timedelta | None
     rates = {i: adaptive.follow_rate(d, now) for i, d in detections.items()}
     checks = (watch.daily_budget if watch.daily_budget is not None
               else adaptive.default_checks_per_day(len(ids)))
-    return adaptive.intervals(rates, checks).get(watch.id)
+    return adaptive.intervals(rates, checks)[watch.id]

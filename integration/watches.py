@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import load_only
 
 from integration import ledger
 from integration.db import transaction
@@ -51,6 +52,9 @@ class WatchGone(Exception):
 
 
 TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
+# What a trigger call reads of its watch (not the baseline and detection state it does not need).
+_SCHEDULE_COLUMNS = load_only(Watch.id, Watch.owner_hash, Watch.last_used_at, Watch.check_every_minutes,
+                              Watch.check_auto, Watch.daily_budget)
 
 
 def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
@@ -66,7 +70,8 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     for _ in range(3):
         now = svc.clock()
         with svc.sessions() as session:
-            watch = session.scalar(select(Watch).where(Watch.owner_hash == owner, Watch.handle == handle))
+            watch = session.scalar(select(Watch).options(_SCHEDULE_COLUMNS)
+                                   .where(Watch.owner_hash == owner, Watch.handle == handle))
             changes = wish.changes(watch) if watch is not None else {}
         if watch is None:
             token = secrets.token_hex(16)
@@ -94,12 +99,11 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
             with transaction(svc.sessions) as session:
                 session.execute(update(Watch).where(Watch.id == watch_id).values(**changes)
                                 .execution_options(synchronize_session=False))
-        if "window" not in fresh:
+        for name, value in changes.items():  # the row as it is now (a detached copy)
+            setattr(watch, name, value)
+        if "window" not in fresh and (watch.check_every_minutes is not None or watch.check_auto):
             with svc.sessions() as session:
-                current = session.get(Watch, watch_id)
-                interval = interval_for(session, current, now) if current is not None else None
-            if interval is not None:
-                fresh["window"] = interval.total_seconds()
+                fresh["window"] = interval_for(session, watch, now).total_seconds()
         try:
             return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, **fresh)
         except WatchGone:
