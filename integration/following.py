@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable
 
 from integration.errors import UpstreamFailure
+from integration.ledger import BudgetReached
 from integration.platforms import Platform
 from integration.upstream import DumplingClient, Meter
 
@@ -42,6 +43,10 @@ def list_following(client: DumplingClient, api_key: str, handle: str, platform: 
             if pages == 0 or failure.kind not in _RECOVERABLE:
                 raise
             break  # has_more stays True: the user continues from `cursor`
+        except BudgetReached:
+            if pages == 0:
+                raise
+            break  # the pages already paid for are answered; the rest after the budget resets
         slowest = max(slowest, clock() - started)
         pages += 1
         total = page.total if page.total is not None else total

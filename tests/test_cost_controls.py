@@ -153,6 +153,16 @@ def test_the_budget_stops_refreshes_and_triggers_answer_from_the_journal(client,
     assert report["creditsToday"] == 4 and report["dailyBudget"] == 4 and report["budgetLeft"] == 0
 
 
+def test_a_budget_reached_mid_listing_answers_the_pages_already_paid_for(client, fake_upstream):
+    handle = unique_handle()
+    fake_upstream.seed(handle, 40)
+    resp = client.post("/v1/api/following", json={"handle": handle, "count": 10, "limit": 40}, headers=with_budget(2))
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert (body["pages"], body["count"], body["hasMore"]) == (2, 20, True) and body["nextMinTime"] is not None
+    assert fake_upstream.credits_spent() == 2
+
+
 def test_failed_calls_do_not_use_up_the_budget(client, fake_upstream, app):
     fake_upstream.seed("alice", 3)
     fake_upstream.fail_next(503, times=1)  # retried inside one call, on the same reservation
