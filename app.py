@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, g, request
 
 from integration import errors
-from integration.api import Api, health, hooks, platform_routes
+from integration.api import MAX_BUDGET, Api, health, hooks, platform_routes
 from integration.config import Settings
 from integration.observability import CREDITS_SPENT, HTTP_LATENCY, HTTP_REQUESTS, configure_logging, log, method_label
 from integration.platforms import Platform, PlatformConverter
@@ -46,9 +46,30 @@ def create_app(overrides: dict | None = None, services: Services | None = None) 
     api.register_converter(PlatformConverter, lambda _conv: {"type": "string", "enum": [p.value for p in Platform]})
     for blp in (platform_routes.blp, hooks.blp, health.blp):
         api.register_blueprint(blp)
+    _document_budget_header(api)
     app.extensions["tiktok_following"] = services or Services.build(settings)
     _install_request_hooks(app, settings)
     return app
+
+
+def _document_budget_header(api: Api) -> None:
+    """Every operation that acts for a key accepts X-Daily-Credit-Budget (integration/ledger.py).
+    Added after registration: apispec keeps the paths in `_paths`, and a per-view `doc(parameters=)`
+    would replace the operation's own query parameters instead of adding to them."""
+    api.spec.components.parameter("DailyCreditBudget", "header", {
+        "name": errors.BUDGET_HEADER, "required": False,
+        # A string of digits: an empty value (an app's blank optional field) means no budget.
+        "schema": {"type": "string", "pattern": f"^[0-9]{{0,{len(str(MAX_BUDGET))}}}$"},
+        "description": "The most DumplingAI credits the service may spend for this key per UTC day (0: none; "
+                       "empty: no budget). "
+                       "Once reached, nothing more is asked upstream until 00:00 UTC: triggers answer from the "
+                       "journal, the action answers 402 daily_budget_reached. Subscribing stores it for the worker."})
+    for path, operations in api.spec._paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation.setdefault("parameters", []).append({"$ref": "#/components/parameters/DailyCreditBudget"})
 
 
 def _check_body(max_bytes: int) -> None:
@@ -86,6 +107,8 @@ def _install_request_hooks(app: Flask, settings: Settings) -> None:
     @app.after_request
     def _finish(response):
         meter: Meter = g.get("meter")
+        if meter is not None:
+            meter.close()  # unused budget reservations go back
         platform = (request.view_args or {}).get("platform")
         if meter is not None and platform is not None:
             response.headers.update(meter.headers() if meter.calls else {"X-Credits-Used": "0"})

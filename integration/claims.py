@@ -26,7 +26,9 @@ from integration import subscriptions, watches
 from integration.db import transaction
 from integration.jobs import CLAIMABLE, DeliveryJob, DeliveryOutcome, DeliveryStatus, Outcome, RefreshJob, WatchStatus
 from integration.models import Delivery, Event, Subscription, Watch
+from integration.adaptive import MIN_INTERVAL, next_check
 from integration.platforms import Platform
+from integration.schedule import interval_for
 from integration.services import Services
 
 SCAN_FACTOR = 8  # candidates per free slot: enough to see several owners, bounded work per claim
@@ -56,7 +58,8 @@ def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJo
         rows = session.execute(
             update(Watch).where(Watch.id.in_(due.scalar_subquery()))
             .values(next_poll_at=now + interval)
-            .returning(Watch.id, Watch.api_key_enc, Watch.status, Watch.status_reason)
+            .returning(Watch.id, Watch.api_key_enc, Watch.status, Watch.status_reason, Watch.owner_hash,
+                       Watch.daily_budget)
             .execution_options(synchronize_session=False)).all()
         if not rows:
             return []
@@ -68,8 +71,31 @@ def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJo
                 .order_by(Subscription.created_at)):
             platforms.setdefault(watch_id, Platform(platform))
     return [RefreshJob(watch_id, key_enc, platforms.get(watch_id, Platform.API),
-                       status == WatchStatus.ACTIVE and reason is None)
-            for watch_id, key_enc, status, reason in rows]
+                       status == WatchStatus.ACTIVE and reason is None, owner, budget)
+            for watch_id, key_enc, status, reason, owner, budget in rows]
+
+
+def watch_interval(svc: Services, watch_id: int, now: dt.datetime) -> dt.timedelta | None:
+    """The watch's checkEvery interval (fixed or adaptive); None: POLL_INTERVAL_SECONDS applies."""
+    with svc.sessions() as session:
+        watch = session.get(Watch, watch_id)
+        return interval_for(session, watch, now) if watch is not None else None
+
+
+def schedule_next(svc: Services, watch_id: int, now: dt.datetime, *, refreshed: bool) -> None:
+    """After the worker's turn: the next poll one interval (checkEvery, adaptive, or
+    POLL_INTERVAL_SECONDS) after the watch's last refresh, whoever made it. When a trigger
+    call refreshed it meanwhile (`refreshed` False), that refresh counts (never sooner than
+    the shortest interval)."""
+    with transaction(svc.sessions) as session:
+        watch = session.get(Watch, watch_id)
+        if watch is None or watch.next_poll_at is None:
+            return
+        interval = interval_for(session, watch, now) or dt.timedelta(seconds=svc.settings.poll_interval_seconds)
+        if refreshed or watch.last_refresh_at is None:
+            watch.next_poll_at = now + interval
+        else:
+            watch.next_poll_at = next_check(watch.last_refresh_at, interval, now + MIN_INTERVAL)
 
 
 def change_watch(svc: Services, watch_id: int, key_enc: str, **values) -> None:

@@ -138,3 +138,21 @@ def body_too_large(max_bytes: int | None) -> ApiError:
     limit = f" ({max_bytes // 1024} KiB)" if max_bytes else ""
     return ApiError(413, "body_too_large", f"The request body is larger than we accept{limit}; "
                                            "send only the documented fields.")
+
+
+BUDGET_HEADER = "X-Daily-Credit-Budget"
+
+
+def invalid_budget_header() -> ApiError:
+    return ApiError(400, "invalid_budget_header",
+                    f"The {BUDGET_HEADER} header must be a whole number of credits, 0 or more "
+                    "(0 spends nothing); fix it in your connection settings.",
+                    fields={BUDGET_HEADER: ["Must be a whole number, 0 or more."]})
+
+
+def daily_budget_reached(resets_at) -> ApiError:
+    when = resets_at.strftime("%Y-%m-%d %H:%M") + " UTC"
+    return ApiError(402, "daily_budget_reached",
+                    f"Your daily credit budget ({BUDGET_HEADER}) is spent for today: nothing more is asked of "
+                    f"DumplingAI until it resets at {when} (midnight UTC). Raise the budget in your connection "
+                    "to continue now.")

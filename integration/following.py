@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 from integration.errors import UpstreamFailure
 from integration.filters import NO_FILTERS, Filters
+from integration.ledger import BudgetReached
 from integration.platforms import Platform
 from integration.upstream import DumplingClient, Meter
 
@@ -54,6 +55,10 @@ class Pager:
                 if self.pages == 0 or failure.kind not in _RECOVERABLE:
                     raise
                 return  # has_more stays True: the user continues from `cursor`
+            except BudgetReached:
+                if self.pages == 0:
+                    raise
+                return  # the pages already paid for are answered; the rest after the budget resets
             self.slowest = max(self.slowest, self.clock() - started)
             self.pages += 1
             self.total = page.total if page.total is not None else self.total

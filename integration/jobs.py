@@ -42,6 +42,8 @@ class RefreshJob:
     key_enc: str        # the stored key it was claimed with: a reconnect meanwhile wins
     platform: Platform  # requestSource follows the platform the user subscribed from
     was_clean: bool     # active without a reason: a success needs no status write
+    owner_hash: str = ""          # whose ledger the refresh's credits go to
+    daily_budget: int | None = None  # the budget stored with the watch (X-Daily-Credit-Budget)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, true)
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, false, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -51,6 +51,37 @@ class Watch(Base):
     # Retention (integration.retention): when a trigger call or a subscribe last asked for it,
     # written at most hourly; a watch without subscriptions unused for WATCH_IDLE_DAYS goes.
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Cost controls (integration/ledger.py, integration/adaptive.py): the smallest fixed
+    # `checkEvery` any caller of the key asked for (minutes; None: none asked), whether a
+    # caller asked for "auto", and the daily budget the last request carrying one sent
+    # (the worker spends within it).
+    check_every_minutes: Mapped[int | None] = mapped_column(Integer)
+    check_auto: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), nullable=False)
+    daily_budget: Mapped[int | None] = mapped_column(Integer)
+
+
+class CreditDay(Base):
+    """The exact credit ledger: one row per key owner and UTC day. `reserved` counts upstream
+    calls in flight under a budget (integration/ledger.py)."""
+
+    __tablename__ = "credit_days"
+
+    owner_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    credits: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    reserved: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    refreshes: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+
+class WatchDay(Base):
+    """Credits and refreshes of one watch per UTC day (GET /usage, per watch)."""
+
+    __tablename__ = "watch_days"
+
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    credits: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    refreshes: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
 
 class KnownAccount(Base):

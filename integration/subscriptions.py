@@ -16,6 +16,7 @@ from integration.delivery import TargetRefused, check_target_url, new_secret
 from integration.filters import NO_FILTERS, Filters
 from integration.models import Delivery, Event, Subscription, Watch
 from integration.platforms import Platform
+from integration.schedule import Wish, check_every_label, interval_for
 from integration.services import Services
 from integration.upstream import Meter
 
@@ -29,7 +30,7 @@ class EventKind(StrEnum):
 
 def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: str, target_url: str,
            meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING,
-           filters: Filters = NO_FILTERS) -> tuple[dict, bool]:
+           filters: Filters = NO_FILTERS, wish: Wish = Wish()) -> tuple[dict, bool]:
     """Subscribe, or return the caller's identical subscription: (view with secret, created?).
 
     Idempotent on (owner, handle, event, target): Zapier and Make re-subscribe the same
@@ -45,7 +46,7 @@ def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: 
     for _ in range(3):
         # Takes (or refreshes) the baseline now, so the first delivery is a genuinely new
         # follow; a refused key stops here with nothing stored.
-        watch_id, _ = watches.open_watch(svc, owner, handle, api_key, platform, meter)
+        watch_id, _ = watches.open_watch(svc, owner, handle, api_key, platform, meter, wish)
         try:
             return _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash, filters)
         except (IntegrityError, watches.WatchGone):
@@ -85,8 +86,10 @@ def _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, t
         # subscribing again with a working key resumes a paused watch.
         watch.api_key_enc = svc.vault.encrypt(api_key)
         watch.status, watch.status_reason = "active", None
-        if watch.next_poll_at is None:
-            watch.next_poll_at = svc.clock() + dt.timedelta(seconds=svc.settings.poll_interval_seconds)
+        now = svc.clock()
+        first = now + (interval_for(session, watch, now) or dt.timedelta(seconds=svc.settings.poll_interval_seconds))
+        if watch.next_poll_at is None or watch.next_poll_at > first:  # a smaller checkEvery takes effect now
+            watch.next_poll_at = first
         session.flush()
         out = _view(sub, watch, handle)
     out["secret"] = secret  # Zapier/Make keep it to verify signatures
@@ -178,6 +181,7 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
         "createdAt": watches.iso(sub.created_at),
         "deliveredCount": counts.get("delivered", 0), "failedCount": counts.get("failed", 0),
         "filters": json.loads(sub.filters) if sub.filters else None,
+        "checkEvery": check_every_label(watch),
     }
 
 

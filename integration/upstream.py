@@ -50,22 +50,50 @@ class RawAnswer:
 
 @dataclass
 class Meter:
-    """What one of our answers cost: upstream calls, credits, latest rate-limit headers."""
+    """What one of our answers cost: upstream calls, credits, latest rate-limit headers.
+
+    With an `account` (integration.ledger.Account), every credit goes to the ledger as it
+    is spent, and under a budget every call first reserves one (`before_call`); a failed
+    call's reservation is kept for the next attempt, `close()` gives back the rest."""
 
     calls: int = 0
     credits: int = 0
     rate_limit: dict = field(default_factory=dict)
+    account: object | None = None
+    _spare: int = 0  # reservations taken and not yet spent
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def before_call(self) -> None:
+        """Raises ledger.BudgetReached when the budget has no credit left for this call."""
+        if self.account is None or self.account.budget is None:
+            return
+        with self._lock:
+            if self._spare:
+                self._spare -= 1
+                return
+        self.account.reserve()
+
     def record(self, status: int | None, headers) -> None:
+        reserved = self.account is not None and self.account.budget is not None
         with self._lock:
             self.calls += 1
             if status == 200:
                 self.credits += 1
+            elif reserved:
+                self._spare += 1  # a failed call is free: its credit stays reserved for a retry
             if headers is not None:
                 for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining"):
                     if headers.get(name) is not None:
                         self.rate_limit[name] = headers[name]
+        if status == 200 and self.account is not None:
+            self.account.spent(reserved)
+
+    def close(self) -> None:
+        """The request is over: unused reservations go back to the budget."""
+        with self._lock:
+            spare, self._spare = self._spare, 0
+        if spare and self.account is not None:
+            self.account.give_back(spare)
 
     def headers(self) -> dict:
         out = {"X-Credits-Used": str(self.credits)}
@@ -118,6 +146,8 @@ class DumplingClient:
         attempt = 0
         while True:
             attempt += 1
+            if meter is not None:
+                meter.before_call()  # the daily budget: no credit left, no call
             remaining = deadline - time.monotonic()
             try:
                 response = self.session.post(

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import load_only
 
+from integration import ledger
 from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, KnownAccount, Subscription, Watch
@@ -24,6 +26,7 @@ from integration.errors import UpstreamFailure
 from integration.filters import NO_FILTERS, Filters
 from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform
+from integration.schedule import Wish, interval_for
 from integration.services import Services
 from integration.upstream import Meter
 
@@ -41,6 +44,8 @@ class RefreshResult:
     refreshed: bool          # this call paid for a refresh
     new_events: int = 0
     truncated: bool = False
+    budget_reached: bool = False  # the daily budget stopped the refresh: the journal answers
+    fresh: bool = False           # not needed: another refresh finished inside the window
 
 
 class WatchGone(Exception):
@@ -48,26 +53,35 @@ class WatchGone(Exception):
 
 
 TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
+# What a trigger call reads of its watch (not the baseline and detection state it does not need).
+_SCHEDULE_COLUMNS = load_only(Watch.id, Watch.owner_hash, Watch.last_used_at, Watch.check_every_minutes,
+                              Watch.check_auto, Watch.daily_budget)
 
 
 def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
-               **fresh) -> tuple[int, RefreshResult]:
+               wish: Wish = Wish(), **fresh) -> tuple[int, RefreshResult]:
     """The watch for (owner, handle), refreshed as `ensure_fresh` does, and marked used.
 
     A new watch is inserted holding its lease (so concurrent callers wait for its baseline
     instead of paying again) and deleted if that first refresh fails: a key the upstream
-    refused leaves no row behind."""
+    refused leaves no row behind. The caller's `wish` (checkEvery, budget) is stored on the
+    watch; a `checkEvery` makes the refresh window that long, whoever asks. Over the daily
+    budget an existing watch is answered from its journal (a new one raises BudgetReached:
+    it has no journal yet)."""
     for _ in range(3):
         now = svc.clock()
         with svc.sessions() as session:
-            row = session.execute(select(Watch.id, Watch.last_used_at)
-                                  .where(Watch.owner_hash == owner, Watch.handle == handle)).first()
-        if row is None:
+            watch = session.scalar(select(Watch).options(_SCHEDULE_COLUMNS)
+                                   .where(Watch.owner_hash == owner, Watch.handle == handle))
+            changes = wish.changes(watch) if watch is not None else {}
+        if watch is None:
             token = secrets.token_hex(16)
             try:
                 with transaction(svc.sessions) as session:
                     watch = Watch(owner_hash=owner, handle=handle, last_used_at=now, lease_token=token,
-                                  lease_until=_lease_until(svc))
+                                  lease_until=_lease_until(svc), check_auto=False)
+                    for name, value in wish.changes(watch).items():
+                        setattr(watch, name, value)
                     session.add(watch)
                     session.flush()
                     watch_id = watch.id
@@ -79,15 +93,24 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
             except BaseException:
                 _delete_unborn(svc, watch_id)
                 raise
-        watch_id, used = row
+        watch_id, used = watch.id, watch.last_used_at
         if used is None or used < now - TOUCH_EVERY:
+            changes["last_used_at"] = now
+        if changes:
             with transaction(svc.sessions) as session:
-                session.execute(update(Watch).where(Watch.id == watch_id).values(last_used_at=now)
+                session.execute(update(Watch).where(Watch.id == watch_id).values(**changes)
                                 .execution_options(synchronize_session=False))
+        for name, value in changes.items():  # the row as it is now (a detached copy)
+            setattr(watch, name, value)
+        if "window" not in fresh and (watch.check_every_minutes is not None or watch.check_auto):
+            with svc.sessions() as session:
+                fresh["window"] = interval_for(session, watch, now).total_seconds()
         try:
             return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, **fresh)
         except WatchGone:
             continue
+        except ledger.BudgetReached:
+            return watch_id, RefreshResult(refreshed=False, budget_reached=True)
     raise RuntimeError("the watch kept disappearing")
 
 
@@ -109,7 +132,7 @@ def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform,
     while True:
         token = _claim(svc, watch_id, fresh_cutoff)
         if token is _FRESH:
-            return RefreshResult(refreshed=False)
+            return RefreshResult(refreshed=False, fresh=True)
         if token is not None:
             return _refresh(svc, watch_id, token, api_key, platform, meter)
         if time.monotonic() >= deadline:
@@ -155,13 +178,16 @@ def release(svc: Services, watch_id: int, token: str) -> None:
 
 
 def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: Platform, meter: Meter) -> RefreshResult:
+    before, done = meter.credits, False
     try:
         with transaction(svc.sessions) as session:
             watch = session.get(Watch, watch_id)
             handle = watch.handle
             state = WatchState(watch.watermark, tuple(json.loads(watch.top_ids)), watch.watermark_exclusive)
         outcome, first_page = _detect(svc, watch_id, handle, state, api_key, platform, meter)
-        return _commit(svc, watch_id, token, outcome, first_page)
+        result = _commit(svc, watch_id, token, outcome, first_page)
+        done = True
+        return result
     except BaseException:
         # Nothing was written (the commit is one transaction): free the watch at once rather
         # than making every caller wait for the lease to expire.
@@ -169,6 +195,21 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
         raise
     finally:
         svc.leases.drop(token)
+        _count(meter, watch_id, meter.credits - before, done)
+
+
+def _count(meter: Meter, watch_id: int, credits: int, refreshed: bool) -> None:
+    """The watch's line of the ledger (the owner's credits were counted call by call)."""
+    account = meter.account
+    if account is None:
+        return
+    try:
+        if refreshed:
+            account.refreshed(watch_id, credits)
+        elif credits:
+            ledger.add_watch(account.sessions, watch_id, account.day, credits=credits, refreshes=0)
+    except IntegrityError:
+        pass  # the watch was deleted meanwhile; the owner's credits are counted all the same
 
 
 def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, tuple]:

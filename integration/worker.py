@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from integration import claims, policies, retention, watches
 from integration.delivery import Sender, webhook_headers
 from integration.errors import UpstreamFailure
+from integration.ledger import Account, BudgetReached
 from integration.jobs import DeliveryJob, DeliveryOutcome, Outcome, RefreshJob, WatchStatus
 from integration.observability import CREDITS_SPENT, WEBHOOK_DELIVERIES, configure_logging, log
 from integration.sendgate import SendGate
@@ -190,12 +191,20 @@ class Worker:
         if api_key is None:
             self._change_watch(job, policies.paused("undecryptable").values())
             return
-        meter = Meter()
+        meter = Meter(account=Account.for_owner(self.svc, job.owner_hash, job.daily_budget))
+        # With a checkEvery, a refresh a trigger call made inside the interval counts ("whoever
+        # asks"): the worker then only moves its next poll. Without one, as before: every poll.
+        interval = claims.watch_interval(self.svc, job.watch_id, self.svc.clock())
         try:
             # wait_seconds=0: if another process holds the lease it is refreshing right now,
             # and its commit writes the outbox for our subscriptions too.
             result = watches.ensure_fresh(self.svc, job.watch_id, api_key, job.platform, meter,
-                                          window=0, wait_seconds=0)
+                                          window=interval.total_seconds() if interval else 0, wait_seconds=0)
+        except BudgetReached as reached:
+            # The key's budget is spent for today: check again when it resets.
+            self._change_watch(job, {"next_poll_at": reached.resets_at})
+            log(logger, logging.INFO, "daily budget reached; next check at reset", watch_id=job.watch_id)
+            return
         except UpstreamFailure as failure:
             self._count("refresh_failed")
             log(logger, logging.WARNING, "refresh failed upstream", watch_id=job.watch_id, kind=failure.kind,
@@ -210,8 +219,11 @@ class Worker:
             logger.exception("refresh failed", extra={"fields": {"watch_id": job.watch_id}})
             return
         finally:
+            meter.close()
             if meter.credits:
                 CREDITS_SPENT.labels(job.platform.value).inc(meter.credits)
+        if result.refreshed or result.fresh:  # else another process holds the refresh: the claim's retry stands
+            claims.schedule_next(self.svc, job.watch_id, self.svc.clock(), refreshed=result.refreshed)
         if result.refreshed:
             self._count("refreshed")
             if not job.was_clean:  # back to normal after trouble (skipped otherwise: one write less per refresh)

@@ -46,3 +46,33 @@ class UtcDateTime(fields.AwareDateTime):
             return parsed.astimezone(dt.timezone.utc)
         except (OverflowError, ValueError):
             raise ValidationError("The time must fall between years 1 and 9999 once converted to UTC.") from None
+
+
+CHECK_EVERY_MAX = 1440  # minutes: once a day
+
+
+class CheckEvery(fields.Field):
+    """`checkEvery`: minutes between checks (1 to 1440), or "auto" (integration/adaptive.py).
+    A numeric string ("15", as a Zapier choice sends it) is read as its number."""
+
+    def __init__(self, **kwargs):
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault("description",
+                            "How often the handle may be checked, in minutes (1 to 1440), or \"auto\": more often "
+                            "for handles that follow often, within your budget. Polls in between answer from the "
+                            "journal for free. Several of your Zaps/scenarios on one handle: the smallest wins.")
+        metadata["oneOf"] = [{"type": "integer", "minimum": 1, "maximum": CHECK_EVERY_MAX},
+                             {"type": "string", "enum": ["auto"]}]
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "auto":
+            return value
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= CHECK_EVERY_MAX:
+            raise ValidationError(f'Must be a whole number of minutes from 1 to {CHECK_EVERY_MAX}, or "auto".')
+        return value
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.fields import Handle
+from schemas.fields import CheckEvery, Handle
 from schemas.filters import FilterFields
 
 
@@ -20,6 +20,7 @@ class SubscriptionCreateSchema(FilterFields):
         validate=[validate.Length(min=1, max=2048), validate.Regexp(TARGET_URL_PATTERN)],
         metadata={"description": "Where each new follow is POSTed (Zapier's bundle.targetUrl, Make's webhook URL). https only."},
     )
+    checkEvery = CheckEvery()
 
 
 class SubscriptionSchema(Schema):
@@ -36,6 +37,7 @@ class SubscriptionSchema(Schema):
     deliveredCount = fields.Integer()
     failedCount = fields.Integer()
     filters = fields.Dict(allow_none=True, metadata={"description": "The filters stored with the subscription (null: none); subscribing again with other filters replaces them"})
+    checkEvery = fields.Raw(allow_none=True, metadata={"description": "The watch's checkEvery: minutes, \"auto\", or null (the service's default)"})
 
 
 class DeliverySchema(Schema):

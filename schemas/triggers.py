@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.fields import MAX_INT32, Handle, UtcDateTime
+from schemas.fields import MAX_INT32, CheckEvery, Handle, UtcDateTime
 from schemas.filters import FilterFields
 
 MAX_ITEMS = 300
@@ -10,6 +10,7 @@ MAX_ITEMS = 300
 
 class TriggerRequestSchema(FilterFields):
     handle = Handle(required=True)
+    checkEvery = CheckEvery()
     limit = fields.Integer(
         strict=True,
         load_default=100,

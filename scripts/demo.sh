@@ -16,5 +16,8 @@ cat <<MSG
 Demo: API key 'demo-key'; handles 'dumplingdemo' (follows a new account every ${FOLLOW_EVERY:-20}s) and 'charlidamelio'.
   curl -s -X POST localhost:${PORT:-8000}/v1/api/following -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handle":"@charlidamelio","limit":50}'
   curl -s -X POST localhost:${PORT:-8000}/v1/zapier/triggers/new-following -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handle":"dumplingdemo"}'
+Cost controls: check at most every 5 minutes, spend at most 20 credits a day, then see what it cost:
+  curl -s -X POST localhost:${PORT:-8000}/v1/api/triggers/new-following -H 'Authorization: Bearer demo-key' -H 'X-Daily-Credit-Budget: 20' -H 'Content-Type: application/json' -d '{"handle":"dumplingdemo","checkEvery":5}'
+  curl -s localhost:${PORT:-8000}/v1/api/usage -H 'Authorization: Bearer demo-key' -H 'X-Daily-Credit-Budget: 20'
 MSG
 scripts/run.sh

@@ -227,7 +227,7 @@ def test_lint_connection_references_are_connection_parameters():
     for where, template in templates.items():
         used = _refs(template, "connection")
         assert used <= CONNECTION_PARAMS, f"{where} uses {used - CONNECTION_PARAMS}, not connection parameters"
-    assert _refs(APP.base, "connection") == {"baseUrl", "apiKey"}
+    assert _refs(APP.base, "connection") == {"baseUrl", "apiKey", "dailyBudget"}
 
 
 def test_lint_webhook_detach_uses_only_what_attach_stores():
@@ -328,7 +328,9 @@ def test_lint_base_error_map():
 def test_lint_authorization_is_sanitized():
     for where, template in (("base", APP.base), ("connection", CONNECTION.code("communication"))):
         assert "request.headers.authorization" in template["log"]["sanitize"], where
-        assert list(template["headers"]) == ["authorization"], f"{where}: header name must match the sanitize path"
+        # The budget header is not a secret; the key's header is sanitized under its exact name.
+        assert list(template["headers"]) == ["authorization", "x-daily-credit-budget"], \
+            f"{where}: header name must match the sanitize path"
         assert template["headers"]["authorization"].startswith("Bearer {{")
     assert CONNECTION.code("communication")["log"]["sanitize"] == ["request.headers.authorization"]
 
@@ -355,7 +357,10 @@ def test_lint_connection_parameters():
     api_key = next(p for p in CONNECTION.code("params") if p["name"] == "apiKey")
     assert api_key["type"] == "password" and api_key["required"] is True
     assert api_key["editable"] is True, "Make's review: the user can update the key in place"
-    assert _names(CONNECTION.code("params")) == ["apiKey", "baseUrl"], "only the credentials (and the advanced URL)"
+    assert _names(CONNECTION.code("params")) == ["apiKey", "dailyBudget", "baseUrl"], \
+        "only the credentials, the optional budget (and the advanced URL)"
+    budget = next(p for p in CONNECTION.code("params") if p["name"] == "dailyBudget")
+    assert budget["type"] == "uinteger" and budget["required"] is False
     assert "https://app.dumplingai.com/api-keys" in api_key["help"]
     assert CONNECTION.meta["connectionType"] == "basic"
     comm = CONNECTION.code("communication")
@@ -832,3 +837,36 @@ def test_contract_check_module(make, fake_upstream):
     with pytest.raises(MakeError) as err:
         run(comm, _ctx(make, parameters={"handle": handle, "target": "not a handle"}), APP.base)
     assert (err.value.status, err.value.type) == (400, "DataError") and err.value.message.startswith("Target: ")
+
+
+# =========================================================================== cost controls (live service)
+def test_contract_budget_check_every_and_get_credit_usage(make, fake_upstream):
+    key = f"make-budget-{unique_handle()}"  # its own ledger on the shared live service
+    fake_upstream.add_key(key)
+    connection = dict(make, apiKey=key, dailyBudget=2)
+    usage_module = APP.module("getCreditUsage")
+    before = run(usage_module.code("communication"), _ctx(connection), APP.base)
+    assert str(before.requests[0].headers["x-daily-credit-budget"]) == "2"
+    (report,) = before.outputs
+    assert report["creditsToday"] == 0 and report["dailyBudget"] == 2 and len(report["days"]) == 30
+    assert set(report) == set(_names(usage_module.code("interface")))
+
+    handle = unique_handle("mkb")
+    fake_upstream.seed(handle, 3)
+    ctx = _ctx(connection, parameters={"handle": handle, "limit": 5, "checkEvery": 30})
+    first = run(TRIGGER.code("communication"), ctx, APP.base)  # starts the watch: 1 credit
+    assert first.requests[0].body == {"handle": handle, "checkEvery": 30, "limit": 300}
+    fake_upstream.follow(handle)
+    assert run(TRIGGER.code("communication"), ctx, APP.base).outputs == []  # inside Check every: free
+
+    search_ctx = _ctx(connection, parameters={"handle": handle, "limit": 1})
+    run(SEARCH.code("communication"), search_ctx, APP.base)  # the 2nd and last credit
+    with pytest.raises(MakeError) as err:
+        run(SEARCH.code("communication"), search_ctx, APP.base)
+    assert err.value.status == 402 and err.value.type == "InvalidConfigurationError"
+    assert "midnight UTC" in err.value.message
+
+    (after,) = run(usage_module.code("communication"), _ctx(connection), APP.base).outputs
+    assert (after["creditsToday"], after["budgetLeft"]) == (2, 0)
+    (watched,) = [w for w in after["watches"] if w["handle"] == handle]
+    assert watched["checkEvery"] == 30 and watched["creditsLast30Days"] == 1

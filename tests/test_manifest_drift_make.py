@@ -147,3 +147,34 @@ def test_webhook_matches_subscription_create():
     for name in {"handle"} | FILTERS:
         _check_param(params[name], declared[name])
     assert INSTANT.code("staticParams") == []
+
+
+def test_check_every_is_a_choice_of_values_the_service_accepts_with_their_monthly_cost():
+    from schemas.fields import CheckEvery
+
+    trigger = _params(TRIGGER)["checkEvery"]
+    hook = {p["name"]: p for p in WEBHOOK.code("params")}["checkEvery"]
+    assert hook["default"] == "auto" and "default" not in trigger
+    for param in (trigger, hook):
+        assert param["type"] == "select" and not param.get("required")
+        labels = {o["value"]: o["label"] for o in param["options"]}
+        assert labels[15] == "every 15 minutes: about 2,900 credits a month per handle"
+        for value in labels:
+            assert CheckEvery().deserialize(value) == value
+    assert TRIGGER.code("communication")["body"]["checkEvery"] == "{{parameters.checkEvery}}"
+    assert WEBHOOK.code("attach")["body"]["checkEvery"] == "{{parameters.checkEvery}}"
+
+
+def test_credit_usage_interface_matches_usage_schema():
+    from schemas.usage import UsageSchema
+
+    module = APP.module("getCreditUsage")
+    interface = {i["name"]: i for i in module.code("interface")}
+    declared = UsageSchema().fields
+    assert list(interface) == list(declared)
+    for name, field in declared.items():
+        if isinstance(field, fields.List):
+            assert interface[name]["type"] == "array"
+            assert [s["name"] for s in interface[name]["spec"]] == list(field.inner.schema.fields)
+    assert UsageSchema().validate(module.code("samples")) == {}
+    assert module.code("communication")["url"] == "/usage" and module.code("communication")["method"] == "GET"

@@ -29,7 +29,9 @@ from schemas.account import AccountSchema, FollowEventSchema
 from schemas.filters import FilterFields
 from schemas.following import CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema, FollowingResponseSchema
 from schemas.hooks import SubscriptionCreateSchema
+from schemas.fields import CheckEvery
 from schemas.triggers import TriggerRequestSchema
+from schemas.usage import UsageSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "manifests" / "zapier"
@@ -40,11 +42,12 @@ FILTERS = set(FilterFields().fields)
 # Request fields the Zapier app deliberately does not send (Make / plain API only; the hidden
 # legacy trigger sends what it always sent).
 NOT_FOR_ZAPIER = {"new_followed_account": {"since", "afterSequence"},
-                  "new_following": {"since", "afterSequence"} | FILTERS}
+                  "new_following": {"since", "afterSequence", "checkEvery"} | FILTERS}  # legacy: as it always was
 # Request fields Zapier supplies itself rather than the user.
 FROM_ZAPIER = {"new_followed_account": {"limit"}, "new_following": {"limit"}, "new_following_instant": {"targetUrl"}}
 
-ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string"}
+# CheckEvery (minutes or "auto") is a choice field: Zapier sends the value as a string.
+ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string", CheckEvery: "string"}
 
 
 def _generator():
@@ -82,7 +85,7 @@ def test_fields_json_is_generated_from_current_schemas():
 
 def test_operations_are_the_three_zapier_operations():
     assert set(OPS) == {"list_following", "check_following", "new_followed_account", "new_following",
-                        "new_following_instant"}
+                        "new_following_instant", "credit_usage"}
 
 
 @pytest.mark.parametrize(
@@ -130,7 +133,7 @@ def test_trigger_output_fields_are_the_follow_event_schema():
     assert keys(FIELDS["account"]) == schema_keys(AccountSchema())
     assert set(event) - set(schema_keys(AccountSchema())) == {"followedBy", "detectedAt", "sequence",
                                                                "eventId", "event"}
-    for op in ("new_followed_account", "new_following", "new_following_instant"):
+    for op in ("new_followed_account", "new_following_instant"):
         assert keys(OPS[op]["outputFields"]) == event, op
     # Zapier dedupes the polling trigger on eventId; the hidden legacy one on the account id (default)
     assert [f["key"] for f in OPS["new_followed_account"]["outputFields"] if f.get("primary")] == ["eventId"]
@@ -162,6 +165,31 @@ def test_check_output_fields_are_the_check_response_schema():
     assert keys(OPS["check_following"]["outputFields"]) == expected
 
 
+def test_credit_usage_output_fields_are_the_usage_schema():
+    expected = []
+    for name, field in UsageSchema().fields.items():
+        if isinstance(field, mfields.List):  # days[] and watches[]: line items
+            expected += [f"{name}[]{key}" for key in schema_keys(field.inner.schema)]
+        else:
+            expected.append(name)
+    assert keys(OPS["credit_usage"]["outputFields"]) == expected
+    assert OPS["credit_usage"]["inputFields"] == [] and OPS["credit_usage"]["requestKeys"] == []
+
+
+def test_check_every_is_a_choice_with_its_monthly_cost():
+    for op in ("new_followed_account", "new_following_instant"):
+        (field,) = [f for f in OPS[op]["inputFields"] if f["key"] == "checkEvery"]
+        labels = {c["value"]: c["label"] for c in field["choices"]}
+        assert labels["15"] == "every 15 minutes: about 2,900 credits a month per handle"
+        assert labels["1"].startswith("every minute: about 43,000 credits")
+        assert labels["1440"].startswith("once a day: about 30 credits")
+        assert "auto" in labels
+        for value in labels:  # every choice is a value the service accepts
+            assert CheckEvery().deserialize(value) in ("auto", int(value) if value.isdigit() else None)
+    instant = [f for f in OPS["new_following_instant"]["inputFields"] if f["key"] == "checkEvery"][0]
+    assert instant["default"] == "auto"
+
+
 def test_every_output_field_has_a_label():
     for op, spec in OPS.items():
         for item in spec["outputFields"]:
@@ -176,6 +204,7 @@ def test_every_output_field_has_a_label():
         ("triggers/new_following.js", "new_followed_account", "key"),
         ("triggers/new_following.js", "new_following", "key"),
         ("triggers/new_following_instant.js", "new_following_instant", "KEY"),
+        ("searches/credit_usage.js", "credit_usage", "KEY"),
     ],
 )
 def test_operation_modules_build_fields_from_fields_json(path, key, key_expr):

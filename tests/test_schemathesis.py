@@ -9,7 +9,9 @@ nothing (an empty list, or 404 for someone else's subscription id). Every route 
 reaches the upstream does answer 401 for a refused key (tests/test_errors.py).
 And one rule is given to schemathesis as a hook (tests/schemathesis_hooks.py, with
 tests/schemathesis.toml): OpenAPI 3.0 cannot say that `minFollowers` must not exceed
-`maxFollowers`."""
+`maxFollowers`.
+
+X-Daily-Credit-Budget is sent with a budget never reached (see the command)."""
 from __future__ import annotations
 
 import os
@@ -31,6 +33,10 @@ def test_schemathesis_finds_no_conformance_failure(live_service, fake_upstream, 
         "run", f"{live_service.url}/openapi.json",
         "--checks", "all", "--exclude-checks", "ignored_auth",
         "--header", f"Authorization: Bearer {API_KEY}",
+        # A budget that is never reached: like the fake's unlimited credits, so a 402 (budget or
+        # credits spent, both documented) never passes for a rejected valid request. Bad budget
+        # headers are tested in tests/test_cost_controls.py.
+        "--header", "X-Daily-Credit-Budget: 99999999",
         "--max-examples", examples, "--workers", "1", "--seed", "1", "--generation-deterministic",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,

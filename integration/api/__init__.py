@@ -21,11 +21,13 @@ from werkzeug.exceptions import HTTPException
 
 from integration import authcheck, errors
 from integration.errors import ApiError, UpstreamFailure
+from integration.ledger import Account, BudgetReached
 from integration.observability import log
 from integration.services import Services
 
 logger = logging.getLogger("app")
 MAX_KEY_LENGTH = 512
+MAX_BUDGET = 99_999_999  # 8 digits: the documented pattern
 
 
 def services() -> Services:
@@ -38,6 +40,16 @@ class Caller:
 
     key: str = field(repr=False)  # a Caller in a traceback or a log line must not show the key
     owner: str = ""                # HMAC of the key (security.key_hash): what rows are scoped by
+    budget: int | None = None      # X-Daily-Credit-Budget, when the request carries one
+
+
+def _budget_from_request() -> int | None:
+    raw = (request.headers.get(errors.BUDGET_HEADER) or "").strip()
+    if not raw:
+        return None  # absent, or empty (an app's optional connection field left blank): no budget
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_BUDGET:
+        raise errors.invalid_budget_header()
+    return int(raw)
 
 
 def _caller_from_request() -> Caller:
@@ -45,21 +57,24 @@ def _caller_from_request() -> Caller:
     key = key.strip()
     if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH:
         raise errors.missing_key()
+    budget = _budget_from_request()
     svc = services()
     owner = svc.owner(key)
     authcheck.refuse_if_known_bad(svc, owner, request.remote_addr)  # recently refused: no upstream call
-    return Caller(key, owner)
+    return Caller(key, owner, budget)
 
 
 def key_required(view):
     """The view needs the caller's key: 401 without one, else the view gets `caller=Caller(...)`.
 
     The caller is also kept in `g.caller` for the error handler: an upstream 401 forgets the
-    cached auth check of exactly this owner.
+    cached auth check of exactly this owner. The request's meter is charged to the caller's
+    ledger, within the caller's budget (integration/ledger.py).
     """
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         g.caller = _caller_from_request()
+        g.meter.account = Account.for_owner(services(), g.caller.owner, g.caller.budget)
         return view(*args, caller=g.caller, **kwargs)
 
     return wrapped
@@ -102,6 +117,7 @@ class Api(flask_smorest.Api):
         app: Flask = self._app
         app.register_error_handler(ApiError, json_error)
         app.register_error_handler(UpstreamFailure, _upstream_failure)
+        app.register_error_handler(BudgetReached, lambda exc: json_error(errors.daily_budget_reached(exc.resets_at)))
         app.register_error_handler(OperationalError, _storage_unavailable)
         app.register_error_handler(Exception, self._crash)
 

@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 from integration import errors, subscriptions
 from integration.api import Blueprint, Caller, key_required, services
 from integration.filters import Filters
+from integration.schedule import Wish
 from integration.delivery import TargetRefused, check_target_resolves, check_target_url
 from schemas.hooks import DeliverySchema, SubscriptionCreateSchema, SubscriptionSchema
 
@@ -43,7 +44,8 @@ class Hooks(MethodView):
         fails the filters is never delivered. A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it)."""
         _refuse_private_names(args["targetUrl"])
         sub, created = subscriptions.create(services(), caller.owner, caller.key, platform, args["handle"],
-                                            args["targetUrl"], g.meter, filters=Filters.from_request(args))
+                                            args["targetUrl"], g.meter, filters=Filters.from_request(args),
+                                            wish=Wish(args.get("checkEvery"), caller.budget))
         return sub, 201 if created else 200
 
     @blp.response(200, SubscriptionSchema(many=True))

@@ -4,15 +4,17 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask.views import MethodView
 
-from integration import following, watches
+from integration import following, usage, watches
 from integration.api import Blueprint, Caller, key_required, services
 from integration.authcheck import check_key, remember
 from integration.filters import Filters
+from integration.schedule import Wish
 from schemas.account import FollowEventSchema
 from schemas.auth import AuthTestSchema
 from schemas.following import (CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema,
                                FollowingResponseSchema)
 from schemas.triggers import TriggerRequestSchema
+from schemas.usage import UsageSchema
 
 blp = Blueprint("platform", __name__, url_prefix="/v1/<platform:platform>",
                 description="The same routes for Zapier, Make and direct API use; the segment sets the upstream requestSource.")
@@ -64,10 +66,12 @@ class NewFollowing(MethodView):
 
         The first call for a handle takes a baseline (no events). Zapier also receives the
         baseline accounts after the journal (sequence 0) so its dedupe is seeded and the Zap
-        editor shows real samples. Calls inside REFRESH_WINDOW_SECONDS share one upstream refresh.
+        editor shows real samples. Calls inside REFRESH_WINDOW_SECONDS (or the watch's
+        `checkEvery`) share one upstream refresh; over the daily budget the journal answers.
         """
         svc = services()
-        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter)
+        wish = Wish(args.get("checkEvery"), caller.budget)
+        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter, wish)
         if result.refreshed:
             remember(svc, caller.owner)
         return watches.trigger_items(svc, watch_id, platform, limit=args["limit"],
@@ -94,3 +98,15 @@ class FollowingCheck(MethodView):
             page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds, meter=g.meter)
         remember(svc, caller.owner)
         return jsonify(result)
+
+
+@blp.route("/usage")
+class Usage(MethodView):
+    @blp.response(200, UsageSchema)
+    @blp.documented_errors(400, 401)
+    @key_required
+    def get(self, platform, caller: Caller):
+        """What watching costs this key: credits and refreshes per UTC day (the last 30 days), and per watch
+
+        Free (no upstream call). `dailyBudget` echoes the X-Daily-Credit-Budget header when sent."""
+        return usage.for_owner(services(), caller.owner, caller.budget)

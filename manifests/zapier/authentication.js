@@ -31,6 +31,16 @@ module.exports = {
       helpText:
         'Your DumplingAI API key. Find it (or create one) on your [DumplingAI API keys page](https://app.dumplingai.com/api-keys).',
     },
+    {
+      key: 'daily_budget',
+      label: 'Daily Credit Budget',
+      type: 'integer',
+      required: false,
+      helpText:
+        'Optional: the most DumplingAI credits this connection may spend per day (UTC). Once reached, ' +
+        'nothing more is checked until midnight UTC; triggers then answer from what was already found. ' +
+        '0 spends nothing. Leave empty for no limit.',
+    },
   ],
   test,
   connectionLabel,

@@ -31,6 +31,8 @@ from schemas.following import (CheckRequestSchema, CheckResponseSchema, Followin
                                FollowingResponseSchema)
 from schemas.hooks import SubscriptionCreateSchema  # noqa: E402
 from schemas.triggers import TriggerRequestSchema  # noqa: E402
+from schemas.usage import UsageSchema  # noqa: E402
+from schemas.fields import CheckEvery  # noqa: E402
 
 FIELDS_JSON = HERE / "fields.json"
 
@@ -68,7 +70,48 @@ LABELS = {
     "follows": "Follows",
     "complete": "Complete Answer",
     "pagesRead": "Pages Read (Credits Spent)",
+    # credit usage (UsageSchema)
+    "day": "Day (UTC)",
+    "creditsToday": "Credits Spent Today",
+    "dailyBudget": "Daily Credit Budget",
+    "budgetLeft": "Budget Left Today",
+    "resetsAt": "Budget Resets At",
+    "creditsLast30Days": "Credits in the Last 30 Days",
+    "credits": "Credits",
+    "refreshes": "Checks",
+    "status": "Status",
+    "checkEvery": "Check Every (Minutes)",
+    "lastCheckAt": "Last Check At",
+    "nextCheckAt": "Next Check At",
 }
+# Labels of the items of a list field (Zapier line items).
+LINE_ITEM_LABELS = {"following": "Account: ", "days": "Day: ", "watches": "Watched Handle: "}
+
+# checkEvery as a choice, with what each option costs a month (30 days, 1 credit a check).
+CHECK_EVERY_MINUTES = (1, 5, 15, 30, 60, 180, 360, 720, 1440)
+
+
+def _about(n: float) -> str:
+    """Two significant figures, as a person would say it: 2880 -> "2,900"."""
+    digits = len(str(int(n))) - 2
+    return f"{int(round(n, -digits) if digits > 0 else round(n)):,}"
+
+
+def _every(minutes: int) -> str:
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "once a day" if hours == 24 else "every hour" if hours == 1 else f"every {hours} hours"
+    return "every minute" if minutes == 1 else f"every {minutes} minutes"
+
+
+def check_every_choices() -> list[dict]:
+    out = [{"value": "auto", "sample": "auto",
+            "label": f"auto: checks busy handles more often, quiet ones less; about "
+                     f"{_about(30 * 1440 / 15)} credits a month per handle (like every 15 minutes)"}]
+    for minutes in CHECK_EVERY_MINUTES:
+        out.append({"value": str(minutes), "sample": str(minutes),
+                    "label": f"{_every(minutes)}: about {_about(30 * 1440 / minutes)} credits a month per handle"})
+    return out
 
 # Input labels/help where the Zapier wording differs from the API's.
 INPUT_LABELS = {
@@ -82,6 +125,7 @@ INPUT_LABELS = {
     "minFollowers": "Minimum Followers",
     "maxFollowers": "Maximum Followers",
     "keywords": "Keywords",
+    "checkEvery": "Check Every",
 }
 FILTER_KEYS = list(FilterFields().fields)
 FILTER_NOTE = " Accounts that do not pass are never a Zap run (no task)."
@@ -119,6 +163,12 @@ INPUT_HELP = {
         "Only accounts whose username, display name or bio contains any of these words "
         "(not case-sensitive; up to 20, each up to 100 characters)." + FILTER_NOTE
     ),
+    "checkEvery": (
+        "How often this handle may be checked; each check costs 1 DumplingAI credit. Checks in "
+        "between answer from what was already found, for free. If several of your Zaps watch the "
+        "same handle with the same key, the most frequent setting applies to all of them. Leave "
+        "empty for the service's default."
+    ),
 }
 # The action filters page by page: say what a filtered page costs.
 ACTION_HELP = {
@@ -144,7 +194,7 @@ def _type(field: mfields.Field) -> str:
         return "number"
     if isinstance(field, (mfields.DateTime,)):
         return "datetime"
-    return "string"
+    return "string"  # CheckEvery too: Zapier sends a choice's value as a string
 
 
 def _label(key: str, table: dict) -> str:
@@ -161,7 +211,7 @@ def output_fields(schema: Schema, prefix: str = "", label_prefix: str = "") -> l
     for key, field in schema.fields.items():
         key = field.data_key or key
         if isinstance(field, mfields.List) and isinstance(field.inner, mfields.Nested):
-            out.extend(output_fields(field.inner.schema, f"{prefix}{key}[]", "Account: "))
+            out.extend(output_fields(field.inner.schema, f"{prefix}{key}[]", LINE_ITEM_LABELS[key]))
             continue
         if isinstance(field, mfields.Nested):  # Zapier flattens a nested object as key__child
             out.extend(output_fields(field.schema, f"{prefix}{key}__", "Account: "))
@@ -191,6 +241,8 @@ def input_fields(schema: Schema, keys: list[str], help_overrides: dict | None = 
         }
         if is_list:
             item["list"] = True
+        if isinstance(field, CheckEvery):
+            item["choices"] = check_every_choices()
         out.append(item)
     return out
 
@@ -226,9 +278,9 @@ def build() -> dict:
                 "type": "trigger",
                 "requestSchema": "schemas.triggers.TriggerRequestSchema",
                 "responseSchema": "schemas.account.FollowEventSchema",
-                "inputFields": input_fields(TriggerRequestSchema(), ["handle", *FILTER_KEYS]),
+                "inputFields": input_fields(TriggerRequestSchema(), ["handle", "checkEvery", *FILTER_KEYS]),
                 # limit comes from Zapier's bundle.meta.limit; since/afterSequence are for Make/API
-                "requestKeys": ["handle", "limit", *FILTER_KEYS],
+                "requestKeys": ["handle", "checkEvery", "limit", *FILTER_KEYS],
                 "outputFields": [{**f, "primary": True} if f["key"] == "eventId" else f for f in event_out],
             },
             "new_following": {
@@ -243,13 +295,30 @@ def build() -> dict:
                 "type": "trigger",
                 "requestSchema": "schemas.hooks.SubscriptionCreateSchema",
                 "responseSchema": "schemas.account.FollowEventSchema",
-                "inputFields": input_fields(SubscriptionCreateSchema(), ["handle", *FILTER_KEYS]),
+                "inputFields": _with_default(
+                    input_fields(SubscriptionCreateSchema(), ["handle", "checkEvery", *FILTER_KEYS]), "checkEvery", "auto"),
                 # targetUrl is Zapier's bundle.targetUrl
                 "requestKeys": list(SubscriptionCreateSchema().fields),
                 "outputFields": event_out,
             },
+            "credit_usage": {
+                "type": "search",
+                "requestSchema": None,  # GET /usage takes no input
+                "responseSchema": "schemas.usage.UsageSchema",
+                "inputFields": [],
+                "requestKeys": [],
+                "outputFields": output_fields(UsageSchema()),
+            },
         },
     }
+
+
+def _with_default(items: list[dict], key: str, value: str) -> list[dict]:
+    """The instant trigger checks adaptively unless the user picks a fixed interval."""
+    for item in items:
+        if item["key"] == key:
+            item["default"] = value
+    return items
 
 
 def render() -> str:

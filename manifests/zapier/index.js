@@ -14,6 +14,7 @@ const { version: platformVersion } = require('zapier-platform-core');
 
 const authentication = require('./authentication');
 const { addBearerHeader, handleErrors } = require('./lib/api');
+const creditUsage = require('./searches/credit_usage');
 const listFollowing = require('./searches/list_following');
 const checkFollowing = require('./searches/check_following');
 const { newFollowedAccount, newFollowingLegacy } = require('./triggers/new_following');
@@ -44,6 +45,7 @@ module.exports = {
   searches: {
     [listFollowing.key]: definitionOf(listFollowing),
     [checkFollowing.key]: definitionOf(checkFollowing),
+    [creditUsage.key]: definitionOf(creditUsage),
   },
   creates: {},
 };

@@ -22,6 +22,11 @@ const addBearerHeader = (request, z, bundle) => {
   if (key) {
     request.headers.Authorization = `Bearer ${key}`;
   }
+  // The connection's optional daily budget (CONTRACT.md, "Cost controls").
+  const budget = bundle.authData && bundle.authData.daily_budget;
+  if (budget !== undefined && budget !== null && String(budget).trim() !== '') {
+    request.headers['X-Daily-Credit-Budget'] = String(budget).trim();
+  }
   request.headers.Accept = request.headers.Accept || 'application/json';
   return request;
 };

@@ -48,4 +48,25 @@ const CHECK_SAMPLE = {
   pagesRead: 1,
 };
 
-module.exports = { ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, FOLLOWING_SAMPLE, CHECK_SAMPLE };
+const USAGE_SAMPLE = {
+  // GET /v1/zapier/usage: one report (days and watches are line items).
+  day: '2026-11-25',
+  creditsToday: 212,
+  dailyBudget: 300,
+  budgetLeft: 88,
+  resetsAt: '2026-11-26T00:00:00.000Z',
+  creditsLast30Days: 5840,
+  days: [{ day: '2026-11-25', credits: 212, refreshes: 205 }],
+  watches: [
+    {
+      handle: 'street.food.daily',
+      status: 'active',
+      checkEvery: 'auto',
+      lastCheckAt: '2026-11-25T13:58:00.000Z',
+      nextCheckAt: '2026-11-25T14:04:00.000Z',
+      creditsLast30Days: 2712,
+    },
+  ],
+};
+
+module.exports = { ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, FOLLOWING_SAMPLE, CHECK_SAMPLE, USAGE_SAMPLE };

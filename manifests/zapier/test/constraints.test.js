@@ -72,10 +72,10 @@ const TYPE_CHECKS = {
 };
 
 // --- definition shape ---------------------------------------------------------
-test('there are the three expected operations', () => {
+test('there are the four expected operations', () => {
   assert.deepEqual(
     ops.map(({ type, mapKey }) => `${type}.${mapKey}`).sort(),
-    ['searches.check_following', 'searches.list_following', 'triggers.new_followed_account',
+    ['searches.check_following', 'searches.credit_usage', 'searches.list_following', 'triggers.new_followed_account',
       'triggers.new_following', 'triggers.new_following_instant'],
   );
   assert.deepEqual(App.creates, {}, 'reads are searches, not creates');
@@ -137,7 +137,8 @@ test('trigger descriptions start "Triggers when"; all descriptions are sentences
       assert.match(description, /^Triggers when /, mapKey);
     }
     if (type === 'searches') {
-      assert.match(op.display.label, /^Find /, mapKey);
+      // "Get Credit Usage" is the name the issue gives it (it reads a report, it finds nothing).
+      assert.match(op.display.label, mapKey === 'credit_usage' ? /^Get / : /^Find /, mapKey);
       assert.match(description, /^Finds /, mapKey);
     }
     assert.match(description, /\.$/, `${mapKey}: description should end with a period`);
@@ -157,6 +158,10 @@ test('samples are present and carry an id', () => {
       // One answer; the account found carries its id.
       assert.equal(typeof sample.follows, 'boolean', mapKey);
       assert.equal(typeof sample.account.id, 'string', `${mapKey}: account.id`);
+    } else if (mapKey === 'credit_usage') {
+      // One report: its line items are the days and the watched handles.
+      assert.ok(Array.isArray(sample.days) && sample.days.length, mapKey);
+      assert.ok(Array.isArray(sample.watches) && sample.watches.length, mapKey);
     } else {
       // The search answers one object describing a list: every line item has its id.
       assert.ok(Array.isArray(sample.following) && sample.following.length, mapKey);
@@ -217,11 +222,14 @@ test('fields in the definition are exactly fields.json (generated from the schem
 });
 
 // --- authentication -----------------------------------------------------------
-test('authentication: custom, one required password api_key with a link to the keys page', () => {
+test('authentication: custom, one required password api_key with a link to the keys page, an optional budget', () => {
   const auth = App.authentication;
   assert.equal(auth.type, 'custom');
-  assert.equal(auth.fields.length, 1);
-  const [field] = auth.fields;
+  assert.equal(auth.fields.length, 2);
+  const [field, budget] = auth.fields;
+  assert.equal(budget.key, 'daily_budget');
+  assert.equal(budget.type, 'integer');
+  assert.equal(budget.required, false);
   assert.equal(field.key, 'api_key');
   assert.equal(field.type, 'password');
   assert.equal(field.required, true);
@@ -367,7 +375,7 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
     },
   };
   const all = {
-    handle: '@someone', count: '10', minTime: 1700000000, limit: 50, target: '@other',
+    handle: '@someone', count: '10', minTime: 1700000000, limit: 50, target: '@other', checkEvery: '15',
     verifiedOnly: 'true', excludePrivate: false, minFollowers: '10', maxFollowers: 5000, keywords: ['food', ' '],
   };
   const cases = [
@@ -385,6 +393,15 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
     assert.equal(sent[0].method, 'POST', key);
     assert.deepEqual(Object.keys(sent[0].body).sort(), [...FIELDS.operations[key].requestKeys].sort(), key);
   }
+  // the connection's budget travels as a header; none without one
+  sent.length = 0;
+  const withBudget = App.beforeRequest[0]({ headers: {} }, z, { authData: { api_key: 'k', daily_budget: 25 } });
+  assert.equal(withBudget.headers['X-Daily-Credit-Budget'], '25');
+  const noBudget = App.beforeRequest[0]({ headers: {} }, z, { authData: { api_key: 'k', daily_budget: '' } });
+  assert.ok(!('X-Daily-Credit-Budget' in noBudget.headers));
+  // the instant trigger's Check Every defaults to "auto" in the Zap editor
+  const instantCheck = App.triggers.new_following_instant.operation.inputFields.find((f) => f.key === 'checkEvery');
+  assert.equal(instantCheck.default, 'auto');
   // integers are sent as integers, booleans as booleans, lists without empty entries
   sent.length = 0;
   await App.searches.list_following.operation.perform(z, { inputData: all });

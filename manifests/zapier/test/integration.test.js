@@ -309,6 +309,7 @@ test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { 
   assert.equal(subscribeData.platform, 'zapier');
   assert.match(subscribeData.secret, /^whsec_/);
   assert.equal(subscribeData.status, 'active');
+  assert.equal(subscribeData.checkEvery, null, 'no Check Every picked: the service default');
 
   const listHooks = async (z) => (await z.request({ url: apiUrl('hooks') })).data;
   const hooks = await run(listHooks);
@@ -365,6 +366,39 @@ test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { 
   // Turning the Zap off again must not fail.
   const again = await run(op.performUnsubscribe, { subscribeData });
   assert.deepEqual(again, { id: subscribeData.id, deleted: false });
+});
+
+test('Check Every, the Daily Credit Budget connection field and Get Credit Usage', { skip: SKIP }, async () => {
+  const key = `zapier-budget-${RUN}`; // its own ledger
+  await fake('POST', 'keys', { key });
+  const budgeted = { api_key: key, daily_budget: '2' };
+  const handle = handleFor('budget');
+  await fake('POST', `handles/${handle}/seed`, { n: 3 });
+  const usage = App.searches.credit_usage.operation.perform;
+
+  const [before] = await appTester(usage, { authData: budgeted });
+  assert.equal(before.creditsToday, 0);
+  assert.equal(before.dailyBudget, 2, 'the connection field travels as X-Daily-Credit-Budget');
+  assert.equal(before.days.length, 30);
+
+  const poll = App.triggers.new_following.operation.perform;
+  await appTester(poll, { authData: budgeted, inputData: { handle, checkEvery: '30' } }); // baseline: 1 credit
+  await fake('POST', `handles/${handle}/follow`, {});
+  const inside = await appTester(poll, { authData: budgeted, inputData: { handle, checkEvery: '30' } });
+  assert.ok(inside.every((item) => item.sequence === 0), 'inside Check Every: the journal, no new check');
+
+  const search = App.searches.list_following.operation.perform;
+  await appTester(search, { authData: budgeted, inputData: { handle } }); // the 2nd and last credit
+  const err = await rejection(appTester(search, { authData: budgeted, inputData: { handle } }));
+  assert.equal(err.name, 'HaltedError', `${err.name}: ${err.message}`);
+  assert.match(err.message, /midnight UTC/);
+
+  const [after] = await appTester(usage, { authData: budgeted });
+  assert.equal(after.creditsToday, 2);
+  assert.equal(after.budgetLeft, 0);
+  const watched = after.watches.find((w) => w.handle === handle);
+  assert.equal(watched.checkEvery, 30);
+  assert.equal(watched.creditsLast30Days, 1);
 });
 
 test('a hook subscription with a wrong key is refused with ExpiredAuthError', { skip: SKIP }, async () => {

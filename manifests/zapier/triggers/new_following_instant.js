@@ -73,7 +73,8 @@ module.exports = {
   display: {
     label: 'New Followed Account (Instant)',
     description:
-      'Triggers when a TikTok user follows a new account, delivered instantly by webhook.',
+      'Triggers when a TikTok user follows a new account, by webhook within about 15 minutes ' +
+      '(or within your Check Every setting).',
   },
   operation: {
     type: 'hook',
