@@ -22,7 +22,7 @@ import json
 
 from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 
-from integration import subscriptions, watches
+from integration import items, subscriptions, watches
 from integration.db import transaction
 from integration.jobs import CLAIMABLE, DeliveryJob, DeliveryOutcome, DeliveryStatus, Outcome, RefreshJob, WatchStatus
 from integration.models import Delivery, Event, Subscription, Watch
@@ -152,7 +152,7 @@ def claim_deliveries(svc: Services, now: dt.datetime, limit: int, *, claim_secon
             .where(Delivery.id.in_(ids))).all()
     # The body is the trigger item of the same event, compact JSON.
     return [DeliveryJob(d_id, attempts, sub_id, owner, url, secret_enc,
-                        json.dumps(watches.event_item(handle, event), separators=(",", ":")).encode())
+                        json.dumps(items.event_item(handle, event), separators=(",", ":")).encode())
             for d_id, attempts, sub_id, owner, url, secret_enc, handle, event in rows]
 
 

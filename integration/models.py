@@ -129,7 +129,7 @@ class Subscription(Base):
     target_url: Mapped[str] = mapped_column(Text, nullable=False)
     secret_enc: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
-    # subscriptions.EventKind; only new_following exists yet (CONTRACT.md, "Beyond new follows").
+    # items.EventKind; only new_following exists yet (CONTRACT.md, "Beyond new follows").
     event: Mapped[str] = mapped_column(String(32), default="new_following", server_default="new_following",
                                        nullable=False)
     target_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # SHA-256 of target_url, for the unique index

@@ -5,12 +5,12 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-from enum import StrEnum
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from integration import errors, watches
+from integration import errors, items, watches
+from integration.items import EventKind
 from integration.db import transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
 from integration.filters import NO_FILTERS, Filters
@@ -19,13 +19,6 @@ from integration.platforms import Platform
 from integration.schedule import Wish, check_every_label, interval_for
 from integration.services import Services
 from integration.upstream import Meter
-
-
-class EventKind(StrEnum):
-    """What a subscription delivers. Only new follows exist yet; `unfollowed` and
-    `followed_by_many` come next (CONTRACT.md, "Beyond new follows")."""
-
-    NEW_FOLLOWING = "new_following"
 
 
 def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: str, target_url: str,
@@ -146,8 +139,8 @@ def deliveries(svc: Services, owner: str, sub_id: str, status: str | None, limit
         return [{
             "id": d.id, "eventSequence": seq, "status": d.status, "attempts": d.attempts,
             "lastStatus": d.last_status, "lastError": d.last_error,
-            "nextAttemptAt": watches.iso(d.next_attempt_at) if d.status == "pending" else None,
-            "createdAt": watches.iso(d.created_at),
+            "nextAttemptAt": items.iso(d.next_attempt_at) if d.status == "pending" else None,
+            "createdAt": items.iso(d.created_at),
         } for d, seq in rows]
 
 
@@ -178,7 +171,7 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
         "id": sub.id, "handle": handle, "targetUrl": sub.target_url, "platform": sub.platform,
         "status": "paused" if paused else "active",
         "statusReason": watch.status_reason if paused else _detection_note(watch.detection_mode),
-        "createdAt": watches.iso(sub.created_at),
+        "createdAt": items.iso(sub.created_at),
         "deliveredCount": counts.get("delivered", 0), "failedCount": counts.get("failed", 0),
         "filters": json.loads(sub.filters) if sub.filters else None,
         "checkEvery": check_every_label(watch),

@@ -5,7 +5,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from integration import ledger, watches
+from integration import items, ledger
 from integration.models import Watch
 from integration.schedule import check_every_label, interval_for
 from integration.services import Services
@@ -19,17 +19,17 @@ def for_owner(svc: Services, owner: str, budget: int | None) -> dict:
     with svc.sessions() as session:
         rows = session.scalars(select(Watch).where(Watch.owner_hash == owner).order_by(Watch.handle)).all()
         credits = ledger.watch_credits(session, [w.id for w in rows], since)
-        items = [_watch_view(session, w, credits.get(w.id, 0), now) for w in rows]
+        watched = [_watch_view(session, w, credits.get(w.id, 0), now) for w in rows]
     spent = days[0]["credits"]
     return {
         "day": today.isoformat(),
         "creditsToday": spent,
         "dailyBudget": budget,
         "budgetLeft": max(budget - spent, 0) if budget is not None else None,
-        "resetsAt": watches.iso(ledger.next_reset(now)),
+        "resetsAt": items.iso(ledger.next_reset(now)),
         "creditsLast30Days": sum(d["credits"] for d in days),
         "days": days,
-        "watches": items,
+        "watches": watched,
     }
 
 
@@ -43,7 +43,7 @@ def _watch_view(session, watch: Watch, credits: int, now: dt.datetime) -> dict:
         "handle": watch.handle,
         "status": watch.status,
         "checkEvery": check_every_label(watch),
-        "lastCheckAt": watches.iso(watch.last_refresh_at) if watch.last_refresh_at else None,
-        "nextCheckAt": watches.iso(upcoming) if upcoming else None,
+        "lastCheckAt": items.iso(watch.last_refresh_at) if watch.last_refresh_at else None,
+        "nextCheckAt": items.iso(upcoming) if upcoming else None,
         "creditsLast30Days": int(credits or 0),
     }

@@ -23,7 +23,7 @@ from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, KnownAccount, Subscription, Watch
 from integration.errors import UpstreamFailure
-from integration.filters import NO_FILTERS, Filters
+from integration.filters import Filters
 from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform
 from integration.schedule import Wish, interval_for
@@ -33,10 +33,6 @@ from integration.upstream import Meter
 logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 25.0     # a waiting trigger call answers from the journal after this (Zapier: 30 s)
-
-
-def iso(moment: dt.datetime) -> str:
-    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass
@@ -309,49 +305,3 @@ def _prune(svc: Services, session, watch: Watch) -> None:
         or_(Event.detected_at < too_old, Event.sequence <= watch.last_sequence - settings.journal_max_events),
         ~pending,
     ).execution_options(synchronize_session=False))
-
-
-NEW_FOLLOWING = "new_following"  # the `event` of every item here (subscriptions.EventKind.NEW_FOLLOWING)
-
-
-def event_item(watch_handle: str, event: Event) -> dict:
-    # eventId: the journal row's id, unique among all events (of every key), never reused on
-    # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
-    return {**json.loads(event.payload), "followedBy": watch_handle,
-            "detectedAt": iso(event.detected_at), "sequence": event.sequence,
-            "eventId": str(event.id), "event": NEW_FOLLOWING}
-
-
-def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
-                  since: dt.datetime | None = None, after_sequence: int | None = None,
-                  filters: Filters = NO_FILTERS) -> list[dict]:
-    """Newest first, only items that pass `filters`. Zapier also gets the baseline accounts
-    after the journal (sequence 0)."""
-    with svc.sessions() as session:
-        watch = session.get(Watch, watch_id)
-        query = select(Event).where(Event.watch_id == watch_id)
-        if since is not None:
-            query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
-        if after_sequence is not None:
-            query = query.where(Event.sequence > after_sequence)
-        query = query.order_by(Event.sequence.desc())
-        if not filters.active:
-            query = query.limit(limit)
-        items: list[dict] = []
-        # Filtered: walk the journal (bounded: JOURNAL_MAX_EVENTS per watch) until `limit` kept.
-        for event in session.scalars(query.execution_options(yield_per=200)):
-            item = event_item(watch.handle, event)
-            if filters.keep(item):
-                items.append(item)
-                if len(items) >= limit:
-                    break
-        if platform.trigger_includes_baseline and len(items) < limit and since is None and after_sequence is None:
-            listed = {item["id"] for item in items}
-            for account in json.loads(watch.baseline):
-                if len(items) >= limit:
-                    break
-                if account["id"] not in listed and filters.keep(account):
-                    # Not an event: a sample that seeds Zapier's dedupe; its id cannot be a journal row's.
-                    items.append({**account, "followedBy": watch.handle, "detectedAt": iso(watch.created_at),
-                                  "sequence": 0, "eventId": f"b{watch_id}-{account['id']}", "event": NEW_FOLLOWING})
-        return items

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask.views import MethodView
 
-from integration import following, usage, watches
+from integration import following, items, usage, watches
 from integration.api import Blueprint, Caller, key_required, services
 from integration.authcheck import check_key, remember
 from integration.filters import Filters
@@ -74,7 +74,7 @@ class NewFollowing(MethodView):
         watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter, wish)
         if result.refreshed:
             remember(svc, caller.owner)
-        return watches.trigger_items(svc, watch_id, platform, limit=args["limit"],
+        return items.trigger_items(svc, watch_id, platform, limit=args["limit"],
                                      since=args.get("since"), after_sequence=args.get("afterSequence"),
                                      filters=Filters.from_request(args))
 

@@ -1,0 +1,71 @@
+"""Trigger items and webhook bodies: how journal rows (and Zapier's baseline samples) are
+rendered for the user. Read-only; the journal is written by `integration.watches`."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from integration.filters import NO_FILTERS, Filters
+from integration.models import Event, Watch
+from integration.platforms import Platform
+from integration.services import Services
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+class EventKind(StrEnum):
+    """An event's `event` (CONTRACT.md, "Beyond new follows"), and what a subscription
+    delivers. Only new follows exist yet; `unfollowed` and `followed_by_many` come next."""
+
+    NEW_FOLLOWING = "new_following"
+
+
+NEW_FOLLOWING = EventKind.NEW_FOLLOWING.value  # the `event` of every item here
+
+
+def event_item(watch_handle: str, event: Event) -> dict:
+    # eventId: the journal row's id, unique among all events (of every key), never reused on
+    # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
+    return {**json.loads(event.payload), "followedBy": watch_handle,
+            "detectedAt": iso(event.detected_at), "sequence": event.sequence,
+            "eventId": str(event.id), "event": NEW_FOLLOWING}
+
+
+def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
+                  since: dt.datetime | None = None, after_sequence: int | None = None,
+                  filters: Filters = NO_FILTERS) -> list[dict]:
+    """Newest first, only items that pass `filters`. Zapier also gets the baseline accounts
+    after the journal (sequence 0)."""
+    with svc.sessions() as session:
+        watch = session.get(Watch, watch_id)
+        query = select(Event).where(Event.watch_id == watch_id)
+        if since is not None:
+            query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
+        if after_sequence is not None:
+            query = query.where(Event.sequence > after_sequence)
+        query = query.order_by(Event.sequence.desc())
+        if not filters.active:
+            query = query.limit(limit)
+        items: list[dict] = []
+        # Filtered: walk the journal (bounded: JOURNAL_MAX_EVENTS per watch) until `limit` kept.
+        for event in session.scalars(query.execution_options(yield_per=200)):
+            item = event_item(watch.handle, event)
+            if filters.keep(item):
+                items.append(item)
+                if len(items) >= limit:
+                    break
+        if platform.trigger_includes_baseline and len(items) < limit and since is None and after_sequence is None:
+            listed = {item["id"] for item in items}
+            for account in json.loads(watch.baseline):
+                if len(items) >= limit:
+                    break
+                if account["id"] not in listed and filters.keep(account):
+                    # Not an event: a sample that seeds Zapier's dedupe; its id cannot be a journal row's.
+                    items.append({**account, "followedBy": watch.handle, "detectedAt": iso(watch.created_at),
+                                  "sequence": 0, "eventId": f"b{watch_id}-{account['id']}", "event": NEW_FOLLOWING})
+        return items
