@@ -10,7 +10,7 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from integration import errors, watches
+from integration import errors, sweeps, watches
 from integration.db import transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
 from integration.filters import NO_FILTERS, Filters
@@ -21,15 +21,16 @@ from integration.upstream import Meter
 
 
 class EventKind(StrEnum):
-    """What a subscription delivers. Only new follows exist yet; `unfollowed` and
-    `followed_by_many` come next (CONTRACT.md, "Beyond new follows")."""
+    """What a subscription delivers (CONTRACT.md, "Beyond new follows"); `followed_by_many`
+    comes next."""
 
-    NEW_FOLLOWING = "new_following"
+    NEW_FOLLOWING = watches.NEW_FOLLOWING
+    UNFOLLOWED = watches.UNFOLLOWED
 
 
 def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: str, target_url: str,
            meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING,
-           filters: Filters = NO_FILTERS) -> tuple[dict, bool]:
+           filters: Filters = NO_FILTERS, sweep_every: int | None = None) -> tuple[dict, bool]:
     """Subscribe, or return the caller's identical subscription: (view with secret, created?).
 
     Idempotent on (owner, handle, event, target): Zapier and Make re-subscribe the same
@@ -46,6 +47,8 @@ def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: 
         # Takes (or refreshes) the baseline now, so the first delivery is a genuinely new
         # follow; a refused key stops here with nothing stored.
         watch_id, _ = watches.open_watch(svc, owner, handle, api_key, platform, meter)
+        if event is EventKind.UNFOLLOWED:  # the worker sweeps it (its first sweep only records)
+            sweeps.want(svc, watch_id, sweep_every or sweeps.SWEEP_EVERY_DEFAULT)
         try:
             return _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash, filters)
         except (IntegrityError, watches.WatchGone):
@@ -178,6 +181,7 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
         "createdAt": watches.iso(sub.created_at),
         "deliveredCount": counts.get("delivered", 0), "failedCount": counts.get("failed", 0),
         "filters": json.loads(sub.filters) if sub.filters else None,
+        "event": sub.event,
     }
 
 

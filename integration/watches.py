@@ -219,7 +219,8 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         session.add_all(KnownAccount(watch_id=watch_id, account_id=i) for i in outcome.seen_ids - already)
         # Each subscription's filters decide which of its deliveries are written (the journal keeps all).
         subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
-            select(Subscription.id, Subscription.filters).where(Subscription.watch_id == watch_id))]
+            select(Subscription.id, Subscription.filters).where(Subscription.watch_id == watch_id,
+                                                               Subscription.event == NEW_FOLLOWING))]
         sequence = watch.last_sequence
         for account in reversed(outcome.new_follows):  # oldest first: the newest gets the highest number
             sequence += 1
@@ -270,25 +271,27 @@ def _prune(svc: Services, session, watch: Watch) -> None:
     ).execution_options(synchronize_session=False))
 
 
-NEW_FOLLOWING = "new_following"  # the `event` of every item here (subscriptions.EventKind.NEW_FOLLOWING)
+NEW_FOLLOWING = "new_following"  # subscriptions.EventKind values: the `event` of journal rows
+UNFOLLOWED = "unfollowed"        # written by integration/sweeps.py
 
 
 def event_item(watch_handle: str, event: Event) -> dict:
     # eventId: the journal row's id, unique among all events (of every key), never reused on
     # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
-    return {**json.loads(event.payload), "followedBy": watch_handle,
+    by = "unfollowedBy" if event.event == UNFOLLOWED else "followedBy"
+    return {**json.loads(event.payload), by: watch_handle,
             "detectedAt": iso(event.detected_at), "sequence": event.sequence,
-            "eventId": str(event.id), "event": NEW_FOLLOWING}
+            "eventId": str(event.id), "event": event.event}
 
 
 def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
                   since: dt.datetime | None = None, after_sequence: int | None = None,
-                  filters: Filters = NO_FILTERS) -> list[dict]:
-    """Newest first, only items that pass `filters`. Zapier also gets the baseline accounts
-    after the journal (sequence 0)."""
+                  filters: Filters = NO_FILTERS, kind: str = NEW_FOLLOWING) -> list[dict]:
+    """Newest first, only events of `kind` that pass `filters`. Zapier also gets the baseline
+    accounts after the journal (sequence 0) of new follows."""
     with svc.sessions() as session:
         watch = session.get(Watch, watch_id)
-        query = select(Event).where(Event.watch_id == watch_id)
+        query = select(Event).where(Event.watch_id == watch_id, Event.event == kind)
         if since is not None:
             query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
         if after_sequence is not None:
@@ -304,7 +307,8 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
                 items.append(item)
                 if len(items) >= limit:
                     break
-        if platform.trigger_includes_baseline and len(items) < limit and since is None and after_sequence is None:
+        if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
+                and since is None and after_sequence is None:
             listed = {item["id"] for item in items}
             for account in json.loads(watch.baseline):
                 if len(items) >= limit:
