@@ -293,7 +293,7 @@ test('New Followed Account (Instant): the filters are stored with the subscripti
 
 // --- REST hook trigger --------------------------------------------------------------------------
 test('New Unfollow: the first poll records the list; sweepEvery out of range is a 400 naming it', { skip: SKIP }, async () => {
-  const handle = handleFor('unfollow');
+  const handle = handleFor('unf');
   await fake('POST', `handles/${handle}/seed`, { n: 120 });
   const perform = App.triggers.new_unfollow.operation.perform;
   assert.deepEqual(await run(perform, { inputData: { handle, sweepEvery: '24' }, meta: { limit: 10 } }), []);
@@ -304,7 +304,7 @@ test('New Unfollow: the first poll records the list; sweepEvery out of range is 
 });
 
 test('New Unfollow (Instant): subscribes for unfollows, unsubscribes', { skip: SKIP }, async () => {
-  const handle = handleFor('unfollow-hook');
+  const handle = handleFor('unfh');
   await fake('POST', `handles/${handle}/seed`, { n: 10 });
   const op = App.triggers.new_unfollow_instant.operation;
   const subscribeData = await run(op.performSubscribe, {
