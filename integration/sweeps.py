@@ -141,12 +141,7 @@ def _commit(svc, watch_id, token, record, read, started, start_sequence) -> Swee
         watch = session.get(Watch, watch_id, with_for_update=True)
         if row is None or watch is None or row.claim_token != token:
             return SweepResult(complete=False, pages=read.pages, interrupted="claim_lost")
-        # New follows announced after the previous sweep started and before this one did.
-        recent = [json.loads(p) for p in session.scalars(
-            select(Event.payload).where(Event.watch_id == watch_id, Event.event == NEW_FOLLOWING,
-                                        Event.sequence > row.last_sequence, Event.sequence <= start_sequence)
-            .order_by(Event.sequence.desc()))] if record is not None else []
-        gone = unfollowed(record, read, recent)
+        gone = unfollowed(record, read)
         subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
             select(Subscription.id, Subscription.filters)
             .where(Subscription.watch_id == watch_id, Subscription.event == UNFOLLOWED))]

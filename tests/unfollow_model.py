@@ -21,7 +21,8 @@ def replay_unfollows(up: Upstream, history, *, count: int, page_cap: int, refres
     """Ops: those of upstream_model.apply, plus ("sweep", k) (k > 0: fails after k % 4 pages
     when odd) and ("refresh", 0). Counts false unfollows (still followed, or announced twice
     without a follow between) and missed ones: `missed_pushed` would now stand beyond the
-part the sweep could read, `missed_readable` within it (what the rule's bound gives up)."""
+part the sweep could read, `missed_readable` within it (what the rule's bound gives up), `missed_between` followed and
+unfollowed between two sweeps (never in a sweep)."""
     w = Watch(up, refresh_count, page_cap=10)
     w.refresh()
     record: Record | None = None
@@ -29,7 +30,7 @@ part the sweep could read, `missed_readable` within it (what the rule's bound gi
     keys_then: dict[str, tuple] = {}     # each recorded account's list key at its sweep
     announced_gone: set[str] = set()     # unfollows emitted and not followed since
     counts = dict(sweeps=0, complete=0, credits=0, unfollowed=0, false=0, missed_readable=0,
-                  missed_pushed=0)
+                  missed_pushed=0, missed_between=0, false_followed=0)
     ever = list(up.key_of)
     for op, arg in list(history) + [("sweep", 0)]:
         if op == "refresh":
@@ -47,25 +48,31 @@ part the sweep could read, `missed_readable` within it (what the rule's bound gi
         pages, read = sweep(up, count=count, page_cap=page_cap, top=record and record.top, fail_after=fail_after)
         counts["sweeps"] += 1
         counts["credits"] += len(pages)
-        gone = unfollowed(record, read, recent)
+        gone = unfollowed(record, read)
         if not read.complete:
             assert gone == []
             continue
         counts["complete"] += 1
         gone_ids = [a["id"] for a in gone]
         counts["false"] += sum(1 for i in gone_ids if i in up.key_of or i in announced_gone)
+        counts["false_followed"] += sum(1 for i in gone_ids if i in up.key_of)
         counts["unfollowed"] += len(gone_ids)
         if record is not None:
             present = {a["id"] for a in read.accounts}
+            recorded = {a["id"] for a in record.accounts}
             candidates = [a["id"] for a in record.accounts] + [a["id"] for a in recent]
             for i in dict.fromkeys(candidates):
                 if i in up.key_of or i in gone_ids or i in present or i in announced_gone:
+                    continue
+                if i not in recorded:  # followed and unfollowed between two sweeps: never swept
+                    counts["missed_between"] += 1
                     continue
                 # Where it would stand had it stayed: readable now (a miss of the rule) or not.
                 would = sum(1 for key in up.key_of.values() if key > keys_then[i])
                 counts["missed_readable" if would < len(read.accounts) else "missed_pushed"] += 1
         for i in gone_ids:
             w.known.discard(i)  # what the shell does: a later follow of it is new again
+        announced_gone -= {a["id"] for a in read.accounts}  # followed again, and seen
         announced_gone |= set(gone_ids)
         record, recent = Record(read.accounts, read.top), []
         keys_then = {i: up.key_of[i] for i in (a["id"] for a in read.accounts)}
