@@ -60,6 +60,8 @@ def downgrade():
     op.drop_index("ix_unfollow_sweeps_due", table_name="unfollow_sweeps")
     op.drop_table("unfollow_sweeps")
     op.execute("DELETE FROM events WHERE event <> 'new_following'")
+    # The unique (watch, account) comes back: keep the newest event of an account followed again.
+    op.execute("DELETE FROM events WHERE id NOT IN (SELECT MAX(id) FROM events GROUP BY watch_id, account_id)")
 
     def change(batch):
         batch.drop_index("ix_events_watch_account")
