@@ -115,8 +115,8 @@ INPUT_HELP = {
     ),
     "sweepEvery": (
         "An unfollow can only be seen by reading the whole following list (as deep as TikTok serves "
-        "it): a sweep costs 1 DumplingAI credit per 100 accounts followed (a handle following 2,000 "
-        "accounts: 20 credits, plus 1 from the second sweep on). 1 to 168 hours; default 24. The first "
+        "it): a sweep costs about 1 DumplingAI credit per 100 accounts followed (a handle following 2,000 "
+        "accounts: 21 credits, then 22 from the second sweep on). 1 to 168 hours; default 24. The first "
         "sweep only records the list. Accounts pushed out of the readable part of a very long list are "
         "never reported as unfollowed."
     ),

@@ -28,7 +28,7 @@ module.exports = {
   display: {
     label: 'New Unfollow (Instant)',
     description:
-      'Triggers when a TikTok user stops following an account, delivered by webhook after each sweep of the following list (at most every "Check for Unfollows Every" hours, default 24): 1 DumplingAI credit per 100 accounts followed per sweep, plus 1 from the second sweep on.',
+      'Triggers when a TikTok user stops following an account, delivered by webhook after each sweep of the following list (at most every "Check for Unfollows Every" hours, default 24): about 1 DumplingAI credit per 100 accounts followed per sweep, plus 1 from the second sweep on.',
   },
   operation: {
     type: 'hook',
