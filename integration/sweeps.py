@@ -53,6 +53,10 @@ class SweepResult:
 def want(svc: Services, watch_id: int, sweep_every: int) -> None:
     """Record that someone wants the watch's unfollows, at most every `sweep_every` hours
     (the smallest asked stands; a smaller one brings the next sweep forward)."""
+    with svc.sessions() as session:  # most polls change nothing: no write lock for them
+        stored = session.scalar(select(UnfollowSweep.sweep_every_hours).where(UnfollowSweep.watch_id == watch_id))
+    if stored is not None and stored <= sweep_every:
+        return
     for _ in range(2):
         try:
             with transaction(svc.sessions) as session:
