@@ -22,7 +22,7 @@ import json
 
 from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 
-from integration import items, subscriptions, watches
+from integration import items, subscriptions
 from integration.db import transaction
 from integration.jobs import CLAIMABLE, DeliveryJob, DeliveryOutcome, DeliveryStatus, Outcome, RefreshJob, WatchStatus
 from integration.models import Delivery, Event, Subscription, Watch

@@ -63,6 +63,9 @@ class Settings:
     max_sends_per_owner: int = 4   # sends in flight per customer (per worker process)
     max_sends_per_host: int = 16   # sends in flight per webhook target host (per worker process)
     target_host_rps: float = 50.0  # requests per second to one target host (per worker process); 0: no limit
+    # Unfollow detection (h8, integration/sweeps.py): a sweep reads at most this many pages of 100.
+    sweep_page_cap: int = 100
+    sweep_retry_minutes: int = 60  # an interrupted sweep is tried again after this (nothing was emitted)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -100,6 +103,8 @@ class Settings:
             max_sends_per_owner=_int("MAX_SENDS_PER_OWNER", cls.max_sends_per_owner),
             max_sends_per_host=_int("MAX_SENDS_PER_HOST", cls.max_sends_per_host),
             target_host_rps=_float("TARGET_HOST_RPS", cls.target_host_rps),
+            sweep_page_cap=_int("SWEEP_PAGE_CAP", cls.sweep_page_cap),
+            sweep_retry_minutes=_int("SWEEP_RETRY_MINUTES", cls.sweep_retry_minutes),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

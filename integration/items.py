@@ -20,30 +20,32 @@ def iso(moment: dt.datetime) -> str:
 
 class EventKind(StrEnum):
     """An event's `event` (CONTRACT.md, "Beyond new follows"), and what a subscription
-    delivers. Only new follows exist yet; `unfollowed` and `followed_by_many` come next."""
+    delivers (`followed_by_many` is not built yet)."""
 
     NEW_FOLLOWING = "new_following"
+    UNFOLLOWED = "unfollowed"  # written by integration/sweeps.py
 
 
-NEW_FOLLOWING = EventKind.NEW_FOLLOWING.value  # the `event` of every item here
+NEW_FOLLOWING, UNFOLLOWED = EventKind.NEW_FOLLOWING.value, EventKind.UNFOLLOWED.value  # journal `event` values
 
 
 def event_item(watch_handle: str, event: Event) -> dict:
     # eventId: the journal row's id, unique among all events (of every key), never reused on
     # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
-    return {**json.loads(event.payload), "followedBy": watch_handle,
+    by = "unfollowedBy" if event.event == UNFOLLOWED else "followedBy"
+    return {**json.loads(event.payload), by: watch_handle,
             "detectedAt": iso(event.detected_at), "sequence": event.sequence,
-            "eventId": str(event.id), "event": NEW_FOLLOWING}
+            "eventId": str(event.id), "event": event.event}
 
 
 def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
                   since: dt.datetime | None = None, after_sequence: int | None = None,
-                  filters: Filters = NO_FILTERS) -> list[dict]:
-    """Newest first, only items that pass `filters`. Zapier also gets the baseline accounts
-    after the journal (sequence 0)."""
+                  filters: Filters = NO_FILTERS, kind: str = "new_following") -> list[dict]:
+    """Newest first, only events of `kind` that pass `filters`. Zapier also gets the baseline
+    accounts after the journal (sequence 0) of new follows."""
     with svc.sessions() as session:
         watch = session.get(Watch, watch_id)
-        query = select(Event).where(Event.watch_id == watch_id)
+        query = select(Event).where(Event.watch_id == watch_id, Event.event == kind)
         if since is not None:
             query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
         if after_sequence is not None:
@@ -59,7 +61,8 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
                 items.append(item)
                 if len(items) >= limit:
                     break
-        if platform.trigger_includes_baseline and len(items) < limit and since is None and after_sequence is None:
+        if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
+                and since is None and after_sequence is None:
             listed = {item["id"] for item in items}
             for account in json.loads(watch.baseline):
                 if len(items) >= limit:

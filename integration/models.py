@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text,
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
                         UniqueConstraint, false, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -95,12 +95,14 @@ class KnownAccount(Base):
 
 
 class Event(Base):
-    """The follow journal: one row per new follow, numbered per watch."""
+    """The journal: one row per new follow or unfollow, numbered per watch. The same account
+    may have several (followed, unfollowed, followed again): `known_accounts` decides what
+    is new, so no unique (watch, account) here."""
 
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("watch_id", "sequence", name="uq_event_watch_sequence"),
-        UniqueConstraint("watch_id", "account_id", name="uq_event_watch_account"),
+        Index("ix_events_watch_account", "watch_id", "account_id"),
         Index("ix_events_detected", "watch_id", "detected_at"),
     )
 
@@ -110,6 +112,33 @@ class Event(Base):
     account_id: Mapped[str] = mapped_column(String(32), nullable=False)
     detected_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
     payload: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: the flat account
+    # items.EventKind: new_following, or unfollowed (the account as last seen).
+    event: Mapped[str] = mapped_column(String(32), default="new_following", server_default="new_following",
+                                       nullable=False)
+
+
+class UnfollowSweep(Base):
+    """Unfollow detection for one watch (integration/sweeps.py): the record of its last
+    complete sweep and when the next is due. A row exists once someone asked for unfollows."""
+
+    __tablename__ = "unfollow_sweeps"
+    __table_args__ = (Index("ix_unfollow_sweeps_due", "next_sweep_at"),)
+
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
+    # The smallest `sweepEvery` (hours) any trigger call or subscription asked for.
+    sweep_every_hours: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_sweep_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: never yet, due at once
+    # A sweep in progress holds it (a killed worker's claim expires; nothing was written).
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claim_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The last complete sweep (unfollows.Record): zlib-compressed JSON of the flat accounts in
+    # list order (the unfollow item is the account as last seen), and its first maxCursor.
+    accounts: Mapped[bytes | None] = mapped_column(LargeBinary)
+    top_cursor: Mapped[int | None] = mapped_column(BigInteger)
+    swept_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # when that sweep started
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0, nullable=False)  # the journal then
+    sweeps: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    interruptions: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
 
 class Subscription(Base):
@@ -129,7 +158,7 @@ class Subscription(Base):
     target_url: Mapped[str] = mapped_column(Text, nullable=False)
     secret_enc: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
-    # items.EventKind; only new_following exists yet (CONTRACT.md, "Beyond new follows").
+    # items.EventKind (CONTRACT.md, "Beyond new follows").
     event: Mapped[str] = mapped_column(String(32), default="new_following", server_default="new_following",
                                        nullable=False)
     target_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # SHA-256 of target_url, for the unique index

@@ -15,7 +15,6 @@ from integration.db import make_engine, make_session_factory
 from integration.leases import LeaseKeeper
 from integration.models import utcnow
 from integration.observability import UPSTREAM_CALLS
-from integration.models import utcnow
 from integration.security import KeyVault, key_hash
 from integration.upstream import DumplingClient
 

@@ -9,7 +9,7 @@ import secrets
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from integration import errors, items, watches
+from integration import errors, items, sweeps, watches
 from integration.items import EventKind
 from integration.db import transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
@@ -23,7 +23,7 @@ from integration.upstream import Meter
 
 def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: str, target_url: str,
            meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING,
-           filters: Filters = NO_FILTERS, wish: Wish = Wish()) -> tuple[dict, bool]:
+           filters: Filters = NO_FILTERS, wish: Wish = Wish(), sweep_every: int | None = None) -> tuple[dict, bool]:
     """Subscribe, or return the caller's identical subscription: (view with secret, created?).
 
     Idempotent on (owner, handle, event, target): Zapier and Make re-subscribe the same
@@ -40,6 +40,8 @@ def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: 
         # Takes (or refreshes) the baseline now, so the first delivery is a genuinely new
         # follow; a refused key stops here with nothing stored.
         watch_id, _ = watches.open_watch(svc, owner, handle, api_key, platform, meter, wish)
+        if event is EventKind.UNFOLLOWED:  # the worker sweeps it (its first sweep only records)
+            sweeps.want(svc, watch_id, sweep_every or sweeps.SWEEP_EVERY_DEFAULT)
         try:
             return _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash, filters)
         except (IntegrityError, watches.WatchGone):
@@ -175,6 +177,7 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
         "deliveredCount": counts.get("delivered", 0), "failedCount": counts.get("failed", 0),
         "filters": json.loads(sub.filters) if sub.filters else None,
         "checkEvery": check_every_label(watch),
+        "event": sub.event,
     }
 
 

@@ -24,6 +24,7 @@ from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, KnownAccount, Subscription, Watch
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
+from integration.items import NEW_FOLLOWING
 from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform
 from integration.schedule import Wish, interval_for
@@ -256,7 +257,8 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         session.add_all(KnownAccount(watch_id=watch_id, account_id=i) for i in outcome.seen_ids - already)
         # Each subscription's filters decide which of its deliveries are written (the journal keeps all).
         subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
-            select(Subscription.id, Subscription.filters).where(Subscription.watch_id == watch_id))]
+            select(Subscription.id, Subscription.filters).where(Subscription.watch_id == watch_id,
+                                                               Subscription.event == NEW_FOLLOWING))]
         sequence = watch.last_sequence
         for account in reversed(outcome.new_follows):  # oldest first: the newest gets the highest number
             sequence += 1

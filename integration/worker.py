@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from integration import claims, policies, retention, watches
+from integration import claims, policies, retention, sweeps, watches
 from integration.delivery import Sender, webhook_headers
 from integration.errors import UpstreamFailure
 from integration.ledger import Account, BudgetReached
@@ -93,7 +93,7 @@ class Worker:
         self.sends = _Lane(size, "deliver", self._send_done)
         # When the loop next looks for due work, per kind (monotonic): after finding less than
         # it could take, not before the idle time, so busy sends do not re-run the watch claim.
-        self._look = {"refresh": 0.0, "deliver": 0.0}
+        self._look = {"refresh": 0.0, "sweep": 0.0, "deliver": 0.0}
         self._refreshes_done = 0  # a refresh ending while the delivery claim runs must not be overlooked
         self._held_back = False   # the last delivery claim left due deliveries for the caps: a send ending frees one
         # One pooled sender for the life of the process; never slower than a claim allows.
@@ -117,6 +117,7 @@ class Worker:
                 self.flush_outcomes()
                 self._retention()
                 claimed = self._step("refresh", self.refreshes, self.refresh_due)
+                claimed += self._step("sweep", self.refreshes, self.sweep_due)  # unfollows (h8)
                 claimed += self._step("deliver", self.sends, self.deliver_due)
             except Exception:  # noqa: BLE001 - e.g. the database restarting: keep going, slowly
                 logger.exception("worker loop failed; retrying in 5 s")
@@ -143,7 +144,7 @@ class Worker:
         started = claim(wait=False)
         # All that is due (and allowed) was taken: look again after the idle time, unless a
         # refresh ended meanwhile (its deliveries may have been committed after the claim).
-        if started < free and (kind == "refresh" or refreshes_done == self._refreshes_done):
+        if started < free and (kind != "deliver" or refreshes_done == self._refreshes_done):
             self._look[kind] = now + self.idle_seconds
         return started
 
@@ -163,7 +164,7 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim and finish everything due now (tests): refreshes first, then their deliveries."""
-        return self.refresh_due() + self.deliver_due()
+        return self.refresh_due() + self.sweep_due() + self.deliver_due()
 
     def close(self) -> None:
         self.refreshes.shutdown()
@@ -231,6 +232,28 @@ class Worker:
             if self.rotating:
                 self._change_watch(job, {"api_key_enc": self.svc.vault.reencrypt(job.key_enc)})
             log(logger, logging.DEBUG, "watch refreshed", watch_id=job.watch_id, new_events=result.new_events)
+
+    def sweep_due(self, wait: bool = True) -> int:
+        """Unfollow sweeps due for watches with `unfollowed` subscriptions (integration/sweeps.py)."""
+        jobs = sweeps.due_for_worker(self.svc, self.svc.clock(), min(self.refreshes.free(), MAX_BATCH))
+        futures = [self.refreshes.submit(self._sweep, *job) for job in jobs]
+        if wait:
+            for future in futures:
+                future.result()
+        return len(jobs)
+
+    def _sweep(self, watch_id: int, key_enc: str, platform) -> None:
+        api_key = self.svc.vault.decrypt(key_enc)
+        if api_key is None:
+            return  # the refresh of the same watch pauses it (undecryptable)
+        meter = Meter()
+        try:
+            sweeps.run_if_due(self.svc, watch_id, api_key, platform, meter)
+        except Exception:  # noqa: BLE001 - one broken watch must not stop the others
+            logger.exception("unfollow sweep failed", extra={"fields": {"watch_id": watch_id}})
+        finally:
+            if meter.credits:
+                CREDITS_SPENT.labels(platform.value).inc(meter.credits)
 
     def _change_watch(self, job: RefreshJob, values: dict) -> None:
         claims.change_watch(self.svc, job.watch_id, job.key_enc, **values)

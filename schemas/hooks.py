@@ -21,6 +21,12 @@ class SubscriptionCreateSchema(FilterFields):
         metadata={"description": "Where each new follow is POSTed (Zapier's bundle.targetUrl, Make's webhook URL). https only."},
     )
     checkEvery = CheckEvery()
+    event = fields.String(
+        load_default="new_following", validate=validate.OneOf(["new_following", "unfollowed"]),
+        metadata={"description": "What is delivered: new_following (default) or unfollowed (see sweepEvery)"})
+    sweepEvery = fields.Integer(strict=True, validate=validate.Range(min=1, max=168), metadata={
+        "description": "event unfollowed: hours between sweeps of the readable list (1 to 168, default 24); "
+                       "a sweep costs ceil(accounts / 100) credits, plus 1 from the second sweep on"})
 
 
 class SubscriptionSchema(Schema):
@@ -36,6 +42,7 @@ class SubscriptionSchema(Schema):
     createdAt = fields.String(required=True)
     deliveredCount = fields.Integer()
     failedCount = fields.Integer()
+    event = fields.String(metadata={"description": "new_following or unfollowed"})
     filters = fields.Dict(allow_none=True, metadata={"description": "The filters stored with the subscription (null: none); subscribing again with other filters replaces them"})
     checkEvery = fields.Raw(allow_none=True, metadata={"description": "The watch's checkEvery: minutes, \"auto\", or null (the service's default)"})
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from schemas.fields import MAX_INT32, CheckEvery, Handle, UtcDateTime
 from schemas.filters import FilterFields

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import copy
 import math
 import statistics
@@ -22,7 +21,7 @@ from integration.detection import (
     WatchState,
     step,
 )
-from tests.upstream_model import DEVIATIONS, Upstream, Watch, ids, replay
+from tests.upstream_model import Upstream, Watch, ids, replay
 
 
 P = 5

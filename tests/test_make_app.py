@@ -59,6 +59,9 @@ CHECK = APP.module("checkFollowing")
 INSTANT = APP.module("watchNewFollowingInstant")
 UNIVERSAL = APP.module("makeApiCall")
 WEBHOOK = APP.webhook("newFollowing")
+UNFOLLOWS = APP.module("watchUnfollows")
+UNFOLLOWS_INSTANT = APP.module("watchUnfollowsInstant")
+UNFOLLOW_WEBHOOK = APP.webhook("unfollowed")
 
 
 def _rel(path: Path) -> str:
@@ -734,6 +737,76 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
     assert set(bundle) == set(_interface(INSTANT))
     assert bundle["uniqueId"] == followed["user"]["uniqueId"] and bundle["followedBy"] == handle
     run(WEBHOOK.code("detach"), _ctx(make, webhook=attached.data), APP.base)
+
+
+def _sweep_due_now(database_url: str, handle: str) -> bool:
+    """Time passing, for the live service: its unfollow sweep of `handle` becomes due.
+    False while no complete sweep was recorded yet."""
+    from sqlalchemy import text
+
+    from integration.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            return conn.execute(text(
+                "UPDATE unfollow_sweeps SET next_sweep_at = '2000-01-01 00:00:00' WHERE swept_at IS NOT NULL "
+                "AND watch_id IN (SELECT id FROM watches WHERE handle = :h)"), {"h": handle}).rowcount == 1
+    finally:
+        engine.dispose()
+
+
+def test_contract_unfollow_polling_trigger(make, fake_upstream, live_service):
+    handle = unique_handle("mk")
+    entries = fake_upstream.seed(handle, 30)
+    comm = UNFOLLOWS.code("communication")
+    epoch = merge_epoch(comm, UNFOLLOWS.code("epoch"))
+    ctx = _ctx(make, parameters={"handle": handle, "limit": 10, "sweepEvery": 24})
+    first = run(epoch, ctx, APP.base)  # the first sweep records the list
+    assert first.requests[0].url == make["baseUrl"] + "/triggers/unfollowed"
+    assert first.requests[0].body == {"handle": handle, "limit": 300, "sweepEvery": 24}
+    assert first.outputs == []
+    state = TriggerState.all()
+    fake_upstream.unfollow(handle, entries[4]["user"]["id"])
+    assert state.take(run(comm, ctx, APP.base)) == []  # not due: no sweep, no credit for one
+    assert _sweep_due_now(live_service.database_url, handle)
+    events = state.take(run(comm, ctx, APP.base))
+    assert [e["id"] for e in events] == [str(entries[4]["user"]["id"])]
+    assert set(events[0]) == set(_interface(UNFOLLOWS))
+    assert events[0]["event"] == "unfollowed" and events[0]["unfollowedBy"] == handle
+    assert state.take(run(comm, ctx, APP.base)) == []  # output once
+
+
+def test_contract_unfollow_instant_trigger_receives_one_event(make, fake_upstream, live_service, make_webhook_url,
+                                                              tmp_path):
+    handle = unique_handle("mk")
+    entries = fake_upstream.seed(handle, 12)
+    webhook = {"url": make_webhook_url.url}
+    attached = run(UNFOLLOW_WEBHOOK.code("attach"),
+                   _ctx(make, parameters={"handle": handle, "sweepEvery": 1}, webhook=webhook), APP.base)
+    assert attached.requests[0].body == {"handle": handle, "targetUrl": make_webhook_url.url, "event": "unfollowed",
+                                         "sweepEvery": 1}
+    assert attached.responses[0].body["event"] == "unfollowed"
+    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
+                          REFRESH_WINDOW_SECONDS=0)
+    try:
+        deadline = time.monotonic() + 30
+        while not _sweep_due_now(live_service.database_url, handle):  # the worker's recording sweep
+            assert time.monotonic() < deadline, f"no first sweep; see {tmp_path / 'worker.log'}"
+            time.sleep(0.2)
+        fake_upstream.unfollow(handle, entries[2]["user"]["id"])
+        assert _sweep_due_now(live_service.database_url, handle)
+        while time.monotonic() < deadline and not make_webhook_url.received:
+            time.sleep(0.2)
+    finally:
+        stop_worker(worker)
+    assert make_webhook_url.received, f"no delivery; see {tmp_path / 'worker.log'}"
+    _, body = make_webhook_url.received[0]
+    bundle = render(UNFOLLOW_WEBHOOK.code("communication")["output"], {"body": body})
+    assert set(bundle) == set(_interface(UNFOLLOWS_INSTANT))
+    assert bundle["id"] == str(entries[2]["user"]["id"]) and bundle["unfollowedBy"] == handle
+    assert bundle["event"] == "unfollowed"
+    run(UNFOLLOW_WEBHOOK.code("detach"), _ctx(make, webhook=attached.data), APP.base)
 
 
 def test_contract_universal_module(make, fake_upstream):

@@ -12,6 +12,7 @@ from schemas.filters import FilterFields
 from schemas.following import CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema
 from schemas.hooks import SubscriptionCreateSchema
 from schemas.triggers import MAX_ITEMS, TriggerRequestSchema
+from schemas.unfollows import UnfollowedTriggerRequestSchema, UnfollowEventSchema
 from tests.make_iml import MakeApp
 
 APP = MakeApp(Path(__file__).resolve().parents[1] / "manifests" / "make")
@@ -22,6 +23,10 @@ CHECK = APP.module("checkFollowing")
 FILTERS = set(FilterFields().fields)
 INSTANT = APP.module("watchNewFollowingInstant")
 WEBHOOK = APP.webhook("newFollowing")
+UNFOLLOWS = APP.module("watchUnfollows")
+UNFOLLOWS_INSTANT = APP.module("watchUnfollowsInstant")
+UNFOLLOW_WEBHOOK = APP.webhook("unfollowed")
+UNFOLLOW_ONLY = {"event", "sweepEvery"}  # a new-follow subscription sends the default event
 
 # Request fields the modules do not show as parameters, and why.
 SEARCH_ONLY_VIA_PAGINATION = {"minTime"}            # set from `nextMinTime` by the pagination directive
@@ -59,7 +64,9 @@ def _range(field: fields.Field) -> tuple[int | None, int | None]:
 
 @pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
                                             (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
-                                            (CHECK, CheckResponseSchema)], ids=lambda v: getattr(v, "name", ""))
+                                            (CHECK, CheckResponseSchema), (UNFOLLOWS, UnfollowEventSchema),
+                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema)],
+                         ids=lambda v: getattr(v, "name", ""))
 def test_interface_matches_schema(module, schema):
     interface = module.code("interface")
     declared = schema().fields
@@ -76,7 +83,9 @@ def test_interface_matches_schema(module, schema):
 
 @pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
                                             (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
-                                            (CHECK, CheckResponseSchema)], ids=lambda v: getattr(v, "name", ""))
+                                            (CHECK, CheckResponseSchema), (UNFOLLOWS, UnfollowEventSchema),
+                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema)],
+                         ids=lambda v: getattr(v, "name", ""))
 def test_samples_are_valid_items(module, schema):
     sample = module.code("samples")
     assert schema().validate(sample) == {}
@@ -141,8 +150,8 @@ def test_webhook_matches_subscription_create():
     declared = SubscriptionCreateSchema().fields
     params = {p["name"]: p for p in WEBHOOK.code("params")}
     body = WEBHOOK.code("attach")["body"]
-    assert set(body) == set(declared)
-    assert set(params) == set(declared) - {"targetUrl"}  # targetUrl is Make's webhook URL
+    assert set(body) == set(declared) - UNFOLLOW_ONLY
+    assert set(params) == set(declared) - {"targetUrl"} - UNFOLLOW_ONLY  # targetUrl is Make's webhook URL
     assert body["targetUrl"] == "{{webhook.url}}"
     for name in {"handle"} | FILTERS:
         _check_param(params[name], declared[name])
@@ -178,3 +187,31 @@ def test_credit_usage_interface_matches_usage_schema():
             assert [s["name"] for s in interface[name]["spec"]] == list(field.inner.schema.fields)
     assert UsageSchema().validate(module.code("samples")) == {}
     assert module.code("communication")["url"] == "/usage" and module.code("communication")["method"] == "GET"
+
+
+def test_unfollow_trigger_parameters_match_its_request():
+    declared = UnfollowedTriggerRequestSchema().fields
+    params = _params(UNFOLLOWS)
+    assert set(params) == set(declared) - TRIGGER_KEPT_BY_MAKE
+    for name in FILTERS | {"handle", "sweepEvery"}:
+        _check_param(params[name], declared[name])
+    assert "credit" in params["sweepEvery"]["help"] and "credit" in UNFOLLOWS.meta["description"]
+    for directive in (UNFOLLOWS.code("communication"), UNFOLLOWS.code("epoch")):
+        assert set(directive["body"]) <= set(declared)
+        assert directive["body"]["limit"] == MAX_ITEMS
+        assert directive["body"]["sweepEvery"] == "{{parameters.sweepEvery}}"
+        assert directive["url"] == "/triggers/unfollowed"
+
+
+def test_unfollow_webhook_subscribes_for_unfollows():
+    declared = SubscriptionCreateSchema().fields
+    params = {p["name"]: p for p in UNFOLLOW_WEBHOOK.code("params")}
+    body = UNFOLLOW_WEBHOOK.code("attach")["body"]
+    # checkEvery paces new-follow checks; an unfollow subscription is paced by sweepEvery.
+    assert set(body) == set(declared) - {"checkEvery"}
+    assert body["event"] == "unfollowed" and body["targetUrl"] == "{{webhook.url}}"
+    assert set(params) == set(declared) - {"targetUrl", "event", "checkEvery"}
+    for name in {"handle", "sweepEvery"} | FILTERS:
+        _check_param(params[name], declared[name])
+    assert UNFOLLOWS_INSTANT.meta["webhook"] == "unfollowed"
+    assert UNFOLLOWS_INSTANT.code("staticParams") == []

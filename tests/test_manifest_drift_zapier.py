@@ -32,6 +32,7 @@ from schemas.hooks import SubscriptionCreateSchema
 from schemas.fields import CheckEvery
 from schemas.triggers import TriggerRequestSchema
 from schemas.usage import UsageSchema
+from schemas.unfollows import UnfollowedTriggerRequestSchema, UnfollowEventSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "manifests" / "zapier"
@@ -42,9 +43,13 @@ FILTERS = set(FilterFields().fields)
 # Request fields the Zapier app deliberately does not send (Make / plain API only; the hidden
 # legacy trigger sends what it always sent).
 NOT_FOR_ZAPIER = {"new_followed_account": {"since", "afterSequence"},
-                  "new_following": {"since", "afterSequence", "checkEvery"} | FILTERS}  # legacy: as it always was
+                  "new_following": {"since", "afterSequence", "checkEvery"} | FILTERS,  # legacy: as it always was
+                  "new_following_instant": {"event", "sweepEvery"},  # a new-follow hook: the default event
+                  "new_unfollow": {"since", "afterSequence"},
+                  "new_unfollow_instant": {"checkEvery"}}  # unfollows are swept (sweepEvery)
 # Request fields Zapier supplies itself rather than the user.
-FROM_ZAPIER = {"new_followed_account": {"limit"}, "new_following": {"limit"}, "new_following_instant": {"targetUrl"}}
+FROM_ZAPIER = {"new_followed_account": {"limit"}, "new_following": {"limit"}, "new_following_instant": {"targetUrl"},
+               "new_unfollow": {"limit"}, "new_unfollow_instant": {"targetUrl", "event"}}
 
 # CheckEvery (minutes or "auto") is a choice field: Zapier sends the value as a string.
 ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string", CheckEvery: "string"}
@@ -85,7 +90,7 @@ def test_fields_json_is_generated_from_current_schemas():
 
 def test_operations_are_the_three_zapier_operations():
     assert set(OPS) == {"list_following", "check_following", "new_followed_account", "new_following",
-                        "new_following_instant", "credit_usage"}
+                        "new_following_instant", "credit_usage", "new_unfollow", "new_unfollow_instant"}
 
 
 @pytest.mark.parametrize(
@@ -96,6 +101,8 @@ def test_operations_are_the_three_zapier_operations():
         ("new_followed_account", TriggerRequestSchema()),
         ("new_following", TriggerRequestSchema()),
         ("new_following_instant", SubscriptionCreateSchema()),
+        ("new_unfollow", UnfollowedTriggerRequestSchema()),
+        ("new_unfollow_instant", SubscriptionCreateSchema()),
     ],
 )
 def test_input_fields_match_request_schema(op, schema):
@@ -142,6 +149,15 @@ def test_trigger_output_fields_are_the_follow_event_schema():
     for item in FIELDS["followEvent"]:
         expected = "datetime" if item["key"] == "detectedAt" else zapier_type(schema.fields[item["key"]])
         assert item["type"] == expected, item["key"]
+
+
+def test_unfollow_trigger_output_fields_are_the_unfollow_event_schema():
+    event = schema_keys(UnfollowEventSchema())
+    assert keys(FIELDS["unfollowEvent"]) == event
+    for op in ("new_unfollow", "new_unfollow_instant"):
+        assert keys(OPS[op]["outputFields"]) == event, op
+    assert [f["key"] for f in OPS["new_unfollow"]["outputFields"] if f.get("primary")] == ["eventId"]
+    assert not [f for f in OPS["new_unfollow_instant"]["outputFields"] if f.get("primary")]
 
 
 def test_action_output_fields_are_the_following_response_schema():
@@ -205,6 +221,8 @@ def test_every_output_field_has_a_label():
         ("triggers/new_following.js", "new_following", "key"),
         ("triggers/new_following_instant.js", "new_following_instant", "KEY"),
         ("searches/credit_usage.js", "credit_usage", "KEY"),
+        ("triggers/new_unfollow.js", "new_unfollow", "KEY"),
+        ("triggers/new_unfollow_instant.js", "new_unfollow_instant", "KEY"),
     ],
 )
 def test_operation_modules_build_fields_from_fields_json(path, key, key_expr):

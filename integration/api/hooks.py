@@ -41,11 +41,15 @@ class Hooks(MethodView):
 
         Subscribing again to the same handle and targetUrl returns the existing subscription
         (200), with the filters of this request (they replace the stored ones). An account that
-        fails the filters is never delivered. A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it)."""
+        fails the filters is never delivered. `event: unfollowed` delivers unfollows instead: the
+        worker sweeps the readable list at most every `sweepEvery` hours (default 24), each sweep
+        costing ceil(accounts / 100) credits, plus 1 from the second sweep on. A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it)."""
         _refuse_private_names(args["targetUrl"])
         sub, created = subscriptions.create(services(), caller.owner, caller.key, platform, args["handle"],
                                             args["targetUrl"], g.meter, filters=Filters.from_request(args),
-                                            wish=Wish(args.get("checkEvery"), caller.budget))
+                                            wish=Wish(args.get("checkEvery"), caller.budget),
+                                            event=subscriptions.EventKind(args["event"]),
+                                            sweep_every=args.get("sweepEvery"))
         return sub, 201 if created else 200
 
     @blp.response(200, SubscriptionSchema(many=True))

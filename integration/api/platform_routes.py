@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask.views import MethodView
 
-from integration import following, items, usage, watches
+from integration import following, items, sweeps, usage, watches
 from integration.api import Blueprint, Caller, key_required, services
 from integration.authcheck import check_key, remember
 from integration.filters import Filters
@@ -15,6 +15,7 @@ from schemas.following import (CheckRequestSchema, CheckResponseSchema, Followin
                                FollowingResponseSchema)
 from schemas.triggers import TriggerRequestSchema
 from schemas.usage import UsageSchema
+from schemas.unfollows import UnfollowedTriggerRequestSchema, UnfollowEventSchema
 
 blp = Blueprint("platform", __name__, url_prefix="/v1/<platform:platform>",
                 description="The same routes for Zapier, Make and direct API use; the segment sets the upstream requestSource.")
@@ -77,6 +78,33 @@ class NewFollowing(MethodView):
         return items.trigger_items(svc, watch_id, platform, limit=args["limit"],
                                      since=args.get("since"), after_sequence=args.get("afterSequence"),
                                      filters=Filters.from_request(args))
+
+
+@blp.route("/triggers/unfollowed")
+class Unfollowed(MethodView):
+    @blp.arguments(UnfollowedTriggerRequestSchema)
+    @blp.response(200, UnfollowEventSchema(many=True))
+    @blp.documented_errors(*UPSTREAM_ERRORS)
+    @key_required
+    def post(self, args, platform, caller: Caller):
+        """Polling trigger: accounts the handle stopped following, newest first (a bare array)
+
+        An unfollow is seen by sweeping the readable list: a poll sweeps only when the last
+        sweep is `sweepEvery` hours old (default 24; the smallest any caller asked), costing
+        ceil(accounts / 100) credits, plus 1 from the second sweep on; other polls answer from
+        the journal (and refresh new follows as the new-following trigger does, 1 credit). The
+        first sweep only records the list. An account that fell out of the readable part of the
+        list (lists are served to a limited depth) is never reported as unfollowed."""
+        svc = services()
+        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter)
+        sweeps.want(svc, watch_id, args.get("sweepEvery") or sweeps.SWEEP_EVERY_DEFAULT)
+        swept = sweeps.run_if_due(svc, watch_id, caller.key, platform, g.meter,
+                                  budget_seconds=svc.settings.action_budget_seconds)
+        if result.refreshed or swept is not None:
+            remember(svc, caller.owner)
+        return items.trigger_items(svc, watch_id, platform, limit=args["limit"],
+                                     since=args.get("since"), after_sequence=args.get("afterSequence"),
+                                     filters=Filters.from_request(args), kind=items.UNFOLLOWED)
 
 
 @blp.route("/following/check")

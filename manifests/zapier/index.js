@@ -19,6 +19,8 @@ const listFollowing = require('./searches/list_following');
 const checkFollowing = require('./searches/check_following');
 const { newFollowedAccount, newFollowingLegacy } = require('./triggers/new_following');
 const newFollowingInstant = require('./triggers/new_following_instant');
+const newUnfollow = require('./triggers/new_unfollow');
+const newUnfollowInstant = require('./triggers/new_unfollow_instant');
 
 // Only the definition keys Zapier knows (helpers such as listFollowEvents stay out).
 const definitionOf = ({ key, noun, display, operation }) => ({ key, noun, display, operation });
@@ -41,6 +43,8 @@ module.exports = {
     [newFollowedAccount.key]: definitionOf(newFollowedAccount),
     [newFollowingLegacy.key]: definitionOf(newFollowingLegacy),
     [newFollowingInstant.key]: definitionOf(newFollowingInstant),
+    [newUnfollow.key]: definitionOf(newUnfollow),
+    [newUnfollowInstant.key]: definitionOf(newUnfollowInstant),
   },
   searches: {
     [listFollowing.key]: definitionOf(listFollowing),

@@ -30,6 +30,15 @@ const FOLLOW_EVENT_SAMPLE = {
   event: 'new_following',
 };
 
+const UNFOLLOW_EVENT_SAMPLE = {
+  ...ACCOUNT_SAMPLE,
+  unfollowedBy: 'street.food.daily',
+  detectedAt: '2026-11-26T09:00:00Z',
+  sequence: 57,
+  eventId: '1057',
+  event: 'unfollowed',
+};
+
 const FOLLOWING_SAMPLE = {
   // One object describing a list: the ids are on the line items (following[]id).
   handle: 'street.food.daily',
@@ -69,4 +78,4 @@ const USAGE_SAMPLE = {
   ],
 };
 
-module.exports = { ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, FOLLOWING_SAMPLE, CHECK_SAMPLE, USAGE_SAMPLE };
+module.exports = { ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, UNFOLLOW_EVENT_SAMPLE, FOLLOWING_SAMPLE, CHECK_SAMPLE, USAGE_SAMPLE };

@@ -76,8 +76,11 @@ test('there are the four expected operations', () => {
   assert.deepEqual(
     ops.map(({ type, mapKey }) => `${type}.${mapKey}`).sort(),
     ['searches.check_following', 'searches.credit_usage', 'searches.list_following', 'triggers.new_followed_account',
-      'triggers.new_following', 'triggers.new_following_instant'],
+      'triggers.new_following', 'triggers.new_following_instant', 'triggers.new_unfollow',
+      'triggers.new_unfollow_instant'],
   );
+  assert.equal(App.triggers.new_unfollow.operation.type, 'polling');
+  assert.equal(App.triggers.new_unfollow_instant.operation.type, 'hook');
   assert.deepEqual(App.creates, {}, 'reads are searches, not creates');
   assert.equal(App.triggers.new_followed_account.operation.type, 'polling');
   assert.equal(App.triggers.new_following.operation.type, 'polling');
@@ -192,6 +195,22 @@ test('both triggers output the same follow-event fields and share the sample', (
   assert.deepEqual(withoutPrimary(hook.outputFields), withoutPrimary(poll.outputFields));
   assert.deepEqual(hook.sample, poll.sample);
   assert.equal(hook.performList, poll.perform, 'performList is the polling route');
+});
+
+test('both unfollow triggers output the unfollow-event fields; the polling one dedupes on eventId', () => {
+  const poll = App.triggers.new_unfollow.operation;
+  const hook = App.triggers.new_unfollow_instant.operation;
+  const withoutPrimary = (fields) => fields.map(({ primary, ...rest }) => rest);
+  assert.deepEqual(withoutPrimary(hook.outputFields), withoutPrimary(poll.outputFields));
+  assert.deepEqual(poll.outputFields.filter((f) => f.primary).map((f) => f.key), ['eventId']);
+  assert.deepEqual(hook.sample, poll.sample);
+  assert.equal(hook.performList, poll.perform, 'performList is the polling route');
+  assert.equal(poll.sample.event, 'unfollowed');
+  for (const op of [poll, hook]) {
+    const sweep = op.inputFields.find((f) => f.key === 'sweepEvery');
+    assert.match(sweep.helpText, /credit/, 'the help says what a sweep costs');
+  }
+  assert.match(App.triggers.new_unfollow.display.description, /credit/);
 });
 
 test('the polling trigger dedupes on eventId; the hidden legacy trigger keeps the account id', () => {
@@ -384,6 +403,11 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
     ['new_followed_account', App.triggers.new_followed_account.operation.perform, { inputData: all, meta: { limit: 5 } }],
     ['new_following_instant', App.triggers.new_following_instant.operation.performSubscribe, {
       inputData: all, targetUrl: 'https://hooks.zapier.com/hooks/standard/1/abc/',
+    }],
+    ['new_unfollow', App.triggers.new_unfollow.operation.perform, {
+      inputData: { ...all, sweepEvery: '12' }, meta: { limit: 5 } }],
+    ['new_unfollow_instant', App.triggers.new_unfollow_instant.operation.performSubscribe, {
+      inputData: { ...all, sweepEvery: 12 }, targetUrl: 'https://hooks.zapier.com/hooks/standard/1/abc/',
     }],
   ];
   for (const [key, fn, bundle] of cases) {

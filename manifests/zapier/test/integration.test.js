@@ -292,6 +292,30 @@ test('New Followed Account (Instant): the filters are stored with the subscripti
 });
 
 // --- REST hook trigger --------------------------------------------------------------------------
+test('New Unfollow: the first poll records the list; sweepEvery out of range is a 400 naming it', { skip: SKIP }, async () => {
+  const handle = handleFor('unf');
+  await fake('POST', `handles/${handle}/seed`, { n: 120 });
+  const perform = App.triggers.new_unfollow.operation.perform;
+  assert.deepEqual(await run(perform, { inputData: { handle, sweepEvery: '24' }, meta: { limit: 10 } }), []);
+  const err = await rejection(run(perform, { inputData: { handle, sweepEvery: '200' } }));
+  const body = appErrorBody(err);
+  assert.equal(body.status, 400);
+  assert.match(body.message, /Check for Unfollows Every|sweepEvery/, body.message);
+});
+
+test('New Unfollow (Instant): subscribes for unfollows, unsubscribes', { skip: SKIP }, async () => {
+  const handle = handleFor('unfh');
+  await fake('POST', `handles/${handle}/seed`, { n: 10 });
+  const op = App.triggers.new_unfollow_instant.operation;
+  const subscribeData = await run(op.performSubscribe, {
+    inputData: { handle, sweepEvery: 6 }, targetUrl: 'http://127.0.0.1:9/unfollow', // never called: no unfollow happens here
+  });
+  assert.equal(subscribeData.event, 'unfollowed');
+  assert.equal(subscribeData.handle, handle);
+  assert.deepEqual(await run(op.performList, { inputData: { handle } }), []);
+  assert.deepEqual(await run(op.performUnsubscribe, { subscribeData }), { id: subscribeData.id, deleted: true });
+});
+
 test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { skip: SKIP }, async (t) => {
   const op = App.triggers.new_following_instant.operation;
   const handle = handleFor('hook');

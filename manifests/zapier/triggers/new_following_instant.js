@@ -47,7 +47,7 @@ const EVENT_KEYS = FIELDS.followEvent.map((f) => f.key);
 // and only the event's named fields are passed on (never the raw request). A forgery is
 // dropped (no Zap run) rather than thrown: errors would let anyone who learns the target URL
 // get the user's Zap turned off.
-const perform = async (z, bundle) => {
+const makePerform = (eventKeys) => async (z, bundle) => {
   const raw = bundle.rawRequest || {};
   const secret = bundle.subscribeData && bundle.subscribeData.secret;
   const check = webhooks.verify({ headers: raw.headers, body: raw.content, secret });
@@ -63,9 +63,10 @@ const perform = async (z, bundle) => {
   }
   if (!event || typeof event !== 'object' || Array.isArray(event)) return [];
   const named = {};
-  for (const key of EVENT_KEYS) if (key in event) named[key] = event[key];
+  for (const key of eventKeys) if (key in event) named[key] = event[key];
   return [named];
 };
+const perform = makePerform(EVENT_KEYS);
 
 module.exports = {
   key: KEY,
@@ -86,4 +87,7 @@ module.exports = {
     sample: FOLLOW_EVENT_SAMPLE,
     outputFields: outputFields(KEY),
   },
+  // Shared with the unfollow hook (triggers/new_unfollow_instant.js).
+  makePerform,
+  performUnsubscribe,
 };

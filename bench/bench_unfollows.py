@@ -1,0 +1,118 @@
+"""Unfollow detection: what it costs and how exact it is.
+
+1. Credits. Our service (gunicorn) against the fake upstream (its own process): a handle
+   following 2,000 accounts, polled through POST /v1/zapier/triggers/unfollowed. The credits
+   of the recording sweep and of a later sweep are measured (X-Credits-Used, minus the poll's
+   new-follow refresh); a week is then sweeps x credits, compared with a naive "read the whole
+   list on every poll" at Zapier's 15-minute polling.
+2. Exactness. Random follow/unfollow/re-follow histories on the upstream model
+   (tests/upstream_model.py), including lists deeper than the readable cap, swept with the
+   pure rule (integration/unfollows.py): unfollows announced, false ones, and the missed ones,
+   split into "pushed": it would now stand beyond what could be read, and "readable": within
+   it (what the rule's conservative bound gives up).
+
+    .venv/bin/python bench/bench_unfollows.py [HISTORIES]
+"""
+from __future__ import annotations
+
+import random
+import sys
+
+import requests
+from sqlalchemy import text
+
+from harness import API_KEY, FakeProcess, fresh_sqlite, service_env, start_service, stop_service
+from integration.db import make_engine
+from tests.unfollow_model import replay_unfollows
+from tests.upstream_model import Upstream
+
+HISTORIES = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+FOLLOWING = 2000
+POLLS_PER_WEEK = 7 * 24 * 4  # Zapier polls every 15 minutes
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def measured_sweeps() -> tuple[int, int, int]:
+    """(credits of the recording sweep, of a later sweep, of a poll with no sweep due)."""
+    fake = FakeProcess()
+    seeded = fake.control("handles/creator/seed", {"n": FOLLOWING})
+    database = fresh_sqlite()
+    service = start_service(database, fake.url, workers=1, threads=8,
+                            extra_env=service_env(REFRESH_WINDOW_SECONDS="0"))
+    url = service.url + "/v1/zapier/triggers/unfollowed"
+    try:
+        def poll() -> int:
+            response = requests.post(url, json={"handle": "creator", "sweepEvery": 24}, headers=HEADERS, timeout=120)
+            assert response.status_code == 200, response.text
+            return int(response.headers.get("X-Credits-Used", 0))
+
+        first = poll()
+        idle = poll()
+        fake.control("handles/creator/unfollow", {"id": seeded[500]["user"]["id"]})
+        engine = make_engine(database)
+        with engine.begin() as conn:  # a day passes
+            conn.execute(text("UPDATE unfollow_sweeps SET next_sweep_at = '2000-01-01 00:00:00'"))
+        engine.dispose()
+        later = poll()
+        return first - idle, later - idle, idle
+    finally:
+        stop_service(service)
+        fake.stop()
+
+
+def random_history(rng: random.Random, length: int) -> list[tuple[str, int]]:
+    ops = []
+    for _ in range(length):
+        kind = rng.random()
+        if kind < 0.30:
+            ops.append((rng.choice(["follow", "follow_same_second"]), rng.randint(1, 15)))
+        elif kind < 0.55:
+            ops.append(("unfollow", rng.randint(0, 10**6)))
+        elif kind < 0.65:
+            ops.append(("refollow", rng.randint(0, 10**6)))
+        elif kind < 0.70:
+            ops.append(("unfollow_newest", rng.randint(1, 5)))
+        elif kind < 0.85:
+            ops.append(("refresh", 0))
+        else:
+            ops.append(("sweep", rng.choice([0, 0, 0, 1, 3])))  # odd: interrupted after k % 4 pages
+    return ops
+
+
+def exactness() -> None:
+    print(f"\n{HISTORIES} random histories per row (40 operations; sweeps of 10-account pages, some interrupted "
+          "by an upstream failure)")
+    print(f"{'list':34}{'sweeps':>8}{'announced':>11}{'false':>7}{'missed: pushed':>16}{'readable':>10}"
+          f"{'between sweeps':>16}")
+    rows = [("80 accounts, all readable", 80, None), ("150 accounts, readable to 100", 150, 100),
+            ("300 accounts, readable to 60", 300, 60)]
+    for label, n, depth in rows:
+        rng = random.Random(n)
+        totals: dict[str, int] = {}
+        for _ in range(HISTORIES):
+            up = Upstream(n, deviations=frozenset({"depth_cap_100"}) if depth else frozenset(), depth_cap=depth or 100)
+            counts = replay_unfollows(up, random_history(rng, 40), count=10, page_cap=100)
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+        print(f"{label:34}{totals['complete']:>8}{totals['unfollowed']:>11}{totals['false']:>7}"
+              f"{totals['missed_pushed']:>16}{totals['missed_readable']:>10}{totals['missed_between']:>16}")
+
+
+def main() -> None:
+    first, later, idle = measured_sweeps()
+    naive = first  # reading the whole list once, as the recording sweep does
+    print(f"handle following {FOLLOWING} accounts (fake upstream, 100 accounts per page)")
+    print(f"  recording sweep: {first} credits; later sweep: {later} credits (the anchor page is the +1); "
+          f"a poll with no sweep due: {idle} credit (the new-follow refresh)")
+    print(f"{'per week':44}{'sweeps':>8}{'sweep credits':>15}{'with 15-min polls':>19}")
+    for every in (24, 168):
+        sweeps = 7 * 24 // every
+        print(f"{'ours, sweepEvery ' + str(every):44}{sweeps:>8}{sweeps * later:>15}"
+              f"{sweeps * later + POLLS_PER_WEEK * idle:>19}")
+    print(f"{'naive: whole list on every 15-minute poll':44}{POLLS_PER_WEEK:>8}{POLLS_PER_WEEK * naive:>15}"
+          f"{POLLS_PER_WEEK * naive:>19}")
+    exactness()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Pure unfollow detection: which accounts a handle stopped following, decided from sweeps.
+No I/O, no clock; the shell is `integration/sweeps.py`.
+
+An unfollow is an absence, and an absence is only evidence where we looked. The upstream
+serves a following list newest follow first, paged by follow time, and only to some depth
+(peers report 5,000 to 10,000 accounts; the fake's `depth_cap_100`); `total` is rounded.
+So a SWEEP reads the list from the top, page after page (``minTime = minCursor + 1``, the
+overlap de-duplicated, as `following.Pager` does), until ``hasMore: false`` or the page cap.
+What it read is a contiguous prefix of the list: its first ``n`` positions.
+
+THE RULE. Let the previous complete sweep have read ``ids`` (positions 0..), with ``top``
+the follow time of its first account, and the current complete sweep read ``R`` (n = |R|).
+The accounts standing above a still-followed ``a`` now are those above it then that are
+still followed, plus accounts followed since; the latter all have a follow time >= ``top``,
+so they stand above every account older than ``top``, and their number ``F`` is at most
+the position of the newest account followed before ``top - 1``, which ONE extra page asked
+with ``minTime = top - 1`` (the anchor) shows first. Let ``q(a)`` = (accounts above ``a`` then that R holds) + F.
+Every account absent from R with ``q(a) < n`` was unfollowed. Proof: take the topmost
+counter-example ``b`` (still followed, absent, q(b) < n). An account above ``b`` then, still
+followed and absent from R, would have q <= q(b) < n and be a higher counter-example; so all
+the still-followed accounts above ``b`` then are in R, ``b``'s position is at most q(b) < n,
+and the sweep read it: a contradiction. Everything else absent from R (pushed deeper than the
+readable part, or never readable) is left undecided: a possible miss, never a false unfollow.
+
+A sweep that does not end cleanly (upstream failure, killed worker, page cap, a second
+holding more follows than a page, cursors it cannot trust) is INCOMPLETE: it decides
+nothing and the record of the previous complete sweep stays for the next attempt.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from integration.detection import MAX_COUNT, MS_THRESHOLD, Page
+
+
+class Interrupted(StrEnum):
+    """Why a sweep decides nothing (the log and the metric label)."""
+
+    PAGE_CAP = "page_cap"
+    STUCK = "stuck"                    # a page brought nothing unseen: a second larger than a page, or minTime ignored
+    CURSORS = "cursors"                # cursors missing, or an anchor page that does not continue the read
+    EMPTY_PAGE = "empty_page"          # an empty page that says there is more
+
+
+@dataclass(frozen=True)
+class Ask:
+    min_time: int | None
+    count: int = MAX_COUNT
+
+
+@dataclass(frozen=True)
+class Read:
+    """The end of a sweep: `accounts` (de-duplicated, newest first) when complete."""
+
+    complete: bool
+    accounts: tuple[dict, ...] = ()
+    top: int | None = None             # the first page's maxCursor
+    pages: int = 0
+    interrupted: Interrupted | None = None
+    # F: at most how many of `accounts` were followed since the previous sweep; None when it
+    # cannot be bounded (no previous sweep, cursors that changed unit).
+    followed_since: int | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """What is kept of the previous complete sweep: its accounts in order (the position of
+    each is its index) and the follow time of its first account."""
+
+    accounts: tuple[dict, ...]
+    top: int | None
+
+
+def next_ask(pages: Sequence[Page], *, page_cap: int, count: int = MAX_COUNT,
+             top: int | None = None) -> Ask | Read:
+    """The next page a sweep must read, or how it ended. `top`: the previous sweep's.
+
+    Pages go down by ``minTime = minCursor + 1``, the overlap de-duplicated (as
+    `following.Pager`). Once the read reaches below ``top - 1`` (or the list's end), ONE
+    anchor page is asked with ``minTime = top - 1``: its first account is the newest one
+    followed before ``top - 1`` (before ``top`` if the upstream's minTime is inclusive), so
+    its index in the read bounds F from above. A sweep costs ceil(readable / count) credits,
+    plus that one page."""
+    if not pages:
+        return Ask(None, count)
+    if top is not None and pages[0].max_cursor is not None and \
+            (top >= MS_THRESHOLD) != (pages[0].max_cursor >= MS_THRESHOLD):
+        top = None  # the cursors changed unit: times cannot be compared this once
+    seen: set[str] = set()
+    accounts: list[dict] = []
+    bound: int | None = None
+    anchor_at: int | None = None       # the index the anchor page has (or will have) in `pages`
+    deepest: Page | None = None        # the last page read by the ordinary descent
+    for index, page in enumerate(pages):
+        fresh = []
+        for account in page.accounts:
+            if account["id"] not in seen:
+                seen.add(account["id"])
+                fresh.append(account)
+        if index == anchor_at:
+            if page.accounts:
+                first = page.accounts[0]["id"]
+                at = next((i for i, a in enumerate(accounts) if a["id"] == first), None)
+                if at is None:  # the anchor does not continue what was read: no bound to trust
+                    return Read(False, pages=len(pages), interrupted=Interrupted.CURSORS)
+                bound = at
+            # else: nothing older than top - 1 could be read (every readable account may be new,
+            # and a depth cap may hide how many): F has no bound, the sweep decides nothing.
+            accounts.extend(fresh)
+            if fresh:  # the anchor reached deeper than the descent: go on from it
+                deepest = page
+            continue
+        if page.accounts and not fresh and page.has_more:
+            return Read(False, pages=len(pages), interrupted=Interrupted.STUCK)
+        accounts.extend(fresh)
+        deepest = page
+        if anchor_at is None and top is not None and (
+                not page.has_more or (page.min_cursor is not None and page.min_cursor < top - 1)):
+            anchor_at = index + 1
+    if anchor_at == len(pages):
+        return _capped(pages, page_cap) or Ask(top - 1, count)
+    if not deepest.has_more:
+        return Read(True, tuple(accounts), pages[0].max_cursor, len(pages), followed_since=bound)
+    if not deepest.accounts:
+        return Read(False, pages=len(pages), interrupted=Interrupted.EMPTY_PAGE)
+    if deepest.min_cursor is None or deepest.min_cursor <= 0 or (
+            deepest.max_cursor is not None and deepest.max_cursor < deepest.min_cursor):
+        return Read(False, pages=len(pages), interrupted=Interrupted.CURSORS)
+    return _capped(pages, page_cap) or Ask(deepest.min_cursor + 1, count)
+
+
+def _capped(pages: Sequence[Page], page_cap: int) -> Read | None:
+    if len(pages) >= page_cap:
+        return Read(False, pages=len(pages), interrupted=Interrupted.PAGE_CAP)
+    return None
+
+
+def unfollowed(previous: Record | None, read: Read) -> list[dict]:
+    """The accounts (as last seen) that were certainly unfollowed, in their old list order.
+
+    `previous`: the last complete sweep (None: this is the first, which only records).
+    `read`: the current sweep, asked with ``top=previous.top``. An incomplete sweep decides
+    nothing.
+
+    Only accounts of `previous` are judged. An account announced as a new follow since then
+    is not: detection may announce late a follow made before `previous`, already deeper than
+    it could read (found by bench/bench_unfollows.py), so nothing bounds where it stands. A
+    follow and its unfollow between two sweeps is therefore not reported."""
+    if previous is None or not read.complete or read.followed_since is None:
+        return []
+    bound = read.followed_since
+    present = {a["id"] for a in read.accounts}
+    n = len(read.accounts)
+    gone: list[dict] = []
+    above_present = 0  # accounts above the current one in `previous` that the sweep read
+    for account in previous.accounts:
+        if account["id"] in present:
+            above_present += 1
+        elif above_present + bound < n:
+            gone.append(account)
+    return gone

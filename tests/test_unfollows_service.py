@@ -1,0 +1,190 @@
+"""Unfollow detection in the service (integration/sweeps.py): the polling trigger, sweeps due
+per `sweepEvery`, the journal and outbox, re-follows, interruptions, the depth cap. On SQLite
+and PostgreSQL, against the fake upstream over HTTP."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from integration import sweeps
+from integration.models import Delivery, Event, UnfollowSweep
+from integration.platforms import Platform
+from integration.upstream import Meter
+from integration.worker import Worker
+from tests.conftest import API_KEY, AUTH, make_test_app, unique_handle
+
+START = dt.datetime(2026, 11, 26, 12, 0)
+
+
+@pytest.fixture
+def env(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, page_size=30, page_cap=4)
+    svc = app.extensions["tiktok_following"]
+    now = [START]
+    svc.clock = lambda: now[0]
+    yield app.test_client(), svc, fake_upstream, now
+    svc.client.close()
+    svc.engine.dispose()
+
+
+def unfollows(client, handle, **body):
+    response = client.post("/v1/zapier/triggers/unfollowed", json={"handle": handle, **body}, headers=AUTH)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def spent(fake, before=[0]):
+    now, delta = fake.credits_spent(API_KEY), None
+    delta, before[0] = now - before[0], now
+    return delta
+
+
+def test_a_poll_sweeps_when_due_and_announces_unfollows_within_the_readable_list(env):
+    client, svc, fake, now = env
+    handle = unique_handle()
+    fake.seed(handle, 248)
+    ids = [str(a["user"]["id"]) for a in fake.seed(handle, 248)]
+    spent(fake)
+    assert unfollows(client, handle) == []          # the first sweep only records the list
+    assert spent(fake) == 1 + 3                    # the watch's baseline, then ceil(248 / 100) pages
+    fake.unfollow(handle, ids[10])
+    fake.unfollow(handle, ids[240])
+    now[0] += dt.timedelta(hours=23)
+    assert unfollows(client, handle) == []          # not due: answered from the journal
+    assert spent(fake) == 1                        # the new-follow refresh only
+    now[0] += dt.timedelta(hours=1)
+    items = unfollows(client, handle)
+    assert spent(fake) == 1 + 4                    # 246 accounts: 3 pages, plus the anchor page
+    assert [i["id"] for i in items] == [ids[10], ids[240]]  # newest first: the most recent follow first
+    assert {i["event"] for i in items} == {"unfollowed"} and {i["unfollowedBy"] for i in items} == {handle}
+    assert items[0]["uniqueId"] and len({i["eventId"] for i in items}) == 2
+    # Not new follows, and not announced again by the next sweep.
+    new = client.post("/v1/zapier/triggers/new-following", json={"handle": handle}, headers=AUTH).get_json()
+    assert not [i for i in new if i["event"] != "new_following"]
+    now[0] += dt.timedelta(hours=24)
+    assert [i["eventId"] for i in unfollows(client, handle)] == [i["eventId"] for i in items]
+    # afterSequence / since (Make) see only what is newer.
+    assert unfollows(client, handle, afterSequence=items[0]["sequence"]) == []
+
+
+def test_accounts_pushed_past_the_readable_depth_are_not_unfollows(env):
+    client, svc, fake, now = env
+    fake.set_deviations("depth_cap_100")           # the list is served to 100 accounts only
+    handle = unique_handle()
+    ids = [str(a["user"]["id"]) for a in fake.seed(handle, 150)]
+    assert unfollows(client, handle, sweepEvery=1) == []
+    for _ in range(6):
+        fake.follow(handle)                        # ids[94..99] now stand beyond the depth
+    fake.unfollow(handle, ids[3])
+    now[0] += dt.timedelta(hours=1)
+    assert [i["id"] for i in unfollows(client, handle, sweepEvery=1)] == [ids[3]]
+
+
+def test_an_account_unfollowed_then_followed_again_is_a_new_follow(env):
+    client, svc, fake, now = env
+    handle = unique_handle()
+    entries = fake.seed(handle, 40)
+    assert unfollows(client, handle) == []
+    victim = entries[5]
+    fake.unfollow(handle, victim["user"]["id"])
+    now[0] += dt.timedelta(hours=24)
+    assert [i["id"] for i in unfollows(client, handle)] == [str(victim["user"]["id"])]
+    fake.follow(handle, victim)
+    now[0] += dt.timedelta(minutes=1)
+    new = client.post("/v1/make/triggers/new-following", json={"handle": handle}, headers=AUTH).get_json()
+    assert [i["id"] for i in new] == [str(victim["user"]["id"])]
+    assert new[0]["event"] == "new_following"
+
+
+def test_an_interrupted_sweep_emits_nothing_and_a_held_sweep_is_not_paid_twice(env):
+    client, svc, fake, now = env
+    handle = unique_handle()
+    ids = [str(a["user"]["id"]) for a in fake.seed(handle, 150)]
+    assert unfollows(client, handle) == []
+    watch_id = _watch_id(svc)
+    fake.unfollow(handle, ids[7])
+    now[0] += dt.timedelta(hours=24)
+    fake.fail_next(400)                            # the sweep's first page is refused (not retried)
+    result = sweeps.run_if_due(svc, watch_id, API_KEY, Platform.API, Meter())
+    assert result is not None and not result.complete
+    assert _unfollow_events(svc) == []
+    now[0] += dt.timedelta(minutes=svc.settings.sweep_retry_minutes)
+    # A sweep held by another process (a killed worker's claim) is neither repeated nor paid.
+    with svc.sessions.begin() as session:
+        session.get(UnfollowSweep, watch_id).claim_until = now[0] + dt.timedelta(minutes=5)
+    spent(fake)
+    assert sweeps.run_if_due(svc, watch_id, API_KEY, Platform.API, Meter()) is None
+    assert spent(fake) == 0
+    now[0] += dt.timedelta(minutes=6)              # the claim expired: the sweep restarts
+    result = sweeps.run_if_due(svc, watch_id, API_KEY, Platform.API, Meter())
+    assert result.complete and result.unfollows == 1
+    assert [e.account_id for e in _unfollow_events(svc)] == [ids[7]]
+
+
+def test_the_page_cap_interrupts_a_sweep(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, sweep_page_cap=2)
+    client, svc = app.test_client(), app.extensions["tiktok_following"]
+    handle = unique_handle()
+    fake_upstream.seed(handle, 250)
+    assert unfollows(client, handle) == []
+    with svc.sessions() as session:
+        row = session.scalar(select(UnfollowSweep))
+        assert row.accounts is None and row.interruptions == 1 and row.next_sweep_at is not None
+    svc.engine.dispose()
+
+
+def test_the_worker_sweeps_for_unfollow_subscriptions_and_writes_their_deliveries_only(env):
+    client, svc, fake, now = env
+    handle = unique_handle()
+    ids = [str(a["user"]["id"]) for a in fake.seed(handle, 60)]
+    body = {"handle": handle, "targetUrl": "http://127.0.0.1:9/hook"}
+    on_unfollow = client.post("/v1/zapier/hooks", json={**body, "event": "unfollowed", "sweepEvery": 6},
+                              headers=AUTH).get_json()
+    on_follow = client.post("/v1/zapier/hooks", json={**body, "targetUrl": "http://127.0.0.1:9/other"},
+                            headers=AUTH).get_json()
+    assert on_unfollow["event"] == "unfollowed" and on_follow["event"] == "new_following"
+    worker = Worker(svc)
+    try:
+        assert worker.sweep_due() == 1             # the recording sweep
+        assert worker.sweep_due() == 0             # not due again before 6 hours
+        fake.unfollow(handle, ids[2])
+        fake.follow(handle)
+        now[0] += dt.timedelta(hours=6)
+        worker.refresh_due()
+        assert worker.sweep_due() == 1
+    finally:
+        worker.close()
+    with svc.sessions() as session:
+        rows = session.execute(select(Delivery.subscription_id, Event.event, Event.account_id)
+                               .join(Event, Event.id == Delivery.event_id)).all()
+    assert (on_unfollow["id"], "unfollowed", ids[2]) in rows
+    assert all(sub == on_unfollow["id"] for sub, kind, _ in rows if kind == "unfollowed")
+    assert all(sub == on_follow["id"] for sub, kind, _ in rows if kind == "new_following")
+
+
+@pytest.mark.parametrize("body, field", [({"sweepEvery": 0}, "sweepEvery"), ({"sweepEvery": 169}, "sweepEvery"),
+                                         ({"sweepEvery": "24"}, "sweepEvery")])
+def test_bad_sweep_every_is_a_clear_400(env, body, field):
+    client, *_ = env
+    response = client.post("/v1/zapier/triggers/unfollowed", json={"handle": "someone", **body}, headers=AUTH)
+    assert response.status_code == 400
+    assert field in response.get_json()["error"]
+
+
+def test_a_hook_with_an_unknown_event_is_a_clear_400(env):
+    client, *_ = env
+    response = client.post("/v1/zapier/hooks", json={"handle": "someone", "targetUrl": "https://example.com/h",
+                                                     "event": "liked"}, headers=AUTH)
+    assert response.status_code == 400 and "event" in response.get_json()["error"]
+
+
+def _watch_id(svc) -> int:
+    with svc.sessions() as session:
+        return session.scalar(select(UnfollowSweep.watch_id))
+
+
+def _unfollow_events(svc) -> list:
+    with svc.sessions() as session:
+        return list(session.scalars(select(Event).where(Event.event == "unfollowed")))
