@@ -76,8 +76,8 @@ class NewFollowing(MethodView):
         if result.refreshed:
             remember(svc, caller.owner)
         return items.trigger_items(svc, watch_id, platform, limit=args["limit"],
-                                     since=args.get("since"), after_sequence=args.get("afterSequence"),
-                                     filters=Filters.from_request(args))
+                                   since=args.get("since"), after_sequence=args.get("afterSequence"),
+                                   filters=Filters.from_request(args))
 
 
 @blp.route("/triggers/unfollowed")
@@ -96,15 +96,16 @@ class Unfollowed(MethodView):
         first sweep only records the list. An account that fell out of the readable part of the
         list (lists are served to a limited depth) is never reported as unfollowed."""
         svc = services()
-        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter)
+        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter,
+                                              Wish(None, caller.budget))
         sweeps.want(svc, watch_id, args.get("sweepEvery") or sweeps.SWEEP_EVERY_DEFAULT)
         swept = sweeps.run_if_due(svc, watch_id, caller.key, platform, g.meter,
                                   budget_seconds=svc.settings.action_budget_seconds)
         if result.refreshed or swept is not None:
             remember(svc, caller.owner)
         return items.trigger_items(svc, watch_id, platform, limit=args["limit"],
-                                     since=args.get("since"), after_sequence=args.get("afterSequence"),
-                                     filters=Filters.from_request(args), kind=items.UNFOLLOWED)
+                                   since=args.get("since"), after_sequence=args.get("afterSequence"),
+                                   filters=Filters.from_request(args), kind=items.UNFOLLOWED)
 
 
 @blp.route("/following/check")
