@@ -31,7 +31,7 @@ test: install
 # Random exploration of the property tests (not in CI: `make test` runs a fixed set).
 # A failure it finds is kept in .hypothesis/; add it as an @example, then fix it.
 fuzz: install
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -k property -p no:randomly tests/test_detection.py tests/test_triggers.py
+	HYPOTHESIS_PROFILE=fuzz scripts/test.sh -q $$(grep -l '@given' tests/*.py)
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
