@@ -197,7 +197,11 @@ def step(
         if uid in known:
             continue
         page = pages[p]
-        if i < last_anchor or page.min_cursor >= theta or (
+        # After a refresh that could not read second W whole (exclusive), what it read all
+        # lies in second W, where positions prove nothing (a re-follow in that second may
+        # stand after accounts of it never seen): the cursors and the verification decide.
+        positional = i < last_anchor and not state.exclusive
+        if positional or page.min_cursor >= theta or (
             page.accounts[0]["id"] == uid and page.max_cursor >= theta
         ):
             new.append(i)
