@@ -79,7 +79,7 @@ def test_a_web_process_killed_mid_refresh_does_not_stall_the_watch(database_url,
         answer = requests.post(second.url + url, json={"handle": "alice"}, headers=AUTH, timeout=30)
         elapsed = time.monotonic() - started
         assert [i["id"] for i in answer.json()] == [e["user"]["id"] for e in reversed(new)]
-        assert elapsed < 15, elapsed  # about LEASE_SECONDS, never WAIT_SECONDS' 25 s
+        assert elapsed < 20, elapsed  # about LEASE_SECONDS (10 s), never WAIT_SECONDS' 25 s
     finally:
         stop_service(second)
 
