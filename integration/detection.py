@@ -23,14 +23,16 @@ refresh. Why the rules below decide that exactly:
 * Pages. A page with ``min_cursor >= θ`` lies wholly at or after θ: its unknown
   accounts are new, and the next page must be read. A page with ``max_cursor < θ``
   holds nothing new, nor does any later one: stop.
-* Anchors. An unknown account standing before a ``top_ids`` member ``t`` is new:
-  if ``t`` kept its time, everything then standing before ``t`` was in the prefix
-  and is known; if ``t`` was re-followed, the account is newer than that re-follow.
-* The boundary page (``min_cursor < θ <= max_cursor``): its first account has time
-  max_cursor (new if unknown), its last has time min_cursor (old). An unknown
-  account after the last anchor and between those two is ambiguous: only then we
-  spend ONE verification request, ``min_time = θ``; it lists the accounts older
-  than θ, starting where the boundary page's new prefix ends.
+* Anchors. An unknown account standing before the first ``top_ids`` member ``t``
+  still in its seen order is new: ``t`` kept its time, so everything then standing
+  before it was in the prefix and is known. (New follows stand there: they are newer
+  than every account seen before. Only the first such member is used: an upstream
+  that swaps neighbours could put an old account before a later one.)
+* The boundary page (``min_cursor < θ <= max_cursor``): its last account has time
+  min_cursor (old). Any other unknown account on it after the first anchor is
+  ambiguous: only then we spend ONE verification request, ``min_time = θ``; it
+  lists the accounts older than θ, starting where the boundary page's new prefix
+  ends.
 * Same second across a page boundary. The next page is asked with
   ``min_time = min_cursor + 1``, not ``min_cursor``: with a strict ``minTime`` the
   latter would skip the rest of a group of follows sharing the boundary second.
@@ -55,7 +57,9 @@ old account announced as new; exactness where the data allows it):
 * A list that stops early (a depth cap) while ``total`` says more: the end is not
   trusted (``exclusive`` stays conservative).
 * Order not by follow time: known accounts standing out of the order they were
-  seen in (more than re-follows explain) -> SAFE MODE.
+  seen in (more than re-follows explain, and some among the older ones) -> SAFE
+  MODE. Fewer swaps go undetected, and a swapped old account can still be announced
+  (bench/bench_detection.py's matrix counts it).
 
 SAFE MODE reads the first page only and announces the unknown accounts that stand
 before its first anchor: the rule that needs no cursor. Anything else is left unannounced (a possible miss, never a false
@@ -177,7 +181,7 @@ def step(
     top = {t: i for i, t in enumerate(state.top_ids)}
     anchors = [i for i, (a, _) in enumerate(order) if a["id"] in top]
     kept = [anchors[k] for k in _kept_anchors([top[order[i][0]["id"]] for i in anchors])]
-    last_anchor = kept[-1] if kept else -1
+    first_anchor = kept[0] if kept else -1
     if reanchor:  # as in safe mode: before the first anchor
         newer = [a for a, _ in order[:anchors[0] if anchors else 0] if a["id"] not in known]
         return _outcome(state, pages, verifies, order, newer, truncated=truncated)
@@ -200,17 +204,15 @@ def step(
         # After a refresh that could not read second W whole (exclusive), what it read all
         # lies in second W, where positions prove nothing (a re-follow in that second may
         # stand after accounts of it never seen): the cursors and the verification decide.
-        positional = i < last_anchor and not state.exclusive
-        if positional or page.min_cursor >= theta or (
-            page.accounts[0]["id"] == uid and page.max_cursor >= theta
-        ):
+        positional = i < first_anchor and not state.exclusive
+        if positional or page.min_cursor >= theta:
             new.append(i)
         elif page.max_cursor >= theta and page.accounts[-1]["id"] != uid:
             ambiguous.append(i)
         # else: older than θ (a page wholly older, or the boundary page's last account)
 
     if ambiguous:
-        decided = _verified(order, ambiguous, last_anchor, verifies, theta)
+        decided = _verified(order, ambiguous, first_anchor, verifies, theta)
         if isinstance(decided, NeedVerify):
             return decided
         new = sorted(new + decided)
@@ -315,7 +317,7 @@ def _kept_anchors(indices: list[int]) -> list[int]:
     return run[::-1]
 
 
-def _verified(order, ambiguous: list[int], last_anchor: int, verifies: Sequence[Page],
+def _verified(order, ambiguous: list[int], first_anchor: int, verifies: Sequence[Page],
               theta: int) -> list[int] | NeedVerify:
     """The ambiguous positions that are new, or the verification request still needed."""
     if not verifies:
@@ -325,7 +327,7 @@ def _verified(order, ambiguous: list[int], last_anchor: int, verifies: Sequence[
             and older_page.max_cursor >= theta:
         return NeedVerify(theta - 1)  # an inclusive minTime: ask for "strictly older" again
     older = {a["id"] for a in older_page.accounts}
-    cut = next((i for i in range(last_anchor + 1, len(order)) if order[i][0]["id"] in older), None)
+    cut = next((i for i in range(first_anchor + 1, len(order)) if order[i][0]["id"] in older), None)
     # No overlap can only come from the list changing between the requests: keep to
     # what is proven rather than risk announcing old accounts.
     if cut is None:
