@@ -286,8 +286,10 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
 
 def _group_view(group_id: str, rows, counts: dict | None = None) -> dict:
     """A watchlist subscription as one object: its first handle's view, the group's id,
-    every handle, and the delivery counts summed."""
+    every handle (sorted: rows made in one transaction share created_at), and the delivery
+    counts summed."""
     counts = counts or {}
+    rows = sorted(rows, key=lambda row: row[1].handle)
     sub, watch = rows[0]
     out = _view(sub, watch, watch.handle)
     out["id"], out["handles"] = group_id, [w.handle for _, w in rows]

@@ -12,6 +12,7 @@ from typing import Callable
 
 from sqlalchemy import select
 
+from integration import errors
 from integration.models import Watch
 from integration.services import Services
 
@@ -45,11 +46,26 @@ def open_all(svc: Services, owner: str, handles: list[str], open_one: OpenOne, *
         if not future.done() or future.cancelled():
             late.append(handle)
             continue
-        watch_id, refreshed = future.result()  # raises that handle's error
+        try:
+            watch_id, refreshed = future.result()  # raises that handle's error
+        except errors.UpstreamFailure as failure:
+            raise _naming(handle, failure) from failure
         opened[handle] = watch_id
         paid = paid or refreshed
     opened.update(_existing(svc, owner, late))
     return opened, paid
+
+
+HANDLE_FAILURES = {errors.FailureKind.NOT_FOUND.value, errors.FailureKind.LIST_HIDDEN.value}
+
+
+def _naming(handle: str, failure: errors.UpstreamFailure) -> Exception:
+    """In a watchlist, an error about one handle (unknown, list hidden) says which one."""
+    if failure.kind not in HANDLE_FAILURES:
+        return failure
+    error = errors.from_upstream(failure)
+    message = f"'{handle}' (in handles): {error.message}"
+    return errors.ApiError(error.status, error.code, message, error.headers, {"handles": [message]})
 
 
 def _existing(svc: Services, owner: str, handles: list[str]) -> dict[str, int]:

@@ -981,7 +981,7 @@ def test_contract_watchlist_webhook_attach_then_detach_all(make, fake_upstream, 
     assert attached.responses[0].status == 201
     hook_id = attached.data["externalHookId"]
     sub = _get(make, f"/hooks/{hook_id}").json()
-    assert sub["handles"] == handles
+    assert sub["handles"] == sorted(handles)
     webhook.update(attached.data)
     detached = run(WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
     assert detached.responses[-1].status == 204

@@ -113,7 +113,7 @@ def test_a_watchlist_subscription_delivers_each_handles_follows_under_one_id(env
         fake.seed(handle, 5)
     body = {"handles": handles, "targetUrl": "http://127.0.0.1:9/hook"}
     created = post(client, HOOKS, body, status=201).get_json()
-    assert created["handles"] == handles and created["secret"].startswith("whsec_")
+    assert created["handles"] == sorted(handles) and created["secret"].startswith("whsec_")
     again = post(client, HOOKS, {**body, "handles": handles[::-1]}, status=200).get_json()
     assert again["id"] == created["id"] and again["secret"] == created["secret"]
     with svc.sessions() as session:   # one row per handle: 3 of the key's 5 subscriptions
@@ -125,7 +125,7 @@ def test_a_watchlist_subscription_delivers_each_handles_follows_under_one_id(env
                                         "targetUrl": "http://127.0.0.1:9/other"}, headers=AUTH)
     assert too_many.status_code == 409 and too_many.get_json()["code"] == "too_many_subscriptions"
     listed = client.get(HOOKS, headers=AUTH).get_json()
-    assert [(s["id"], s["handles"]) for s in listed] == [(created["id"], handles)]
+    assert [(s["id"], s["handles"]) for s in listed] == [(created["id"], sorted(handles))]
 
     followed = {handles[0]: fake.follow(handles[0]), handles[2]: fake.follow(handles[2])}
     now[0] += dt.timedelta(minutes=10)
@@ -146,3 +146,14 @@ def test_a_watchlist_subscription_delivers_each_handles_follows_under_one_id(env
     with svc.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Subscription)) == 0
     assert client.get(f"{HOOKS}/{created['id']}", headers=AUTH).status_code == 404
+
+
+def test_an_unknown_handle_in_a_watchlist_is_named(env):
+    client, _, fake, _ = env
+    known = unique_handle()
+    fake.seed(known, 3)
+    missing = unique_handle()  # never seeded: the upstream answers 404
+    response = client.post(NEW, json={"handles": [known, missing]}, headers=AUTH)
+    assert response.status_code == 404
+    answer = response.get_json()
+    assert answer["code"] == "handle_not_found" and missing in answer["error"] and "handles" in answer["fields"]
