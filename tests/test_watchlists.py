@@ -157,3 +157,33 @@ def test_an_unknown_handle_in_a_watchlist_is_named(env):
     assert response.status_code == 404
     answer = response.get_json()
     assert answer["code"] == "handle_not_found" and missing in answer["error"] and "handles" in answer["fields"]
+
+
+def test_handles_not_opened_within_the_wall_clock_answer_from_their_journals(env):
+    """open_all waits at most `budget_seconds`: a handle still refreshing then is answered from
+    its existing watch (its journal); a handle never watched has no items yet."""
+    import threading
+
+    from integration import watchlists
+    from integration.models import Watch
+
+    client, svc, fake, now = env
+    handles = [unique_handle() for _ in range(3)]
+    for handle in handles[:2]:
+        fake.seed(handle, 3)
+    post(client, NEW, {"handles": handles[:2]})
+    with svc.sessions() as session:
+        watches = dict(session.execute(select(Watch.handle, Watch.id)).all())
+        owner = session.scalar(select(Watch.owner_hash))
+    release = threading.Event()
+
+    def open_one(handle):
+        if handle != handles[0]:
+            release.wait(30)  # still refreshing when the wall clock runs out
+        return watches.get(handle, -1), True
+
+    try:
+        opened, paid = watchlists.open_all(svc, owner, handles, open_one, budget_seconds=1.0)
+    finally:
+        release.set()
+    assert opened == {handles[0]: watches[handles[0]], handles[1]: watches[handles[1]]} and paid
