@@ -149,9 +149,13 @@ class Subscription(Base):
 
     __tablename__ = "subscriptions"
     __table_args__ = (Index("ix_subscriptions_owner", "owner_hash"), Index("ix_subscriptions_watch", "watch_id"),
-                      Index("uq_subscription_target", "owner_hash", "watch_id", "event", "target_hash", unique=True))
+                      Index("uq_subscription_target", "owner_hash", "watch_id", "event", "target_hash", unique=True),
+                      Index("ix_subscriptions_group", "group_id"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # A watchlist subscription is one row per handle, sharing a group id (the id its
+    # subscribe answered, which deletes them all) and one signing secret; NULL: a single handle.
+    group_id: Mapped[str | None] = mapped_column(String(32))
     watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), nullable=False)
     owner_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     platform: Mapped[str] = mapped_column(String(16), nullable=False)

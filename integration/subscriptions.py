@@ -6,10 +6,10 @@ import hashlib
 import json
 import secrets
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from integration import errors, items, sweeps, watches
+from integration import errors, items, sweeps, watchlists, watches
 from integration.items import EventKind
 from integration.db import transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
@@ -77,18 +77,102 @@ def _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, t
                 secret = new_secret()
                 sub.secret_enc = svc.vault.encrypt(secret)
         sub.filters = filters.to_json()
-        # The worker refreshes with the newest key of this owner (stored encrypted only);
-        # subscribing again with a working key resumes a paused watch.
-        watch.api_key_enc = svc.vault.encrypt(api_key)
-        watch.status, watch.status_reason = "active", None
-        now = svc.clock()
-        first = now + (interval_for(session, watch, now) or dt.timedelta(seconds=svc.settings.poll_interval_seconds))
-        if watch.next_poll_at is None or watch.next_poll_at > first:  # a smaller checkEvery takes effect now
-            watch.next_poll_at = first
+        _arm(svc, session, watch, api_key)
         session.flush()
         out = _view(sub, watch, handle)
     out["secret"] = secret  # Zapier/Make keep it to verify signatures
     return out, created
+
+
+def _arm(svc: Services, session, watch: Watch, api_key: str) -> None:
+    # The worker refreshes with the newest key of this owner (stored encrypted only);
+    # subscribing again with a working key resumes a paused watch.
+    watch.api_key_enc = svc.vault.encrypt(api_key)
+    watch.status, watch.status_reason = "active", None
+    now = svc.clock()
+    first = now + (interval_for(session, watch, now) or dt.timedelta(seconds=svc.settings.poll_interval_seconds))
+    if watch.next_poll_at is None or watch.next_poll_at > first:  # a smaller checkEvery takes effect now
+        watch.next_poll_at = first
+
+
+def create_group(svc: Services, owner: str, api_key: str, platform: Platform, handles: list[str],
+                 target_url: str, meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING,
+                 filters: Filters = NO_FILTERS, wish: Wish = Wish(),
+                 sweep_every: int | None = None) -> tuple[dict, bool]:
+    """Subscribe a watchlist (`handles`): one subscription row per handle (so the worker, the
+    outbox and MAX_SUBSCRIPTIONS_PER_KEY treat each handle as today: 50 handles count 50),
+    sharing a group id and one signing secret. The answer's `id` is the group id: reading or
+    deleting it reads or deletes every row. Idempotent on (owner, handles set, event, target):
+    the same request again returns the group (200). A handle already subscribed to the same
+    target and event (alone or in another group) moves into the new group, with its secret."""
+    try:
+        target = check_target_url(target_url, allow_private=svc.settings.allow_private_webhook_targets)
+    except TargetRefused as exc:
+        raise errors.ApiError(400, "invalid_target_url", str(exc), fields={"targetUrl": [str(exc)]})
+    target_hash = hashlib.sha256(target.encode()).hexdigest()
+
+    def open_one(handle: str) -> tuple[int, bool]:
+        watch_id, result = watches.open_watch(svc, owner, handle, api_key, platform, meter, wish)
+        if event is EventKind.UNFOLLOWED:
+            sweeps.want(svc, watch_id, sweep_every or sweeps.SWEEP_EVERY_DEFAULT)
+        return watch_id, result.refreshed
+
+    for _ in range(3):
+        opened, _ = watchlists.open_all(svc, owner, handles, open_one,
+                                        budget_seconds=svc.settings.action_budget_seconds)
+        if len(opened) < len(handles):  # a first baseline still running: nothing stored yet
+            raise errors.UpstreamFailure("timeout")
+        try:
+            return _subscribe_group(svc, owner, api_key, platform, opened, event, target, target_hash, filters)
+        except (IntegrityError, watches.WatchGone):
+            continue
+    raise RuntimeError("could not subscribe")
+
+
+def _subscribe_group(svc, owner, api_key, platform, opened: dict[str, int], event, target, target_hash,
+                     filters: Filters) -> tuple[dict, bool]:
+    with transaction(svc.sessions) as session:
+        _lock_owner(session, owner)
+        pairs = []
+        for handle, watch_id in opened.items():
+            watch = session.get(Watch, watch_id)
+            if watch is None:
+                raise watches.WatchGone(watch_id)
+            sub = session.scalar(select(Subscription).where(
+                Subscription.owner_hash == owner, Subscription.watch_id == watch_id,
+                Subscription.event == event.value, Subscription.target_hash == target_hash))
+            pairs.append((sub, watch))
+        groups = {sub.group_id if sub is not None else None for sub, _ in pairs}
+        group_id = next(iter(groups))
+        same = len(groups) == 1 and group_id is not None and session.scalar(
+            select(func.count()).select_from(Subscription).where(Subscription.group_id == group_id)) == len(pairs)
+        if same:
+            secret = svc.vault.decrypt(pairs[0][0].secret_enc)
+        if not same or secret is None:
+            missing = sum(sub is None for sub, _ in pairs)
+            count = session.scalar(select(func.count()).select_from(Subscription)
+                                   .where(Subscription.owner_hash == owner))
+            limit = svc.settings.max_subscriptions_per_key
+            if count + missing > limit:
+                raise errors.too_many_subscriptions(limit)
+            group_id = group_id if same else "sub_" + secrets.token_hex(12)
+            secret = new_secret()
+            secret_enc = svc.vault.encrypt(secret)
+            for index, (sub, watch) in enumerate(pairs):
+                if sub is None:
+                    sub = Subscription(id="sub_" + secrets.token_hex(12), watch_id=watch.id, owner_hash=owner,
+                                       platform=platform.value, target_url=target, event=event.value,
+                                       target_hash=target_hash)
+                    session.add(sub)
+                    pairs[index] = (sub, watch)
+                sub.group_id, sub.secret_enc = group_id, secret_enc
+        for sub, watch in pairs:
+            sub.filters = filters.to_json()
+            _arm(svc, session, watch, api_key)
+        session.flush()
+        out = _group_view(group_id, pairs)
+    out["secret"] = secret
+    return out, not same
 
 
 def _lock_owner(session, owner: str) -> None:
@@ -112,28 +196,44 @@ def list_for(svc: Services, owner: str) -> list[dict]:
         rows = session.execute(select(Subscription, Watch).join(Watch, Watch.id == Subscription.watch_id)
                                .where(Subscription.owner_hash == owner).order_by(Subscription.created_at)).all()
         counts = _counts(session, [s.id for s, _ in rows])
-        return [_view(s, w, w.handle, counts.get(s.id)) for s, w in rows]
+        groups: dict[str, list] = {}
+        for row in rows:
+            if row[0].group_id is not None:
+                groups.setdefault(row[0].group_id, []).append(row)
+        out = []
+        for s, w in rows:  # a watchlist is listed once, where its first row is
+            if s.group_id is None:
+                out.append(_view(s, w, w.handle, counts.get(s.id)))
+            elif groups[s.group_id][0][0] is s:
+                out.append(_group_view(s.group_id, groups[s.group_id], counts))
+        return out
 
 
 def get(svc: Services, owner: str, sub_id: str) -> dict:
     with svc.sessions() as session:
-        row = _owned(session, owner, sub_id)
-        sub, watch = row
-        return _view(sub, watch, watch.handle, _counts(session, [sub.id]).get(sub.id))
+        rows = _owned(session, owner, sub_id)
+        counts = _counts(session, [sub.id for sub, _ in rows])
+        if rows[0][0].id == sub_id:
+            sub, watch = rows[0]
+            return _view(sub, watch, watch.handle, counts.get(sub.id))
+        return _group_view(sub_id, rows, counts)
 
 
 def delete(svc: Services, owner: str, sub_id: str) -> None:
+    """A subscription's id deletes it; a watchlist's group id deletes all its rows."""
     with transaction(svc.sessions) as session:
-        sub, watch = _owned(session, owner, sub_id)
-        session.delete(sub)
+        rows = _owned(session, owner, sub_id)
+        for sub, _ in rows:
+            session.delete(sub)
         session.flush()
-        release_watch_if_unused(session, watch.id)
+        for watch_id in {watch.id for _, watch in rows}:
+            release_watch_if_unused(session, watch_id)
 
 
 def deliveries(svc: Services, owner: str, sub_id: str, status: str | None, limit: int = 100) -> list[dict]:
     with svc.sessions() as session:
-        _owned(session, owner, sub_id)
-        query = select(Delivery).where(Delivery.subscription_id == sub_id)
+        ids = [sub.id for sub, _ in _owned(session, owner, sub_id)]
+        query = select(Delivery).where(Delivery.subscription_id.in_(ids))
         if status:
             query = query.where(Delivery.status == status)
         rows = session.execute(query.join(Event, Event.id == Delivery.event_id).add_columns(Event.sequence)
@@ -146,12 +246,15 @@ def deliveries(svc: Services, owner: str, sub_id: str, status: str | None, limit
         } for d, seq in rows]
 
 
-def _owned(session, owner: str, sub_id: str):
-    row = session.execute(select(Subscription, Watch).join(Watch, Watch.id == Subscription.watch_id)
-                          .where(Subscription.id == sub_id, Subscription.owner_hash == owner)).first()
-    if row is None:
+def _owned(session, owner: str, sub_id: str) -> list:
+    """[(subscription, watch)]: the row of that id, or every row of that watchlist group."""
+    rows = session.execute(select(Subscription, Watch).join(Watch, Watch.id == Subscription.watch_id)
+                           .where(or_(Subscription.id == sub_id, Subscription.group_id == sub_id),
+                                  Subscription.owner_hash == owner).order_by(Subscription.created_at)).all()
+    if not rows:
         raise errors.not_found("This subscription")  # another key's id looks exactly like a missing one
-    return row
+    single = [row for row in rows if row[0].id == sub_id]
+    return single or list(rows)
 
 
 def _counts(session, sub_ids: list[str]) -> dict:
@@ -179,6 +282,23 @@ def _view(sub: Subscription, watch: Watch, handle: str, counts: dict | None = No
         "checkEvery": check_every_label(watch),
         "event": sub.event,
     }
+
+
+def _group_view(group_id: str, rows, counts: dict | None = None) -> dict:
+    """A watchlist subscription as one object: its first handle's view, the group's id,
+    every handle (sorted: rows made in one transaction share created_at), and the delivery
+    counts summed."""
+    counts = counts or {}
+    rows = sorted(rows, key=lambda row: row[1].handle)
+    sub, watch = rows[0]
+    out = _view(sub, watch, watch.handle)
+    out["id"], out["handles"] = group_id, [w.handle for _, w in rows]
+    for name, status in (("deliveredCount", "delivered"), ("failedCount", "failed")):
+        out[name] = sum(counts.get(s.id, {}).get(status, 0) for s, _ in rows)
+    if any(w.status != "active" for _, w in rows) and out["status"] == "active":
+        paused = next(w for _, w in rows if w.status != "active")
+        out["status"], out["statusReason"] = "paused", f"{paused.handle}: {paused.status_reason}"
+    return out
 
 
 def _detection_note(mode: str | None) -> str | None:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from schemas.fields import CheckEvery, Handle
+from schemas.fields import CheckEvery
 from schemas.filters import FilterFields
+from schemas.watchlist import WatchlistFields
 
 
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
@@ -13,8 +14,7 @@ _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4
 TARGET_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::{_PORT})?(?:[/?#][!-~]*)?$"
 
 
-class SubscriptionCreateSchema(FilterFields):
-    handle = Handle(required=True)
+class SubscriptionCreateSchema(WatchlistFields, FilterFields):
     targetUrl = fields.String(
         required=True,
         validate=[validate.Length(min=1, max=2048), validate.Regexp(TARGET_URL_PATTERN)],
@@ -31,7 +31,8 @@ class SubscriptionCreateSchema(FilterFields):
 
 class SubscriptionSchema(Schema):
     id = fields.String(required=True)
-    handle = fields.String(required=True)
+    handle = fields.String(required=True, metadata={"description": "The handle (a watchlist: its first handle; see handles)"})
+    handles = fields.List(fields.String(), metadata={"description": "A watchlist subscription: every handle it watches (one subscription row per handle, all deleted with this id)"})
     targetUrl = fields.String(required=True)
     platform = fields.String(required=True)
     secret = fields.String(metadata={"description": "Standard Webhooks signing secret (whsec_...); only in the answer to a subscribe (201, or 200 when you already had this subscription)"})

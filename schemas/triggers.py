@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.fields import MAX_INT32, CheckEvery, Handle, UtcDateTime
+from schemas.fields import MAX_INT32, CheckEvery, UtcDateTime
 from schemas.filters import FilterFields
+from schemas.watchlist import WatchlistFields
 
 MAX_ITEMS = 300
 
 
-class TriggerRequestSchema(FilterFields):
-    handle = Handle(required=True)
+class TriggerRequestSchema(WatchlistFields, FilterFields):
     checkEvery = CheckEvery()
     limit = fields.Integer(
         strict=True,

@@ -943,3 +943,47 @@ def test_contract_budget_check_every_and_get_credit_usage(make, fake_upstream):
     assert (after["creditsToday"], after["budgetLeft"]) == (2, 0)
     (watched,) = [w for w in after["watches"] if w["handle"] == handle]
     assert watched["checkEvery"] == 30 and watched["creditsLast30Days"] == 1
+
+
+def test_contract_watchlist_trigger_outputs_each_handles_follows_once(make, fake_upstream):
+    """`handles` (a Make array): each handle its own watch; the same account followed by two
+    watched handles is two bundles (two eventIds), each naming its handle."""
+    handles = [unique_handle("mk") for _ in range(3)]
+    for handle in handles:
+        fake_upstream.seed(handle, 3)
+    comm = TRIGGER.code("communication")
+    ctx = _ctx(make, parameters={"handles": ["@" + handles[0], *handles[1:]], "limit": 50})
+    state = TriggerState.all()
+    first = run(comm, ctx, APP.base)
+    assert first.requests[0].body == {"handles": ["@" + handles[0], *handles[1:]], "limit": 300}
+    assert state.take(first) == []  # starts the three watches
+    shared = fake_upstream.follow(handles[0])
+    fake_upstream.follow(handles[1], account=shared)
+    other = fake_upstream.follow(handles[2])
+    events = state.take(run(comm, ctx, APP.base))
+    assert sorted((e["id"], e["followedBy"]) for e in events) == sorted(
+        [(shared["user"]["id"], handles[0]), (shared["user"]["id"], handles[1]), (other["user"]["id"], handles[2])])
+    assert len({e["eventId"] for e in events}) == 3
+    assert state.take(run(comm, ctx, APP.base)) == []
+    # Both at once is refused by the service, naming the field.
+    with pytest.raises(MakeError) as err:
+        run(comm, _ctx(make, parameters={"handle": handles[0], "handles": handles[1:], "limit": 5}), APP.base)
+    assert (err.value.status, err.value.type) == (400, "DataError") and "handles" in err.value.message.lower()
+
+
+def test_contract_watchlist_webhook_attach_then_detach_all(make, fake_upstream, make_webhook_url):
+    handles = [unique_handle("mk") for _ in range(2)]
+    for handle in handles:
+        fake_upstream.seed(handle, 2)
+    webhook = {"id": 4343, "url": make_webhook_url.url}
+    attached = run(WEBHOOK.code("attach"), _ctx(make, parameters={"handles": handles}, webhook=webhook), APP.base)
+    assert attached.requests[0].body == {"handles": handles, "targetUrl": make_webhook_url.url}
+    assert attached.responses[0].status == 201
+    hook_id = attached.data["externalHookId"]
+    sub = _get(make, f"/hooks/{hook_id}").json()
+    assert sub["handles"] == sorted(handles)
+    webhook.update(attached.data)
+    detached = run(WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
+    assert detached.responses[-1].status == 204
+    assert all(s["id"] != hook_id and s["handle"] not in handles for s in _get(make, "/hooks").json())
+    assert _get(make, f"/hooks/{hook_id}").status_code == 404

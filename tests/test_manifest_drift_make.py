@@ -215,3 +215,21 @@ def test_unfollow_webhook_subscribes_for_unfollows():
         _check_param(params[name], declared[name])
     assert UNFOLLOWS_INSTANT.meta["webhook"] == "unfollowed"
     assert UNFOLLOWS_INSTANT.code("staticParams") == []
+
+
+@pytest.mark.parametrize("params, bodies", [
+    (lambda: _params(TRIGGER), lambda: [TRIGGER.code("communication"), TRIGGER.code("epoch")]),
+    (lambda: _params(UNFOLLOWS), lambda: [UNFOLLOWS.code("communication"), UNFOLLOWS.code("epoch")]),
+    (lambda: {p["name"]: p for p in WEBHOOK.code("params")}, lambda: [WEBHOOK.code("attach")]),
+    (lambda: {p["name"]: p for p in UNFOLLOW_WEBHOOK.code("params")}, lambda: [UNFOLLOW_WEBHOOK.code("attach")]),
+])
+def test_every_trigger_takes_one_handle_or_a_watchlist_array(params, bodies):
+    from schemas.watchlist import MAX_HANDLES
+
+    handles, handle = params()["handles"], params()["handle"]
+    assert handles["type"] == "array" and handles["spec"]["type"] == "text"
+    assert handles["validate"] == {"minItems": 1, "maxItems": MAX_HANDLES}
+    assert not handles.get("required") and not handle.get("required")
+    for body in bodies():
+        assert body["body"]["handles"] == "{{parameters.handles}}"
+        assert body["body"]["handle"] == "{{parameters.handle}}"

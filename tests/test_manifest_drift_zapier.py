@@ -43,10 +43,13 @@ FILTERS = set(FilterFields().fields)
 # Request fields the Zapier app deliberately does not send (Make / plain API only; the hidden
 # legacy trigger sends what it always sent).
 NOT_FOR_ZAPIER = {"new_followed_account": {"since", "afterSequence"},
-                  "new_following": {"since", "afterSequence", "checkEvery"} | FILTERS,  # legacy: as it always was
+                  "new_following": {"since", "afterSequence", "checkEvery", "handles"} | FILTERS,  # legacy: as it always was
                   "new_following_instant": {"event", "sweepEvery"},  # a new-follow hook: the default event
                   "new_unfollow": {"since", "afterSequence"},
                   "new_unfollow_instant": {"checkEvery"}}  # unfollows are swept (sweepEvery)
+# The hidden legacy trigger asks for one handle, required, as it always did (the schema's
+# `handle` is optional now that `handles` may replace it).
+LEGACY_REQUIRED = {"new_following": {"handle"}}
 # Request fields Zapier supplies itself rather than the user.
 FROM_ZAPIER = {"new_followed_account": {"limit"}, "new_following": {"limit"}, "new_following_instant": {"targetUrl"},
                "new_unfollow": {"limit"}, "new_unfollow_instant": {"targetUrl", "event"}}
@@ -124,7 +127,7 @@ def test_input_fields_match_request_schema(op, schema):
             assert name in inputs or name in from_zapier, f"{op}: required {name} is not an input"
     for item in spec["inputFields"]:
         field = schema.fields[item["key"]]
-        assert item["required"] is bool(field.required), item["key"]
+        assert item["required"] is (bool(field.required) or item["key"] in LEGACY_REQUIRED.get(op, set())), item["key"]
         assert item["type"] == zapier_type(field), item["key"]
         assert item.get("list", False) is isinstance(field, mfields.List), item["key"]
         assert item["label"] and item["helpText"], item["key"]
@@ -258,3 +261,16 @@ def test_loaded_definition_matches_fields_json_when_node_is_available():
     for op, spec in OPS.items():
         assert loaded[op]["inputFields"] == spec["inputFields"], op
         assert loaded[op]["outputFields"] == spec["outputFields"], op
+
+
+@pytest.mark.parametrize("op", ["new_followed_account", "new_following_instant", "new_unfollow", "new_unfollow_instant"])
+def test_every_trigger_offers_one_handle_or_a_watchlist(op):
+    from schemas.watchlist import MAX_HANDLES
+
+    fields = {item["key"]: item for item in OPS[op]["inputFields"]}
+    assert fields["handles"]["list"] is True and not fields["handles"]["required"]
+    assert not fields["handle"]["required"]
+    assert {"handle", "handles"} <= set(OPS[op]["requestKeys"])
+    for key in ("handle", "handles"):
+        assert "one handle, or a list" in fields[key]["helpText"].lower(), key
+    assert str(MAX_HANDLES) in fields["handles"]["helpText"]

@@ -43,13 +43,21 @@ class Hooks(MethodView):
         (200), with the filters of this request (they replace the stored ones). An account that
         fails the filters is never delivered. `event: unfollowed` delivers unfollows instead: the
         worker sweeps the readable list at most every `sweepEvery` hours (default 24), each sweep
-        costing ceil(accounts / 100) credits, plus 1 from the second sweep on. A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it)."""
+        costing ceil(accounts / 100) credits, plus 1 from the second sweep on. A key has at most MAX_SUBSCRIPTIONS_PER_KEY subscriptions (409 past it).
+
+        `handles` (a watchlist, 1 to 50) subscribes every handle, one subscription per handle
+        (a 50-handle watchlist counts 50 towards the limit), under one `id` and one secret:
+        deleting that id deletes them all. The same handles (in any order), event and
+        targetUrl again return it (200). Each delivery names its handle (`followedBy`)."""
         _refuse_private_names(args["targetUrl"])
-        sub, created = subscriptions.create(services(), caller.owner, caller.key, platform, args["handle"],
-                                            args["targetUrl"], g.meter, filters=Filters.from_request(args),
-                                            wish=Wish(args.get("checkEvery"), caller.budget),
-                                            event=subscriptions.EventKind(args["event"]),
-                                            sweep_every=args.get("sweepEvery"))
+        options = dict(filters=Filters.from_request(args), wish=Wish(args.get("checkEvery"), caller.budget),
+                       event=subscriptions.EventKind(args["event"]), sweep_every=args.get("sweepEvery"))
+        if "handles" in args:
+            sub, created = subscriptions.create_group(services(), caller.owner, caller.key, platform, args["handles"],
+                                                      args["targetUrl"], g.meter, **options)
+        else:
+            sub, created = subscriptions.create(services(), caller.owner, caller.key, platform, args["handle"],
+                                                args["targetUrl"], g.meter, **options)
         return sub, 201 if created else 200
 
     @blp.response(200, SubscriptionSchema(many=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask.views import MethodView
 
-from integration import following, items, sweeps, usage, watches
+from integration import following, items, sweeps, usage, watchlists, watches
 from integration.api import Blueprint, Caller, key_required, services
 from integration.authcheck import check_key, remember
 from integration.filters import Filters
@@ -69,15 +69,20 @@ class NewFollowing(MethodView):
         baseline accounts after the journal (sequence 0) so its dedupe is seeded and the Zap
         editor shows real samples. Calls inside REFRESH_WINDOW_SECONDS (or the watch's
         `checkEvery`) share one upstream refresh; over the daily budget the journal answers.
+
+        `handles` (a watchlist, 1 to 50): each handle is its own watch, charged as above;
+        items of all handles merged newest first (detectedAt, then eventId), `limit` applied
+        to the merged list. Handles not refreshed within ACTION_BUDGET_SECONDS answer from
+        their journals (a handle never watched before then has no items yet).
         """
         svc = services()
-        wish = Wish(args.get("checkEvery"), caller.budget)
-        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter, wish)
-        if result.refreshed:
-            remember(svc, caller.owner)
-        return items.trigger_items(svc, watch_id, platform, limit=args["limit"],
-                                   since=args.get("since"), after_sequence=args.get("afterSequence"),
-                                   filters=Filters.from_request(args))
+        wish, meter = Wish(args.get("checkEvery"), caller.budget), g.meter
+
+        def open_one(handle: str) -> tuple[int, bool]:
+            watch_id, result = watches.open_watch(svc, caller.owner, handle, caller.key, platform, meter, wish)
+            return watch_id, result.refreshed
+
+        return _answer(svc, args, platform, caller, open_one, items.NEW_FOLLOWING)
 
 
 @blp.route("/triggers/unfollowed")
@@ -94,18 +99,38 @@ class Unfollowed(MethodView):
         ceil(accounts / 100) credits, plus 1 from the second sweep on; other polls answer from
         the journal (and refresh new follows as the new-following trigger does, 1 credit). The
         first sweep only records the list. An account that fell out of the readable part of the
-        list (lists are served to a limited depth) is never reported as unfollowed."""
+        list (lists are served to a limited depth) is never reported as unfollowed.
+
+        `handles` (a watchlist, 1 to 50): each handle swept and charged on its own, items
+        merged newest first, as for new follows."""
         svc = services()
-        watch_id, result = watches.open_watch(svc, caller.owner, args["handle"], caller.key, platform, g.meter,
-                                              Wish(None, caller.budget))
-        sweeps.want(svc, watch_id, args.get("sweepEvery") or sweeps.SWEEP_EVERY_DEFAULT)
-        swept = sweeps.run_if_due(svc, watch_id, caller.key, platform, g.meter,
-                                  budget_seconds=svc.settings.action_budget_seconds)
-        if result.refreshed or swept is not None:
-            remember(svc, caller.owner)
-        return items.trigger_items(svc, watch_id, platform, limit=args["limit"],
-                                   since=args.get("since"), after_sequence=args.get("afterSequence"),
-                                   filters=Filters.from_request(args), kind=items.UNFOLLOWED)
+        sweep_every = args.get("sweepEvery") or sweeps.SWEEP_EVERY_DEFAULT
+        meter = g.meter
+
+        def open_one(handle: str) -> tuple[int, bool]:
+            watch_id, result = watches.open_watch(svc, caller.owner, handle, caller.key, platform, meter,
+                                                  Wish(None, caller.budget))
+            sweeps.want(svc, watch_id, sweep_every)
+            swept = sweeps.run_if_due(svc, watch_id, caller.key, platform, meter,
+                                      budget_seconds=svc.settings.action_budget_seconds)
+            return watch_id, result.refreshed or swept is not None
+
+        return _answer(svc, args, platform, caller, open_one, items.UNFOLLOWED)
+
+
+def _answer(svc, args, platform, caller: Caller, open_one, kind: str) -> list[dict]:
+    """One handle or a watchlist (`handles`): each handle opened as its own watch, then the
+    items of every watch merged newest first; `limit` applies to the merged list."""
+    handles = args.get("handles") or [args["handle"]]
+    opened, paid = watchlists.open_all(svc, caller.owner, handles, open_one,
+                                       budget_seconds=svc.settings.action_budget_seconds)
+    if paid:
+        remember(svc, caller.owner)
+    filters = Filters.from_request(args)
+    lists = [items.trigger_items(svc, watch_id, platform, limit=args["limit"], since=args.get("since"),
+                                 after_sequence=args.get("afterSequence"), filters=filters, kind=kind)
+             for watch_id in opened.values()]
+    return lists[0] if len(handles) == 1 else watchlists.merge(lists, args["limit"])
 
 
 @blp.route("/following/check")

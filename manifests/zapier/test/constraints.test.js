@@ -394,7 +394,7 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
     },
   };
   const all = {
-    handle: '@someone', count: '10', minTime: 1700000000, limit: 50, target: '@other', checkEvery: '15',
+    handle: '@someone', handles: ['@a', 'b'], count: '10', minTime: 1700000000, limit: 50, target: '@other', checkEvery: '15',
     verifiedOnly: 'true', excludePrivate: false, minFollowers: '10', maxFollowers: 5000, keywords: ['food', ' '],
   };
   const cases = [

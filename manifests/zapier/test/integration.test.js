@@ -291,6 +291,39 @@ test('New Followed Account (Instant): the filters are stored with the subscripti
   assert.deepEqual(await run(op.performUnsubscribe, { subscribeData }), { id: subscribeData.id, deleted: true });
 });
 
+test('Watchlist: New Followed Account over three handles, two following the same account', { skip: SKIP }, async () => {
+  const handles = ['wla', 'wlb', 'wlc'].map(handleFor);
+  for (const handle of handles) await fake('POST', `handles/${handle}/seed`, { n: 2 });
+  const op = App.triggers.new_followed_account.operation;
+  // A list field; a mapped value may arrive as a comma-separated string.
+  const first = await run(op.perform, { inputData: { handles: `@${handles[0]}, ${handles[1]},${handles[2]}` } });
+  assert.equal(first.length, 6); // each handle's baseline samples (they seed Zapier's dedupe)
+  assert.deepEqual(new Set(first.map((i) => i.followedBy)), new Set(handles));
+  const shared = await fake('POST', `handles/${handles[0]}/follow`, {});
+  await fake('POST', `handles/${handles[1]}/follow`, { account: shared });
+  const other = await fake('POST', `handles/${handles[2]}/follow`, {});
+  const next = await run(op.perform, { inputData: { handles } });
+  const fresh = next.filter((i) => i.sequence > 0);
+  assert.deepEqual(fresh.map((i) => `${i.id}@${i.followedBy}`).sort(), [
+    `${shared.user.id}@${handles[0]}`, `${shared.user.id}@${handles[1]}`, `${other.user.id}@${handles[2]}`].sort());
+  assert.equal(new Set(next.map((i) => i.eventId)).size, next.length, 'unique eventIds: two items for one account');
+  assert.deepEqual(next.slice(0, 3), fresh, 'the new follows first (newest first across handles)');
+  const err = await rejection(run(op.perform, { inputData: { handle: handles[0], handles: [handles[1]] } }));
+  assert.equal(appErrorBody(err).status, 400);
+  assert.match(appErrorBody(err).message, /handles/);
+});
+
+test('Watchlist: New Followed Account (Instant) subscribes every handle under one id', { skip: SKIP }, async () => {
+  const handles = ['wlh1', 'wlh2'].map(handleFor);
+  for (const handle of handles) await fake('POST', `handles/${handle}/seed`, { n: 2 });
+  const op = App.triggers.new_following_instant.operation;
+  const subscribeData = await run(op.performSubscribe, { inputData: { handles }, targetUrl: 'http://127.0.0.1:9/watchlist' });
+  assert.deepEqual(subscribeData.handles, handles);
+  assert.match(subscribeData.secret, /^whsec_/);
+  assert.deepEqual(await run(op.performUnsubscribe, { subscribeData }), { id: subscribeData.id, deleted: true });
+  assert.deepEqual(await run(op.performUnsubscribe, { subscribeData }), { id: subscribeData.id, deleted: false });
+});
+
 // --- REST hook trigger --------------------------------------------------------------------------
 test('New Unfollow: the first poll records the list; sweepEvery out of range is a 400 naming it', { skip: SKIP }, async () => {
   const handle = handleFor('unf');
