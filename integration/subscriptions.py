@@ -49,16 +49,22 @@ def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: 
     raise RuntimeError("could not subscribe")
 
 
+def _watch_and_existing(session, owner: str, watch_id: int, event, target_hash: str):
+    """The watch (gone: WatchGone) and this owner's subscription of it for (event, target), if any."""
+    watch = session.get(Watch, watch_id)
+    if watch is None:
+        raise watches.WatchGone(watch_id)
+    sub = session.scalar(select(Subscription).where(
+        Subscription.owner_hash == owner, Subscription.watch_id == watch_id,
+        Subscription.event == event.value, Subscription.target_hash == target_hash))
+    return watch, sub
+
+
 def _subscribe(svc, owner, api_key, platform, watch_id, handle, event, target, target_hash,
                filters: Filters) -> tuple[dict, bool]:
     with transaction(svc.sessions) as session:
         _lock_owner(session, owner)
-        watch = session.get(Watch, watch_id)
-        if watch is None:
-            raise watches.WatchGone(watch_id)
-        sub = session.scalar(select(Subscription).where(
-            Subscription.owner_hash == owner, Subscription.watch_id == watch_id,
-            Subscription.event == event.value, Subscription.target_hash == target_hash))
+        watch, sub = _watch_and_existing(session, owner, watch_id, event, target_hash)
         created = sub is None
         if created:
             count = session.scalar(select(func.count()).select_from(Subscription)
@@ -135,12 +141,7 @@ def _subscribe_group(svc, owner, api_key, platform, opened: dict[str, int], even
         _lock_owner(session, owner)
         pairs = []
         for handle, watch_id in opened.items():
-            watch = session.get(Watch, watch_id)
-            if watch is None:
-                raise watches.WatchGone(watch_id)
-            sub = session.scalar(select(Subscription).where(
-                Subscription.owner_hash == owner, Subscription.watch_id == watch_id,
-                Subscription.event == event.value, Subscription.target_hash == target_hash))
+            watch, sub = _watch_and_existing(session, owner, watch_id, event, target_hash)
             pairs.append((sub, watch))
         groups = {sub.group_id if sub is not None else None for sub, _ in pairs}
         group_id = next(iter(groups))
