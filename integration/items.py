@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zlib
+from collections.abc import Sequence
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -27,6 +29,21 @@ class EventKind(StrEnum):
 
 
 NEW_FOLLOWING, UNFOLLOWED = EventKind.NEW_FOLLOWING.value, EventKind.UNFOLLOWED.value  # journal `event` values
+
+
+# Zapier's first poll shows a few accounts already followed (sequence 0) so the Zap editor
+# has real samples. A few are enough: its dedupe is on eventId, and an account already
+# followed never becomes an event, so no old account can fire whatever the samples.
+BASELINE_SAMPLES = 3
+
+
+def pack_samples(first_page: Sequence[dict]) -> bytes:
+    """The stored samples: the newest BASELINE_SAMPLES accounts of the baseline page, compressed."""
+    return zlib.compress(json.dumps(list(first_page[:BASELINE_SAMPLES]), separators=(",", ":")).encode())
+
+
+def unpack_samples(stored: bytes | None) -> list[dict]:
+    return json.loads(zlib.decompress(stored)) if stored else []
 
 
 def event_item(watch_handle: str, event: Event) -> dict:
@@ -64,7 +81,7 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
         if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
                 and since is None and after_sequence is None:
             listed = {item["id"] for item in items}
-            for account in json.loads(watch.baseline):
+            for account in unpack_samples(watch.samples):
                 if len(items) >= limit:
                     break
                 if account["id"] not in listed and filters.keep(account):

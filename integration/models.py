@@ -30,13 +30,14 @@ class Watch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     # Detection state (integration.detection.WatchState) and the baseline samples.
     watermark: Mapped[int | None] = mapped_column(BigInteger)
-    top_ids: Mapped[str] = mapped_column(Text, default="[]", nullable=False)  # JSON list
+    top_ids: Mapped[bytes | None] = mapped_column(LargeBinary)  # idset.pack_list; None: none
     # detection.WatchState.exclusive; rows older than it get the conservative value.
     watermark_exclusive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=true(),
                                                       nullable=False)
     # The detection.SafeMode of the last refresh, when the upstream deviated from its doc.
     detection_mode: Mapped[str | None] = mapped_column(String(32))
-    baseline: Mapped[str] = mapped_column(Text, default="[]", nullable=False)  # JSON list of flat accounts
+    # Zapier's first-poll samples: a few flat accounts of the baseline page (items.pack_samples).
+    samples: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_sequence: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     last_refresh_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # Coalescing: a refresh in progress holds a lease; others wait for it instead of paying again.
@@ -84,10 +85,24 @@ class WatchDay(Base):
     refreshes: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
 
-class KnownAccount(Base):
-    """Every account id a watch has ever seen: an account is emitted at most once."""
+class KnownSegment(Base):
+    """Every account id a watch has ever seen (an account is emitted at most once), packed:
+    one row per range of ids (integration/known.py, integration/idset.py)."""
 
-    __tablename__ = "known_accounts"
+    __tablename__ = "known_segments"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
+    # The lowest id this segment may hold, minus 2**63 (ids are unsigned 64-bit; BIGINT is
+    # signed): it holds the ids from here to the next segment's bound. The first is 0 - 2**63.
+    low: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ids: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # idset.pack: sorted uint64
+
+
+class KnownTextId(Base):
+    """A known id that is not a decimal below 2**64 (idset.packable): kept as it is."""
+
+    __tablename__ = "known_text_ids"
     __table_args__ = ({"sqlite_with_rowid": False},)
 
     watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
@@ -96,7 +111,7 @@ class KnownAccount(Base):
 
 class Event(Base):
     """The journal: one row per new follow or unfollow, numbered per watch. The same account
-    may have several (followed, unfollowed, followed again): `known_accounts` decides what
+    may have several (followed, unfollowed, followed again): the known ids decide what
     is new, so no unique (watch, account) here."""
 
     __tablename__ = "events"

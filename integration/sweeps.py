@@ -20,15 +20,16 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from integration import known
 from integration.db import transaction
 from integration.detection import Page
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
 from integration.jobs import CLAIMABLE
-from integration.models import Delivery, Event, KnownAccount, Subscription, UnfollowSweep, Watch
+from integration.models import Delivery, Event, Subscription, UnfollowSweep, Watch
 from integration.observability import log
 from integration.platforms import Platform
 from integration.services import Services
@@ -160,9 +161,7 @@ def _commit(svc, watch_id, token, record, read, started, start_sequence) -> Swee
                                      next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
         if gone:
             # Forgotten: following it again is a new follow (detection announces unknown accounts only).
-            session.execute(delete(KnownAccount).where(KnownAccount.watch_id == watch_id,
-                                                       KnownAccount.account_id.in_([a["id"] for a in gone]))
-                            .execution_options(synchronize_session=False))
+            known.forget(session, watch_id, [a["id"] for a in gone])  # under the watch row's lock, taken above
         watch.last_sequence = sequence
         row.accounts = zlib.compress(json.dumps(list(read.accounts), separators=(",", ":")).encode())
         row.top_cursor = read.top

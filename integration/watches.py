@@ -18,13 +18,13 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import load_only
 
-from integration import ledger
+from integration import idset, known, ledger
 from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
-from integration.models import Delivery, Event, KnownAccount, Subscription, Watch
+from integration.models import Delivery, Event, Subscription, Watch
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
-from integration.items import NEW_FOLLOWING
+from integration.items import NEW_FOLLOWING, pack_samples
 from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, EVENTS_DETECTED, log
 from integration.platforms import Platform
 from integration.schedule import Wish, interval_for
@@ -180,7 +180,7 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
         with transaction(svc.sessions) as session:
             watch = session.get(Watch, watch_id)
             handle = watch.handle
-            state = WatchState(watch.watermark, tuple(json.loads(watch.top_ids)), watch.watermark_exclusive)
+            state = WatchState(watch.watermark, idset.unpack_list(watch.top_ids), watch.watermark_exclusive)
         outcome, first_page = _detect(svc, watch_id, handle, state, api_key, platform, meter)
         result = _commit(svc, watch_id, token, outcome, first_page)
         done = True
@@ -239,8 +239,7 @@ def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
     if not ids:
         return set()
     with svc.sessions() as session:
-        return set(session.scalars(select(KnownAccount.account_id)
-                                   .where(KnownAccount.watch_id == watch_id, KnownAccount.account_id.in_(ids))))
+        return known.known_of(session, watch_id, ids)
 
 
 def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_page: tuple) -> RefreshResult:
@@ -252,9 +251,7 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
             # Our lease expired and another refresh took over: its result stands, ours is dropped.
             log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
             return RefreshResult(refreshed=True)
-        already = set(session.scalars(select(KnownAccount.account_id).where(
-            KnownAccount.watch_id == watch_id, KnownAccount.account_id.in_(list(outcome.seen_ids))))) if outcome.seen_ids else set()
-        session.add_all(KnownAccount(watch_id=watch_id, account_id=i) for i in outcome.seen_ids - already)
+        known.remember(session, watch_id, outcome.seen_ids)  # under the watch row's lock, taken above
         # Each subscription's filters decide which of its deliveries are written (the journal keeps all).
         subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
             select(Subscription.id, Subscription.filters).where(Subscription.watch_id == watch_id,
@@ -271,12 +268,12 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
                                      next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
         watch.last_sequence = sequence
         if outcome.baseline:
-            # Capped: an upstream that ignores `count` must not make the row grow (issue: bounds).
-            watch.baseline = json.dumps(list(first_page[:svc.settings.page_size]))
+            # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
+            watch.samples = pack_samples(first_page)
         watch.watermark = outcome.state.watermark
         watch.watermark_exclusive = outcome.state.exclusive
         watch.detection_mode = outcome.safe_mode.value if outcome.safe_mode else None
-        watch.top_ids = json.dumps(list(outcome.state.top_ids))  # capped by detection.TOP_IDS_CAP
+        watch.top_ids = idset.pack_list(outcome.state.top_ids)  # capped by detection.TOP_IDS_CAP
         watch.last_refresh_at = now
         watch.lease_token = None
         watch.lease_until = None

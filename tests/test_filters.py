@@ -8,6 +8,7 @@ from hypothesis import example, given, strategies as st
 from sqlalchemy import func, select
 
 from integration.filters import Filters
+from integration.items import BASELINE_SAMPLES
 from integration.models import Delivery, Event
 from tests.conftest import AUTH, make_test_app
 
@@ -119,8 +120,14 @@ def test_trigger_filters_items_but_not_detection(svc_app, fake_upstream):
 
 def test_zapier_baseline_samples_are_filtered_too(svc_app, fake_upstream):
     entries = fake_upstream.seed("alice", 25)
+    # The newest two (of the few samples stored): one verified, one not.
+    plain = next(e for e in entries if not e["user"]["verified"])
+    fake_upstream.follow("alice", account=plain)
+    verified = fake_upstream.follow("alice", account=next(e for e in entries if e["user"]["verified"]))
     items = post(svc_app, "triggers/new-following", {"handle": "alice", "verifiedOnly": True}, "zapier").get_json()
-    assert [i["id"] for i in items] == verified_ids(entries[:20])  # the fake's default page: 20
+    moved = {verified["user"]["id"], plain["user"]["id"]}
+    samples = [verified, plain, *(e for e in entries if e["user"]["id"] not in moved)][:BASELINE_SAMPLES]
+    assert [i["id"] for i in items] == verified_ids(samples) and items[0]["id"] == verified["user"]["id"]
     assert all(i["sequence"] == 0 and i["eventId"].startswith("b") for i in items)
 
 

@@ -9,6 +9,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
+from integration.items import BASELINE_SAMPLES
 from tests.conftest import AUTH, make_test_app
 
 P = 5  # page size for these tests
@@ -146,7 +147,8 @@ def test_zapier_gets_journal_then_baseline_samples(trig, fake_upstream):
     seeded = fake_upstream.seed("alice", 12)
     first, cost = trig(platform="zapier")
     assert cost == 1
-    assert ids(first) == [uid(e) for e in seeded[:P]]  # baseline samples on the very first call
+    # a few baseline samples on the very first call (items.BASELINE_SAMPLES of the first page)
+    assert ids(first) == [uid(e) for e in seeded[:BASELINE_SAMPLES]]
     assert {i["sequence"] for i in first} == {0}
     new = fake_upstream.follow("alice")
     items, _ = trig(platform="zapier")
@@ -286,7 +288,8 @@ def test_random_histories_through_the_database_emit_exactly_the_new_follows(trig
     known ids persisted in the database, pages from the fake over HTTP) the same way:
     each poll emits exactly the accounts followed since the last poll, still followed,
     and not known to the watch before it, newest first."""
-    from integration.models import KnownAccount, Watch
+    from integration import known
+    from integration.models import Watch
 
     handle = f"rnd{next(_handles)}"
     fake_upstream.seed(handle, 15)
@@ -296,8 +299,7 @@ def test_random_histories_through_the_database_emit_exactly_the_new_follows(trig
 
     def poll():
         with trig_uncapped.svc.sessions() as session:
-            known_before = set(session.scalars(select(KnownAccount.account_id).join(
-                Watch, Watch.id == KnownAccount.watch_id).where(Watch.handle == handle)))
+            known_before = known.all_of(session, session.scalar(select(Watch.id).where(Watch.handle == handle)))
         items = trig_uncapped(handle)
         fresh = [i["id"] for i in items if i["id"] not in emitted]
         current = [entry["user"]["id"] for _, entry in fake_upstream.following(handle)]
@@ -367,13 +369,13 @@ def test_tolerated_deviations_keep_bursts_exact(trig, fake_upstream, deviation):
     assert ids(items) == [uid(e) for e in reversed(new)]
 
 
-def test_the_stored_baseline_is_capped_at_the_page_size(trig, fake_upstream):
-    import json
-
+def test_the_stored_baseline_samples_are_a_few_whatever_the_page(trig, fake_upstream):
+    from integration.items import unpack_samples
     from integration.models import Watch
 
-    fake_upstream.seed("alice", 80)
+    seeded = fake_upstream.seed("alice", 80)
     fake_upstream.set_deviations("count_ignored_long")  # 50 accounts whatever count is asked
     trig()
     with trig.app.extensions["tiktok_following"].sessions() as session:
-        assert len(json.loads(session.query(Watch).one().baseline)) == P
+        stored = session.query(Watch).one().samples
+    assert [a["id"] for a in unpack_samples(stored)] == [uid(e) for e in seeded[:BASELINE_SAMPLES]]

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from integration import retention
+from integration import known, retention
 from integration.authcache import ADDRESS_REFUSALS, AuthMemory
-from integration.models import AuthCheck, Event, KnownAccount, Subscription, Watch, utcnow
+from integration.models import AuthCheck, Event, KnownSegment, Subscription, Watch, utcnow
 from integration.worker import Worker
 from tests.conftest import AUTH, make_test_app, unique_handle
 
@@ -50,7 +50,9 @@ def test_a_failed_first_refresh_stores_nothing_but_a_later_failure_keeps_the_wat
     assert trigger(client, handle).status_code == 200
     fake_upstream.fail_next(500, times=10)
     assert trigger(client, handle).status_code == 502
-    assert count(svc, Watch) == 1 and count(svc, KnownAccount) == 2  # its baseline stays
+    with svc.sessions() as session:
+        assert len(known.all_of(session, session.scalar(select(Watch.id)))) == 2  # its baseline stays
+    assert count(svc, Watch) == 1
 
 
 def test_repeated_401s_are_answered_without_asking_upstream(client, fake_upstream):
@@ -131,13 +133,17 @@ def test_watches_nobody_uses_are_deleted_with_their_history(client, svc, fake_up
     clock.now += dt.timedelta(days=20)
     trigger(client, used)  # marks it used
     clock.now += dt.timedelta(days=11)
+    with svc.sessions() as session:
+        ids = dict(session.execute(select(Watch.handle, Watch.id)).all())
     assert retention.delete_idle_watches(svc, clock.now) == 1
     with svc.sessions() as session:
         handles = set(session.scalars(select(Watch.handle)))
         assert handles == {used, subscribed}
         assert session.scalar(select(func.count()).select_from(Event)) == 0
-        known = session.scalar(select(func.count()).select_from(KnownAccount))
-    assert known == 6  # 3 each for the two watches left, none of the idle one
+        # 3 known each for the two watches left, none of the idle one
+        assert [len(known.all_of(session, ids[h])) for h in (used, subscribed)] == [3, 3]
+        assert session.scalar(select(func.count()).select_from(KnownSegment)
+                              .where(KnownSegment.watch_id == ids[idle])) == 0
 
 
 def test_last_used_is_written_at_most_hourly(client, svc, fake_upstream):

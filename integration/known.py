@@ -1,0 +1,130 @@
+"""The known ids of a watch: every account it has ever seen, so an account is announced at
+most once (until an unfollow forgets it). Every read and write of them is here.
+
+Stored packed (integration/idset.py): the ids that fit in 64 bits in `known_segments`, one
+row per range of at most SEGMENT_MAX ids (8 bytes each), so remembering a page rewrites the
+segments its ids fall in, not the whole set; the others in `known_text_ids`.
+
+Concurrency: `remember` and `forget` read a segment, change it and write it back. They run
+only inside a transaction holding the watch row's lock (watches._commit and sweeps._commit
+take it FOR UPDATE; on SQLite every write transaction holds the database's write lock), so
+two writers never rewrite the same segment from the same old copy. `known_of` needs no lock:
+one statement reads a consistent snapshot of the segments.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from integration import idset
+from integration.models import KnownSegment, KnownTextId
+
+# Ids per segment: 4 KB of ids. A refresh's page of 30-100 scattered ids falls in most
+# segments of a large watch whatever the size; smaller segments cost a row each.
+SEGMENT_MAX = 512
+_SHIFT = 2**63  # ids are unsigned, BIGINT is signed: `low` is stored shifted by this
+
+
+def _segments(session: Session, watch_id: int, numbers: list[int]) -> list[tuple[int, bytes]]:
+    """(low, ids) of the segments that may hold any of the sorted `numbers`: from the one
+    holding the smallest to the one holding the largest, in order."""
+    start = (select(func.max(KnownSegment.low))
+             .where(KnownSegment.watch_id == watch_id, KnownSegment.low <= numbers[0] - _SHIFT)
+             .scalar_subquery())
+    return [(low + _SHIFT, blob) for low, blob in session.execute(
+        select(KnownSegment.low, KnownSegment.ids)
+        .where(KnownSegment.watch_id == watch_id, KnownSegment.low >= start,
+               KnownSegment.low <= numbers[-1] - _SHIFT)
+        .order_by(KnownSegment.low))]
+
+
+def _by_segment(rows: list[tuple[int, bytes]], numbers: list[int]) -> dict[int, list[int]]:
+    lows = [low for low, _ in rows]
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for number in numbers:
+        grouped[idset.segment_of(lows, number)].append(number)
+    return grouped
+
+
+def known_of(session: Session, watch_id: int, ids: Iterable[str]) -> set[str]:
+    """The ones among `ids` the watch has seen."""
+    numbers, others = idset.partition(ids)
+    found: set[str] = set()
+    if numbers:
+        rows = _segments(session, watch_id, numbers)
+        if rows:
+            for index, wanted in _by_segment(rows, numbers).items():
+                blob = rows[index][1]
+                found.update(str(n) for n in wanted if idset.contains(blob, n))
+    if others:
+        found.update(session.scalars(select(KnownTextId.account_id).where(
+            KnownTextId.watch_id == watch_id, KnownTextId.account_id.in_(others))))
+    return found
+
+
+def remember(session: Session, watch_id: int, ids: Iterable[str]) -> None:
+    """Adds `ids` to the watch's known ids (those already known are no change). Under the
+    watch row's lock (see the module docstring)."""
+    numbers, others = idset.partition(ids)
+    if numbers:
+        rows = _segments(session, watch_id, numbers)
+        if not rows:  # nothing known yet
+            _write(session, watch_id, 0, None, numbers)
+        for index, added in (_by_segment(rows, numbers).items() if rows else ()):
+            low, blob = rows[index]
+            _write(session, watch_id, low, blob, idset.merged(blob, added))
+    if others:
+        already = set(session.scalars(select(KnownTextId.account_id).where(
+            KnownTextId.watch_id == watch_id, KnownTextId.account_id.in_(others))))
+        if others - already:
+            session.execute(insert(KnownTextId), [{"watch_id": watch_id, "account_id": i}
+                                                  for i in sorted(others - already)])
+
+
+def forget(session: Session, watch_id: int, ids: Iterable[str]) -> None:
+    """Removes `ids` (an unfollow: following again is a new follow). Under the watch row's lock."""
+    numbers, others = idset.partition(ids)
+    if numbers:
+        rows = _segments(session, watch_id, numbers)
+        for index, gone in (_by_segment(rows, numbers).items() if rows else ()):
+            low, blob = rows[index]
+            _write(session, watch_id, low, blob, idset.without(blob, gone))
+    if others:
+        session.execute(delete(KnownTextId).where(KnownTextId.watch_id == watch_id,
+                                                  KnownTextId.account_id.in_(others))
+                        .execution_options(synchronize_session=False))
+
+
+def _write(session: Session, watch_id: int, low: int, old: bytes | None, numbers: list[int]) -> None:
+    """The segment starting at `low` now holds `numbers` (None `old`: it is new). One that
+    grew past SEGMENT_MAX splits; an empty one goes, except the first (it bounds the rest)."""
+    where = (KnownSegment.watch_id == watch_id) & (KnownSegment.low == low - _SHIFT)
+    if not numbers and low != 0:
+        session.execute(delete(KnownSegment).where(where).execution_options(synchronize_session=False))
+        return
+    first, *rest = segment_rows(watch_id, numbers, low)
+    if old is None:
+        rest.insert(0, first)
+    elif first["ids"] != old:
+        session.execute(update(KnownSegment).where(where).values(ids=first["ids"])
+                        .execution_options(synchronize_session=False))
+    if rest:
+        session.execute(insert(KnownSegment), rest)
+
+
+def segment_rows(watch_id: int, numbers: list[int], low: int = 0) -> list[dict]:
+    """PURE: `known_segments` rows holding the sorted `numbers`, the first bounded at `low`
+    (also the migration's conversion)."""
+    return [{"watch_id": watch_id, "low": (low if i == 0 else piece[0]) - _SHIFT, "ids": idset.pack(piece)}
+            for i, piece in enumerate(idset.pieces(numbers, SEGMENT_MAX))]
+
+
+def all_of(session: Session, watch_id: int) -> set[str]:
+    """Every known id of the watch (tests, the down-migration's check)."""
+    found = {str(n) for blob in session.scalars(select(KnownSegment.ids).where(KnownSegment.watch_id == watch_id))
+             for n in idset.unpack(blob)}
+    found.update(session.scalars(select(KnownTextId.account_id).where(KnownTextId.watch_id == watch_id)))
+    return found
