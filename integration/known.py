@@ -16,29 +16,43 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from integration import idset
 from integration.models import KnownSegment, KnownTextId
 
-# Ids per segment: 4 KB of ids. A refresh's page of 30-100 scattered ids falls in most
-# segments of a large watch whatever the size; smaller segments cost a row each.
-SEGMENT_MAX = 512
+# Ids per segment: 1,920 bytes, so a segment row stays inside PostgreSQL's page (under its
+# ~2 KB TOAST threshold: no out-of-line chunks to fetch on every lookup) and inside SQLite's
+# page too. A refresh's page of 30-100 scattered ids falls in most segments of a large watch
+# whatever their size, so larger ones would not make lookups read less.
+SEGMENT_MAX = 240
 _SHIFT = 2**63  # ids are unsigned, BIGINT is signed: `low` is stored shifted by this
 
 
+# Core statements, built once: a refresh looks up every page it reads.
+_SEG, _TEXT = KnownSegment.__table__, KnownTextId.__table__
+_LOWS = select(_SEG.c.low).where(_SEG.c.watch_id == bindparam("w")).order_by(_SEG.c.low)
+_THESE = select(_SEG.c.low, _SEG.c.ids).where(_SEG.c.watch_id == bindparam("w"),
+                                              _SEG.c.low.in_(bindparam("lows", expanding=True)))
+_TEXT_AMONG = select(_TEXT.c.account_id).where(_TEXT.c.watch_id == bindparam("w"),
+                                               _TEXT.c.account_id.in_(bindparam("ids", expanding=True)))
+
+
 def _segments(session: Session, watch_id: int, numbers: list[int]) -> list[tuple[int, bytes]]:
-    """(low, ids) of the segments that may hold any of the sorted `numbers`: from the one
-    holding the smallest to the one holding the largest, in order."""
-    start = (select(func.max(KnownSegment.low))
-             .where(KnownSegment.watch_id == watch_id, KnownSegment.low <= numbers[0] - _SHIFT)
-             .scalar_subquery())
-    return [(low + _SHIFT, blob) for low, blob in session.execute(
-        select(KnownSegment.low, KnownSegment.ids)
-        .where(KnownSegment.watch_id == watch_id, KnownSegment.low >= start,
-               KnownSegment.low <= numbers[-1] - _SHIFT)
-        .order_by(KnownSegment.low))]
+    """(low, ids) of exactly the segments holding the sorted `numbers`, in order: the bounds
+    first (from the primary key's index alone), then only those rows, so a page of scattered
+    ids does not carry every segment of a large watch over the wire."""
+    conn = session.connection()
+    lows = [low + _SHIFT for low in conn.execute(_LOWS, {"w": watch_id}).scalars()]
+    if not lows:
+        return []
+    wanted = sorted({lows[idset.segment_of(lows, n)] - _SHIFT for n in numbers})
+    return sorted((low + _SHIFT, blob) for low, blob in conn.execute(_THESE, {"w": watch_id, "lows": wanted}))
+
+
+def _texts_among(session: Session, watch_id: int, others: set[str]) -> set[str]:
+    return set(session.connection().execute(_TEXT_AMONG, {"w": watch_id, "ids": sorted(others)}).scalars())
 
 
 def _by_segment(rows: list[tuple[int, bytes]], numbers: list[int]) -> dict[int, list[int]]:
@@ -60,8 +74,7 @@ def known_of(session: Session, watch_id: int, ids: Iterable[str]) -> set[str]:
                 blob = rows[index][1]
                 found.update(str(n) for n in wanted if idset.contains(blob, n))
     if others:
-        found.update(session.scalars(select(KnownTextId.account_id).where(
-            KnownTextId.watch_id == watch_id, KnownTextId.account_id.in_(others))))
+        found |= _texts_among(session, watch_id, others)
     return found
 
 
@@ -77,8 +90,7 @@ def remember(session: Session, watch_id: int, ids: Iterable[str]) -> None:
             low, blob = rows[index]
             _write(session, watch_id, low, blob, idset.merged(blob, added))
     if others:
-        already = set(session.scalars(select(KnownTextId.account_id).where(
-            KnownTextId.watch_id == watch_id, KnownTextId.account_id.in_(others))))
+        already = _texts_among(session, watch_id, others)
         if others - already:
             session.execute(insert(KnownTextId), [{"watch_id": watch_id, "account_id": i}
                                                   for i in sorted(others - already)])

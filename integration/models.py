@@ -89,8 +89,9 @@ class KnownSegment(Base):
     """Every account id a watch has ever seen (an account is emitted at most once), packed:
     one row per range of ids (integration/known.py, integration/idset.py)."""
 
+    # A rowid table on SQLite: a WITHOUT ROWID row keeps at most ~1 KB in its page, and a
+    # segment of ~2 KB would spill into an overflow page of its own.
     __tablename__ = "known_segments"
-    __table_args__ = ({"sqlite_with_rowid": False},)
 
     watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
     # The lowest id this segment may hold, minus 2**63 (ids are unsigned 64-bit; BIGINT is

@@ -59,7 +59,6 @@ def upgrade():
         sa.Column("ids", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(["watch_id"], ["watches.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("watch_id", "low"),
-        sqlite_with_rowid=False,
     )
     op.create_table(
         "known_text_ids",
