@@ -51,6 +51,18 @@ def _batches(conn):
         after = ids[-1]
 
 
+def _create_id_rows(name: str) -> None:
+    """A table of (watch, account id) rows: known_text_ids now, known_accounts as it was."""
+    op.create_table(
+        name,
+        sa.Column("watch_id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(["watch_id"], ["watches.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("watch_id", "account_id"),
+        sqlite_with_rowid=False,
+    )
+
+
 def upgrade():
     op.create_table(
         "known_segments",
@@ -60,14 +72,7 @@ def upgrade():
         sa.ForeignKeyConstraint(["watch_id"], ["watches.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("watch_id", "low"),
     )
-    op.create_table(
-        "known_text_ids",
-        sa.Column("watch_id", sa.Integer(), nullable=False),
-        sa.Column("account_id", sa.String(length=32), nullable=False),
-        sa.ForeignKeyConstraint(["watch_id"], ["watches.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("watch_id", "account_id"),
-        sqlite_with_rowid=False,
-    )
+    _create_id_rows("known_text_ids")
     op.add_column("watches", sa.Column("top_packed", sa.LargeBinary(), nullable=True))
     op.add_column("watches", sa.Column("samples", sa.LargeBinary(), nullable=True))
     conn = op.get_bind()
@@ -99,14 +104,7 @@ def upgrade():
 
 
 def downgrade():
-    op.create_table(
-        "known_accounts",
-        sa.Column("watch_id", sa.Integer(), nullable=False),
-        sa.Column("account_id", sa.String(length=32), nullable=False),
-        sa.ForeignKeyConstraint(["watch_id"], ["watches.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("watch_id", "account_id"),
-        sqlite_with_rowid=False,
-    )
+    _create_id_rows("known_accounts")
     op.execute("ALTER TABLE watches RENAME COLUMN top_ids TO top_packed")
     op.add_column("watches", sa.Column("top_ids", sa.Text(), server_default="[]", nullable=False))
     op.add_column("watches", sa.Column("baseline", sa.Text(), server_default="[]", nullable=False))
