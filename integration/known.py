@@ -42,7 +42,12 @@ _TEXT_AMONG = select(_TEXT.c.account_id).where(_TEXT.c.watch_id == bindparam("w"
 def _segments(session: Session, watch_id: int, numbers: list[int]) -> list[tuple[int, bytes]]:
     """(low, ids) of exactly the segments holding the sorted `numbers`, in order: the bounds
     first (from the primary key's index alone), then only those rows, so a page of scattered
-    ids does not carry every segment of a large watch over the wire."""
+    ids does not carry every segment of a large watch over the wire.
+
+    Two reads without a lock are still one answer: segments are added (split) only by
+    `remember`, which the refresh holding the watch's lease runs, the same one that looks up;
+    a sweep's `forget` between them can only delete a segment it emptied, whose ids are then
+    rightly not known."""
     conn = session.connection()
     lows = [low + _SHIFT for low in conn.execute(_LOWS, {"w": watch_id}).scalars()]
     if not lows:
@@ -135,7 +140,7 @@ def segment_rows(watch_id: int, numbers: list[int], low: int = 0) -> list[dict]:
 
 
 def all_of(session: Session, watch_id: int) -> set[str]:
-    """Every known id of the watch (tests, the down-migration's check)."""
+    """Every known id of the watch (for tests and checks; a refresh never needs them all)."""
     found = {str(n) for blob in session.scalars(select(KnownSegment.ids).where(KnownSegment.watch_id == watch_id))
              for n in idset.unpack(blob)}
     found.update(session.scalars(select(KnownTextId.account_id).where(KnownTextId.watch_id == watch_id)))
