@@ -9,16 +9,16 @@ const { listFollowEvents } = require('./new_following');
 
 const KEY = 'new_following_instant';
 
-const performSubscribe = async (z, bundle) => {
-  const response = await z.request({
-    method: 'POST',
-    url: apiUrl('hooks'),
-    // The filters go with the subscription: a filtered account is never delivered (no task).
-    body: { ...requestBody(KEY, bundle.inputData, ['targetUrl']), targetUrl: bundle.targetUrl },
-  });
+// Subscribes Zapier's target URL for `event` (left to the service's default, new_following, when
+// not given). The filters go with the subscription: a filtered account is never delivered (no task).
+const makeSubscribe = (key, event) => async (z, bundle) => {
+  const body = { ...requestBody(key, bundle.inputData, ['targetUrl', 'event']), targetUrl: bundle.targetUrl };
+  if (event) body.event = event;
+  const response = await z.request({ method: 'POST', url: apiUrl('hooks'), body });
   // Stored by Zapier as bundle.subscribeData: {id, handle, targetUrl, secret, ...}
   return response.data;
 };
+const performSubscribe = makeSubscribe(KEY);
 
 const performUnsubscribe = async (z, bundle) => {
   const id = bundle.subscribeData && bundle.subscribeData.id;
@@ -87,7 +87,8 @@ module.exports = {
     sample: FOLLOW_EVENT_SAMPLE,
     outputFields: outputFields(KEY),
   },
-  // Shared with the unfollow hook (triggers/new_unfollow_instant.js).
+  // Shared with the unfollow and followed-by-many hooks.
+  makeSubscribe,
   makePerform,
   performUnsubscribe,
 };

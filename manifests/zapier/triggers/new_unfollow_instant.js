@@ -1,26 +1,13 @@
 'use strict';
 
-const { apiUrl } = require('../lib/api');
-const { requestBody } = require('../lib/body');
 const { FIELDS, inputFields, outputFields } = require('../lib/fields');
 const { UNFOLLOW_EVENT_SAMPLE } = require('../lib/samples');
-const { makePerform, performUnsubscribe } = require('./new_following_instant');
+const { makePerform, makeSubscribe, performUnsubscribe } = require('./new_following_instant');
 const { listUnfollowEvents } = require('./new_unfollow');
 
 const KEY = 'new_unfollow_instant';
 
-const performSubscribe = async (z, bundle) => {
-  const response = await z.request({
-    method: 'POST',
-    url: apiUrl('hooks'),
-    body: {
-      ...requestBody(KEY, bundle.inputData, ['targetUrl', 'event']),
-      targetUrl: bundle.targetUrl,
-      event: 'unfollowed',
-    },
-  });
-  return response.data;
-};
+const performSubscribe = makeSubscribe(KEY, 'unfollowed');
 
 module.exports = {
   key: KEY,
