@@ -62,6 +62,10 @@ WEBHOOK = APP.webhook("newFollowing")
 UNFOLLOWS = APP.module("watchUnfollows")
 UNFOLLOWS_INSTANT = APP.module("watchUnfollowsInstant")
 UNFOLLOW_WEBHOOK = APP.webhook("unfollowed")
+CROWDS = APP.module("watchFollowedByMany")
+CROWDS_INSTANT = APP.module("watchFollowedByManyInstant")
+CROWD_WEBHOOK = APP.webhook("followedByMany")
+WEBHOOKS = APP.components["webhook"]
 
 
 def _rel(path: Path) -> str:
@@ -215,10 +219,11 @@ def test_lint_parameters_used_are_declared():
             assert used <= declared, f"module {name} {code} uses undeclared parameters {used - declared}"
     used = _refs(CONNECTION.code("communication"), "parameters")
     assert used <= CONNECTION_PARAMS, used - CONNECTION_PARAMS
-    webhook_params = set(_names(WEBHOOK.code("params")))
-    for code in ("attach", "detach", "communication"):
-        used = _refs(WEBHOOK.code(code), "parameters")
-        assert used <= webhook_params, f"webhook {code} uses undeclared parameters {used - webhook_params}"
+    for name, webhook in WEBHOOKS.items():
+        webhook_params = set(_names(webhook.code("params")))
+        for code in ("attach", "detach", "communication"):
+            used = _refs(webhook.code(code), "parameters")
+            assert used <= webhook_params, f"webhook {name} {code} uses undeclared parameters {used - webhook_params}"
     assert not _refs(APP.base, "parameters"), "the base must not depend on a module's parameters"
 
 
@@ -226,15 +231,17 @@ def test_lint_connection_references_are_connection_parameters():
     templates = {"base": APP.base}
     for name, module in MODULES.items():
         templates.update({f"{name}.{code}": module.code(code) for code in ("communication", "epoch")})
-    templates.update({f"webhook.{code}": WEBHOOK.code(code) for code in ("attach", "detach", "communication")})
+    for name, webhook in WEBHOOKS.items():
+        templates.update({f"{name}.{code}": webhook.code(code) for code in ("attach", "detach", "communication")})
     for where, template in templates.items():
         used = _refs(template, "connection")
         assert used <= CONNECTION_PARAMS, f"{where} uses {used - CONNECTION_PARAMS}, not connection parameters"
     assert _refs(APP.base, "connection") == {"baseUrl", "apiKey", "dailyBudget"}
 
 
-def test_lint_webhook_detach_uses_only_what_attach_stores():
-    attach, detach = WEBHOOK.code("attach"), WEBHOOK.code("detach")
+@pytest.mark.parametrize("webhook", list(WEBHOOKS.values()), ids=list(WEBHOOKS))
+def test_lint_webhook_detach_uses_only_what_attach_stores(webhook):
+    attach, detach = webhook.code("attach"), webhook.code("detach")
     stored = set(attach["response"]["data"])
     assert stored == {"externalHookId"}, "store the subscription id under Make's documented name"
     assert attach["response"]["data"]["externalHookId"] == "{{body.id}}"
@@ -251,12 +258,18 @@ def test_lint_webhook_detach_uses_only_what_attach_stores():
     assert attach["method"] == "POST" and attach["url"] == "/hooks"
 
 
-def test_lint_instant_trigger_is_wired_to_an_attached_webhook():
-    assert INSTANT.meta["moduleType"] == "instant_trigger"
-    assert INSTANT.meta["webhook"] == "newFollowing"
-    assert WEBHOOK.meta["webhookType"] == "web"  # dedicated
-    assert WEBHOOK.meta["connection"] == "dumplingai"
-    assert WEBHOOK.code("communication") == {"output": "{{body}}"}
+@pytest.mark.parametrize("module, webhook", [(INSTANT, "newFollowing"), (UNFOLLOWS_INSTANT, "unfollowed"),
+                                             (CROWDS_INSTANT, "followedByMany")], ids=lambda v: getattr(v, "name", v))
+def test_lint_instant_trigger_is_wired_to_an_attached_webhook(module, webhook):
+    assert module.meta["moduleType"] == "instant_trigger"
+    assert module.meta["webhook"] == webhook
+    assert WEBHOOKS[webhook].meta["webhookType"] == "web"  # dedicated
+    assert WEBHOOKS[webhook].meta["connection"] == "dumplingai"
+    assert WEBHOOKS[webhook].code("communication") == {"output": "{{body}}"}
+    sample = module.code("samples")
+    assert render(WEBHOOKS[webhook].code("communication")["output"], {"body": sample}) == sample
+    assert list(sample) == _names(module.code("interface"))
+    assert {m.meta["webhook"] for m in MODULES.values() if m.meta.get("moduleType") == "instant_trigger"} == set(WEBHOOKS)
 
 
 def test_lint_polling_trigger_order_is_desc():
@@ -372,7 +385,7 @@ def test_lint_connection_parameters():
 
 
 def test_lint_every_parameter_has_a_label_and_help():
-    groups = [CONNECTION.code("params"), WEBHOOK.code("params")]
+    groups = [CONNECTION.code("params")] + [webhook.code("params") for webhook in WEBHOOKS.values()]
     for module in MODULES.values():
         groups += [module.code("staticParams"), module.code("mappableParams")]
     for params in groups:
@@ -394,7 +407,7 @@ def test_lint_labels_are_sentence_case():
     assert _sentence_case_problems("List Accounts a User Follows") == ["Accounts", "User", "Follows"]
     labels = [c.meta["label"] for kind in ("module", "webhook", "connection") for c in APP.components[kind].values()]
     labels += [g["label"] for g in load_jsonc(APP_DIR / "modules/groups.json")]
-    for params in [CONNECTION.code("params"), WEBHOOK.code("params")] + [
+    for params in [CONNECTION.code("params")] + [w.code("params") for w in WEBHOOKS.values()] + [
             m.code(code) for m in MODULES.values() for code in ("staticParams", "mappableParams", "interface")]:
         for param in params or []:
             labels.append(param["label"])
@@ -432,12 +445,6 @@ def test_lint_modules_and_groups():
     assert grouped == set(MODULES)
     for module in MODULES.values():
         assert module.meta["connection"] == "dumplingai"
-
-
-def test_lint_webhook_communication_outputs_the_delivered_event():
-    sample = INSTANT.code("samples")
-    assert render(WEBHOOK.code("communication")["output"], {"body": sample}) == sample
-    assert set(sample) == set(_names(INSTANT.code("interface")))
 
 
 # =========================================================================== 3. contract (live service)
