@@ -994,3 +994,94 @@ def test_contract_watchlist_webhook_attach_then_detach_all(make, fake_upstream, 
     assert detached.responses[-1].status == 204
     assert all(s["id"] != hook_id and s["handle"] not in handles for s in _get(make, "/hooks").json())
     assert _get(make, f"/hooks/{hook_id}").status_code == 404
+
+
+# =========================================================================== followed by many (live service)
+def test_contract_followed_by_many_polling_trigger(make, fake_upstream):
+    """The first run starts watching the handles (what they already follow never counts); an
+    account followed by minHandles of them is one bundle, once, naming the handles."""
+    handles = [unique_handle("mkc") for _ in range(3)]
+    seeded = {handle: fake_upstream.seed(handle, 3) for handle in handles}
+    comm, epoch = CROWDS.code("communication"), merge_epoch(CROWDS.code("communication"), CROWDS.code("epoch"))
+    ctx = _ctx(make, parameters={"handles": ["@" + handles[0], *handles[1:]], "minHandles": 2, "withinDays": 7,
+                                 "limit": 10})
+    first = run(epoch, ctx, APP.base)
+    assert first.requests[0].url == make["baseUrl"] + "/triggers/followed-by-many"
+    assert first.requests[0].body == {"handles": ["@" + handles[0], *handles[1:]], "minHandles": 2, "withinDays": 7,
+                                      "limit": 300}
+    assert first.outputs == []
+    state = TriggerState.all()
+    # A baseline account of one handle, now followed by another, is one new follow: not a crowd.
+    fake_upstream.follow(handles[1], account=seeded[handles[0]][0])
+    shared = fake_upstream.follow(handles[0])
+    fake_upstream.follow(handles[2], account=shared)
+    fake_upstream.follow(handles[1])  # one handle alone: not a crowd
+    events = state.take(run(comm, ctx, APP.base))
+    assert [e["id"] for e in events] == [str(shared["user"]["id"])]
+    (event,) = events
+    assert set(event) == set(_interface(CROWDS))
+    assert event["event"] == "followed_by_many" and event["eventId"].isdigit()
+    assert sorted(event["followedByHandles"]) == sorted([handles[0], handles[2]]) and event["followedByCount"] == 2
+    assert state.take(run(comm, ctx, APP.base)) == []  # output once
+    fake_upstream.follow(handles[1], account=shared)  # a third handle: the threshold was crossed already
+    assert state.take(run(comm, ctx, APP.base)) == []
+    # The epoch offers what was found, with label and date.
+    (choice,) = run(epoch, ctx, APP.base).outputs
+    assert choice == {"label": f"{shared['user']['nickname']} (@{shared['user']['uniqueId']})",
+                      "date": event["detectedAt"]}
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"minHandles": 3}, "MinHandles"),  # more than the two handles: never reachable
+    ({"withinDays": 91}, "WithinDays"),
+])
+def test_contract_followed_by_many_bad_input_names_the_field(make, fake_upstream, params, field):
+    handles = [unique_handle("mkc") for _ in range(2)]
+    with pytest.raises(MakeError) as err:
+        run(CROWDS.code("communication"), _ctx(make, parameters={"handles": handles, "limit": 5, **params}), APP.base)
+    assert (err.value.status, err.value.type) == (400, "DataError")
+    assert err.value.message.startswith(f"{field}: "), err.value.message
+    with pytest.raises(MakeError) as err:  # one handle is no crowd
+        run(CROWDS.code("communication"), _ctx(make, parameters={"handles": handles[:1], "limit": 5}), APP.base)
+    assert err.value.status == 400 and err.value.message.startswith("Handles: "), err.value.message
+
+
+def test_contract_followed_by_many_instant_trigger_receives_one_event(make, fake_upstream, live_service,
+                                                                       make_webhook_url, tmp_path):
+    """attach (event followed_by_many) -> the worker refreshes the handles and delivers ONE event
+    when the second handle follows the account -> the module outputs it; detach removes it."""
+    handles = [unique_handle("mkc") for _ in range(2)]
+    for handle in handles:
+        fake_upstream.seed(handle, 2)
+    webhook = {"id": 4444, "url": make_webhook_url.url}
+    params = {"handles": handles, "minHandles": 2, "withinDays": 3, "minFollowers": 0, "checkEvery": 1}
+    attached = run(CROWD_WEBHOOK.code("attach"), _ctx(make, parameters=params, webhook=webhook), APP.base)
+    assert attached.requests[0].body == {**params, "targetUrl": make_webhook_url.url, "event": "followed_by_many"}
+    assert attached.responses[0].status == 201
+    sub = _get(make, f"/hooks/{attached.data['externalHookId']}").json()
+    assert (sub["event"], sub["handles"], sub["filters"]) == ("followed_by_many", sorted(handles), {"minFollowers": 0})
+    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
+                          REFRESH_WINDOW_SECONDS=0, POLL_INTERVAL_SECONDS=1)
+    try:
+        account = fake_upstream.follow(handles[0])
+        fake_upstream.follow(handles[1], account=account)
+        # A trigger call refreshes the same watches at once (the worker also would, every minute).
+        trigger_ctx = _ctx(make, parameters={"handles": handles, "minHandles": 2, "withinDays": 3, "limit": 10})
+        run(CROWDS.code("communication"), trigger_ctx, APP.base)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not make_webhook_url.received:
+            time.sleep(0.2)
+    finally:
+        stop_worker(worker)
+    assert len(make_webhook_url.received) == 1, f"deliveries: {make_webhook_url.received}; see {tmp_path}"
+    headers, body = make_webhook_url.received[0]
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)
+    bundle = render(CROWD_WEBHOOK.code("communication")["output"], {"body": body})
+    assert set(bundle) == set(_interface(CROWDS_INSTANT))
+    assert bundle["id"] == str(account["user"]["id"]) and bundle["event"] == "followed_by_many"
+    assert sorted(bundle["followedByHandles"]) == sorted(handles) and bundle["followedByCount"] == 2
+    webhook.update(attached.data)
+    detached = run(CROWD_WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
+    assert [(r.method, s.status) for r, s in zip(detached.requests, detached.responses)] == [("GET", 200),
+                                                                                            ("DELETE", 204)]
+    assert _get(make, f"/hooks/{attached.data['externalHookId']}").status_code == 404
