@@ -714,6 +714,22 @@ def test_contract_webhook_attach_then_detach(make, fake_upstream, make_webhook_u
     assert [(r.method, s.status) for r, s in zip(again.requests, again.responses)] == [("GET", 200)]
 
 
+def _with_worker_until_delivered(live_service, fake_upstream, tmp_path, receiver, act):
+    """`act()` with the service's worker running, then wait (30 s at most) for a delivery to
+    `receiver`; what `act` returned."""
+    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
+                          REFRESH_WINDOW_SECONDS=0, POLL_INTERVAL_SECONDS=1)
+    try:
+        done = act()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not receiver.received:
+            time.sleep(0.2)
+    finally:
+        stop_worker(worker)
+    assert receiver.received, f"no delivery; see {tmp_path / 'worker.log'}"
+    return done
+
+
 def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_service, make_webhook_url, tmp_path):
     """attach -> the worker delivers ONE follow event to the webhook URL -> the module outputs it."""
     handle = unique_handle("mk")
@@ -721,9 +737,8 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
     attached = run(WEBHOOK.code("attach"), _ctx(make, parameters={"handle": handle}, webhook={"url": make_webhook_url.url}),
                    APP.base)
     secret = attached.responses[0].body.get("secret", "")
-    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
-                          REFRESH_WINDOW_SECONDS=0, POLL_INTERVAL_SECONDS=1)
-    try:
+
+    def follow():
         # The worker polls watched handles every POLL_INTERVAL_SECONDS of the web service (300 s
         # by default); a polling-trigger call refreshes the same watch at once, and that refresh
         # queues the delivery for the worker.
@@ -731,12 +746,9 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
         run(TRIGGER.code("communication"), trigger_ctx, APP.base)  # baseline, if attach did not take it
         followed = fake_upstream.follow(handle)
         run(TRIGGER.code("communication"), trigger_ctx, APP.base)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not make_webhook_url.received:
-            time.sleep(0.2)
-    finally:
-        stop_worker(worker)
-    assert make_webhook_url.received, f"no delivery; see {tmp_path / 'worker.log'}"
+        return followed
+
+    followed = _with_worker_until_delivered(live_service, fake_upstream, tmp_path, make_webhook_url, follow)
     headers, body = make_webhook_url.received[0]
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)
     assert secret.startswith("whsec_")
@@ -1060,19 +1072,16 @@ def test_contract_followed_by_many_instant_trigger_receives_one_event(make, fake
     assert attached.responses[0].status == 201
     sub = _get(make, f"/hooks/{attached.data['externalHookId']}").json()
     assert (sub["event"], sub["handles"], sub["filters"]) == ("followed_by_many", sorted(handles), {"minFollowers": 0})
-    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
-                          REFRESH_WINDOW_SECONDS=0, POLL_INTERVAL_SECONDS=1)
-    try:
+
+    def follow_by_both():
         account = fake_upstream.follow(handles[0])
         fake_upstream.follow(handles[1], account=account)
         # A trigger call refreshes the same watches at once (the worker also would, every minute).
         trigger_ctx = _ctx(make, parameters={"handles": handles, "minHandles": 2, "withinDays": 3, "limit": 10})
         run(CROWDS.code("communication"), trigger_ctx, APP.base)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not make_webhook_url.received:
-            time.sleep(0.2)
-    finally:
-        stop_worker(worker)
+        return account
+
+    account = _with_worker_until_delivered(live_service, fake_upstream, tmp_path, make_webhook_url, follow_by_both)
     assert len(make_webhook_url.received) == 1, f"deliveries: {make_webhook_url.received}; see {tmp_path}"
     headers, body = make_webhook_url.received[0]
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)

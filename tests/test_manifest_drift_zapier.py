@@ -279,9 +279,11 @@ def test_operation_modules_build_fields_from_fields_json(path, key, key_expr):
         assert re.search(rf"const KEY = '{key}';", source), path
     else:  # a factory: trigger('<key>', ...)
         assert re.search(rf"trigger\('{key}'", source), path
+    if re.search(r"\b(pollingTrigger|hookTrigger)\(KEY\b", source):  # built by lib/triggers.js
+        source, key_expr = (APP_DIR / "lib" / "triggers.js").read_text(encoding="utf-8"), "key"
     assert f"inputFields: inputFields({key_expr})" in source, path
     assert f"outputFields: outputFields({key_expr})" in source, path
-    assert "require('../lib/fields')" in source, path
+    assert "require('../lib/fields')" in source or "require('./fields')" in source, path
     lib = (APP_DIR / "lib" / "fields.js").read_text(encoding="utf-8")
     assert "require('../fields.json')" in lib
 

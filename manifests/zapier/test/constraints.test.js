@@ -205,15 +205,22 @@ test('both triggers output the same follow-event fields and share the sample', (
   assert.equal(hook.performList, poll.perform, 'performList is the polling route');
 });
 
-test('both unfollow triggers output the unfollow-event fields; the polling one dedupes on eventId', () => {
-  const poll = App.triggers.new_unfollow.operation;
-  const hook = App.triggers.new_unfollow_instant.operation;
+// A polling trigger and its REST-hook twin: the same event fields and sample, the polling one
+// deduplicated on eventId, the hook's samples from the polling route.
+const assertEventPair = (poll, hook, event) => {
   const withoutPrimary = (fields) => fields.map(({ primary, ...rest }) => rest);
   assert.deepEqual(withoutPrimary(hook.outputFields), withoutPrimary(poll.outputFields));
   assert.deepEqual(poll.outputFields.filter((f) => f.primary).map((f) => f.key), ['eventId']);
+  assert.deepEqual(hook.outputFields.filter((f) => f.primary), [], 'a hook item is one delivery');
   assert.deepEqual(hook.sample, poll.sample);
   assert.equal(hook.performList, poll.perform, 'performList is the polling route');
-  assert.equal(poll.sample.event, 'unfollowed');
+  assert.equal(poll.sample.event, event);
+};
+
+test('both unfollow triggers output the unfollow-event fields; the polling one dedupes on eventId', () => {
+  const poll = App.triggers.new_unfollow.operation;
+  const hook = App.triggers.new_unfollow_instant.operation;
+  assertEventPair(poll, hook, 'unfollowed');
   for (const op of [poll, hook]) {
     const sweep = op.inputFields.find((f) => f.key === 'sweepEvery');
     assert.match(sweep.helpText, /credit/, 'the help says what a sweep costs');
@@ -224,13 +231,7 @@ test('both unfollow triggers output the unfollow-event fields; the polling one d
 test('both followed-by-many triggers: the event fields, a list of handles, eventId dedupe, the cost said', () => {
   const poll = App.triggers.followed_by_many.operation;
   const hook = App.triggers.followed_by_many_instant.operation;
-  const withoutPrimary = (fields) => fields.map(({ primary, ...rest }) => rest);
-  assert.deepEqual(withoutPrimary(hook.outputFields), withoutPrimary(poll.outputFields));
-  assert.deepEqual(poll.outputFields.filter((f) => f.primary).map((f) => f.key), ['eventId']);
-  assert.deepEqual(hook.outputFields.filter((f) => f.primary), [], 'a hook item is one delivery');
-  assert.deepEqual(hook.sample, poll.sample);
-  assert.equal(hook.performList, poll.perform, 'performList is the polling route');
-  assert.equal(poll.sample.event, 'followed_by_many');
+  assertEventPair(poll, hook, 'followed_by_many');
   const handlesOut = poll.outputFields.find((f) => f.key === 'followedByHandles');
   assert.deepEqual([handlesOut.type, handlesOut.list], ['string', true]);
   assert.equal(poll.sample.followedByCount, poll.sample.followedByHandles.length);

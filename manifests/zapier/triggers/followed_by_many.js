@@ -1,8 +1,8 @@
 'use strict';
 
-const { inputFields, outputFields } = require('../lib/fields');
 const { pollEvents } = require('../lib/poll');
 const { CROWD_EVENT_SAMPLE } = require('../lib/samples');
+const { pollingTrigger } = require('../lib/triggers');
 
 const KEY = 'followed_by_many';
 
@@ -13,21 +13,15 @@ const listCrowdEvents = pollEvents(KEY, 'triggers/followed-by-many', 'accounts f
 
 // Deduplicated on eventId (its outputField is `primary`), like the other event triggers.
 module.exports = {
-  key: KEY,
-  noun: 'Account Followed by Many',
-  display: {
+  ...pollingTrigger(KEY, {
+    noun: 'Account Followed by Many',
     label: 'Followed by Many',
     description:
       'Triggers when several handles of your watchlist (at least Minimum Handles) follow the same TikTok account ' +
       'within Within Days: once per account, when that many is reached. Each handle is checked as a new-follows ' +
       'watch, 1 DumplingAI credit per handle per check; follows made before a handle was watched never count.',
-  },
-  operation: {
-    type: 'polling',
-    inputFields: inputFields(KEY),
     perform: listCrowdEvents,
     sample: CROWD_EVENT_SAMPLE,
-    outputFields: outputFields(KEY),
-  },
+  }),
   listCrowdEvents,
 };

@@ -1,8 +1,8 @@
 'use strict';
 
-const { inputFields, outputFields } = require('../lib/fields');
 const { pollEvents } = require('../lib/poll');
 const { UNFOLLOW_EVENT_SAMPLE } = require('../lib/samples');
+const { pollingTrigger } = require('../lib/triggers');
 
 const KEY = 'new_unfollow';
 
@@ -13,19 +13,13 @@ const listUnfollowEvents = pollEvents(KEY, 'triggers/unfollowed', 'unfollows');
 // Deduplicated on eventId (its outputField is `primary`): unfollowing the same account again
 // after following it again is a new item.
 module.exports = {
-  key: KEY,
-  noun: 'Unfollowed Account',
-  display: {
+  ...pollingTrigger(KEY, {
+    noun: 'Unfollowed Account',
     label: 'New Unfollow',
     description:
       'Triggers when a TikTok user stops following an account. Seen by reading the whole following list at most every "Check for Unfollows Every" hours (default 24): about 1 DumplingAI credit per 100 accounts followed per sweep, plus 1 from the second sweep on; checks in between cost 1 credit.',
-  },
-  operation: {
-    type: 'polling',
-    inputFields: inputFields(KEY),
     perform: listUnfollowEvents,
     sample: UNFOLLOW_EVENT_SAMPLE,
-    outputFields: outputFields(KEY),
-  },
+  }),
   listUnfollowEvents,
 };
