@@ -471,7 +471,7 @@ test('Followed by Many (Instant): subscribe, a real signed delivery, perform, un
   for (const handle of handles) await fake('POST', `handles/${handle}/seed`, { n: 2 });
   const target = await startTarget();
   t.after(() => target.server.close());
-  const inputData = { handles, minHandles: '2', withinDays: '3', checkEvery: 'auto' };
+  const inputData = { handles, minHandles: '2', withinDays: '3' };
   const subscribeData = await run(op.performSubscribe, { inputData, targetUrl: target.url });
   assert.equal(subscribeData.event, 'followed_by_many');
   assert.deepEqual(subscribeData.handles, [...handles].sort());
