@@ -24,7 +24,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from tests.conftest import API_KEY, start_worker, stop_worker, unique_handle
+from tests.conftest import API_KEY, start_service, start_worker, stop_service, stop_worker, unique_handle
 from tests.make_iml import (
     MISSING,
     build_request,
@@ -1009,16 +1009,30 @@ def test_contract_watchlist_webhook_attach_then_detach_all(make, fake_upstream, 
 
 
 # =========================================================================== followed by many (live service)
-def test_contract_followed_by_many_polling_trigger(make, fake_upstream):
+@pytest.fixture
+def crowd_service(database_url, fake_upstream, tmp_path):
+    """The service on each test database (SQLite, and PostgreSQL when there is one): the
+    followed-by-many modules run against both."""
+    service = start_service(database_url, fake_upstream.url, workers=1, threads=8, log_path=tmp_path / "web.log")
+    yield service
+    stop_service(service)
+
+
+@pytest.fixture
+def crowd_make(crowd_service):
+    return {"apiKey": API_KEY, "baseUrl": crowd_service.url + "/v1/make"}
+
+
+def test_contract_followed_by_many_polling_trigger(crowd_make, fake_upstream):
     """The first run starts watching the handles (what they already follow never counts); an
     account followed by minHandles of them is one bundle, once, naming the handles."""
     handles = [unique_handle("mkc") for _ in range(3)]
     seeded = {handle: fake_upstream.seed(handle, 3) for handle in handles}
     comm, epoch = CROWDS.code("communication"), merge_epoch(CROWDS.code("communication"), CROWDS.code("epoch"))
-    ctx = _ctx(make, parameters={"handles": ["@" + handles[0], *handles[1:]], "minHandles": 2, "withinDays": 7,
+    ctx = _ctx(crowd_make, parameters={"handles": ["@" + handles[0], *handles[1:]], "minHandles": 2, "withinDays": 7,
                                  "limit": 10})
     first = run(epoch, ctx, APP.base)
-    assert first.requests[0].url == make["baseUrl"] + "/triggers/followed-by-many"
+    assert first.requests[0].url == crowd_make["baseUrl"] + "/triggers/followed-by-many"
     assert first.requests[0].body == {"handles": ["@" + handles[0], *handles[1:]], "minHandles": 2, "withinDays": 7,
                                       "limit": 300}
     assert first.outputs == []
@@ -1058,7 +1072,7 @@ def test_contract_followed_by_many_bad_input_names_the_field(make, fake_upstream
     assert err.value.status == 400 and err.value.message.startswith("Handles: "), err.value.message
 
 
-def test_contract_followed_by_many_instant_trigger_receives_one_event(make, fake_upstream, live_service,
+def test_contract_followed_by_many_instant_trigger_receives_one_event(crowd_make, fake_upstream, crowd_service,
                                                                        make_webhook_url, tmp_path):
     """attach (event followed_by_many) -> the worker refreshes the handles and delivers ONE event
     when the second handle follows the account -> the module outputs it; detach removes it."""
@@ -1068,21 +1082,21 @@ def test_contract_followed_by_many_instant_trigger_receives_one_event(make, fake
     webhook = {"id": 4444, "url": make_webhook_url.url}
     # (no checkEvery: a fixed one would keep the handles from being checked again inside it)
     params = {"handles": handles, "minHandles": 2, "withinDays": 3, "minFollowers": 0}
-    attached = run(CROWD_WEBHOOK.code("attach"), _ctx(make, parameters=params, webhook=webhook), APP.base)
+    attached = run(CROWD_WEBHOOK.code("attach"), _ctx(crowd_make, parameters=params, webhook=webhook), APP.base)
     assert attached.requests[0].body == {**params, "targetUrl": make_webhook_url.url, "event": "followed_by_many"}
     assert attached.responses[0].status == 201
-    sub = _get(make, f"/hooks/{attached.data['externalHookId']}").json()
+    sub = _get(crowd_make, f"/hooks/{attached.data['externalHookId']}").json()
     assert (sub["event"], sub["handles"], sub["filters"]) == ("followed_by_many", sorted(handles), {"minFollowers": 0})
 
     def follow_by_both():
         account = fake_upstream.follow(handles[0])
         fake_upstream.follow(handles[1], account=account)
         # A trigger call refreshes the same watches at once (the worker also would, every minute).
-        trigger_ctx = _ctx(make, parameters={"handles": handles, "minHandles": 2, "withinDays": 3, "limit": 10})
+        trigger_ctx = _ctx(crowd_make, parameters={"handles": handles, "minHandles": 2, "withinDays": 3, "limit": 10})
         run(CROWDS.code("communication"), trigger_ctx, APP.base)
         return account
 
-    account = _with_worker_until_delivered(live_service, fake_upstream, tmp_path, make_webhook_url, follow_by_both)
+    account = _with_worker_until_delivered(crowd_service, fake_upstream, tmp_path, make_webhook_url, follow_by_both)
     assert len(make_webhook_url.received) == 1, f"deliveries: {make_webhook_url.received}; see {tmp_path}"
     headers, body = make_webhook_url.received[0]
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)
@@ -1091,7 +1105,7 @@ def test_contract_followed_by_many_instant_trigger_receives_one_event(make, fake
     assert bundle["id"] == str(account["user"]["id"]) and bundle["event"] == "followed_by_many"
     assert sorted(bundle["followedByHandles"]) == sorted(handles) and bundle["followedByCount"] == 2
     webhook.update(attached.data)
-    detached = run(CROWD_WEBHOOK.code("detach"), _ctx(make, webhook=webhook), APP.base)
+    detached = run(CROWD_WEBHOOK.code("detach"), _ctx(crowd_make, webhook=webhook), APP.base)
     assert [(r.method, s.status) for r, s in zip(detached.requests, detached.responses)] == [("GET", 200),
                                                                                             ("DELETE", 204)]
-    assert _get(make, f"/hooks/{attached.data['externalHookId']}").status_code == 404
+    assert _get(crowd_make, f"/hooks/{attached.data['externalHookId']}").status_code == 404
