@@ -44,6 +44,18 @@ def definition(handles: Iterable[str], min_handles: int, within_days: int) -> st
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def refuse_if_full(svc: Services, owner: str, handles: list[str], min_handles: int, within_days: int) -> None:
+    """Before any upstream call: a new crowd past MAX_CROWDS_PER_KEY is a 409 that costs nothing
+    (`_insert` checks again under the owner's lock)."""
+    limit = svc.settings.max_crowds_per_key
+    with svc.sessions() as session:
+        exists = session.scalar(select(Crowd.id).where(Crowd.owner_hash == owner,
+                                                       Crowd.definition == definition(handles, min_handles, within_days)))
+        if exists is None and session.scalar(
+                select(func.count()).select_from(Crowd).where(Crowd.owner_hash == owner)) >= limit:
+            raise errors.too_many_crowds(limit)
+
+
 def open_crowd(svc: Services, owner: str, watch_ids: dict[str, int], handles: list[str], min_handles: int,
                within_days: int) -> int:
     """The crowd's id (made on first use, at most MAX_CROWDS_PER_KEY per owner), with every

@@ -121,6 +121,8 @@ def create_group(svc: Services, owner: str, api_key: str, platform: Platform, ha
     except TargetRefused as exc:
         raise errors.ApiError(400, "invalid_target_url", str(exc), fields={"targetUrl": [str(exc)]})
     target_hash = hashlib.sha256(target.encode()).hexdigest()
+    if event is EventKind.FOLLOWED_BY_MANY:
+        crowds.refuse_if_full(svc, owner, handles, *crowd)
 
     def open_one(handle: str) -> tuple[int, bool]:
         watch_id, result = watches.open_watch(svc, owner, handle, api_key, platform, meter, wish)

@@ -132,9 +132,10 @@ class FollowedByMany(MethodView):
         used do not fire (they crossed before). At most MAX_CROWDS_PER_KEY different lists
         (handles, minHandles, withinDays) per key (409 past it)."""
         svc = services()
+        definition = (args["handles"], args["minHandles"], args["withinDays"])
+        crowds.refuse_if_full(svc, caller.owner, *definition)
         opened = _open(svc, args["handles"], caller, _opener(svc, args, platform, caller))
-        crowd_id = crowds.open_crowd(svc, caller.owner, opened, args["handles"], args["minHandles"],
-                                     args["withinDays"])
+        crowd_id = crowds.open_crowd(svc, caller.owner, opened, *definition)
         crowds.evaluate(svc, crowd_id)
         return crowds.trigger_items(svc, crowd_id, limit=args["limit"], since=args.get("since"),
                                     filters=Filters.from_request(args))
