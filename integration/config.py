@@ -66,6 +66,7 @@ class Settings:
     # Unfollow detection (h8, integration/sweeps.py): a sweep reads at most this many pages of 100.
     sweep_page_cap: int = 100
     sweep_retry_minutes: int = 60  # an interrupted sweep is tried again after this (nothing was emitted)
+    max_crowds_per_key: int = 100  # "followed by many" definitions one key may have (integration/crowds.py)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -105,6 +106,7 @@ class Settings:
             target_host_rps=_float("TARGET_HOST_RPS", cls.target_host_rps),
             sweep_page_cap=_int("SWEEP_PAGE_CAP", cls.sweep_page_cap),
             sweep_retry_minutes=_int("SWEEP_RETRY_MINUTES", cls.sweep_retry_minutes),
+            max_crowds_per_key=_int("MAX_CROWDS_PER_KEY", cls.max_crowds_per_key),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

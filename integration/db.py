@@ -5,7 +5,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
@@ -62,3 +62,11 @@ def make_session_factory(engine: Engine) -> sessionmaker:
 def transaction(factory: sessionmaker):
     with factory() as session, session.begin():
         yield session
+
+
+def lock_owner(session, owner: str) -> None:
+    """Serialize one owner's writes that count its rows against a limit (subscriptions,
+    crowds), so the count cannot be raced past it. SQLite: every write transaction already
+    holds the database's write lock (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(int(owner[:15], 16))))

@@ -105,6 +105,13 @@ def too_many_subscriptions(limit: int) -> ApiError:
                     "Delete ones you no longer use (turn off unused Zaps or scenarios), then subscribe again.")
 
 
+def too_many_crowds(limit: int) -> ApiError:
+    return ApiError(409, "too_many_crowds",
+                    f"This API key already has {limit} \"followed by many\" watchlists (handles, minHandles and "
+                    "withinDays), the most one key may have. Reuse one, or wait until unused ones expire "
+                    "(WATCH_IDLE_DAYS).", fields={"handles": [f"at most {limit} different watchlists per key"]})
+
+
 def invalid_body(messages: dict | None = None) -> ApiError:
     """A 400 whose sentence names the first invalid field and its message (the rest are in
     `fields`), so a user who only sees the sentence still knows what to fix."""

@@ -21,14 +21,16 @@ def iso(moment: dt.datetime) -> str:
 
 
 class EventKind(StrEnum):
-    """An event's `event` (CONTRACT.md, "Beyond new follows"), and what a subscription
-    delivers (`followed_by_many` is not built yet)."""
+    """An event's `event` (CONTRACT.md, "Beyond new follows"), and what a subscription delivers."""
 
     NEW_FOLLOWING = "new_following"
     UNFOLLOWED = "unfollowed"  # written by integration/sweeps.py
+    FOLLOWED_BY_MANY = "followed_by_many"  # written by integration/crowds.py
 
 
-NEW_FOLLOWING, UNFOLLOWED = EventKind.NEW_FOLLOWING.value, EventKind.UNFOLLOWED.value  # journal `event` values
+# journal `event` values
+NEW_FOLLOWING, UNFOLLOWED = EventKind.NEW_FOLLOWING.value, EventKind.UNFOLLOWED.value
+FOLLOWED_BY_MANY = EventKind.FOLLOWED_BY_MANY.value
 
 
 # Zapier's first poll shows a few accounts already followed (sequence 0) so the Zap editor
@@ -51,9 +53,12 @@ def unpack_samples(stored: bytes | None) -> list[dict]:
 def event_item(watch_handle: str, event: Event) -> dict:
     # eventId: the journal row's id, unique among all events (of every key), never reused on
     # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
-    by = "unfollowedBy" if event.event == UNFOLLOWED else "followedBy"
-    return {**json.loads(event.payload), by: watch_handle,
-            "detectedAt": iso(event.detected_at), "sequence": event.sequence,
+    payload = json.loads(event.payload)
+    if event.event == FOLLOWED_BY_MANY:  # the payload carries followedByHandles
+        named = {"followedByCount": len(payload["followedByHandles"])}
+    else:
+        named = {"unfollowedBy" if event.event == UNFOLLOWED else "followedBy": watch_handle}
+    return {**payload, **named, "detectedAt": iso(event.detected_at), "sequence": event.sequence,
             "eventId": str(event.id), "event": event.event}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint, false, true)
+                        UniqueConstraint, false, text, true)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -131,6 +131,10 @@ class Event(Base):
     # items.EventKind: new_following, or unfollowed (the account as last seen).
     event: Mapped[str] = mapped_column(String(32), default="new_following", server_default="new_following",
                                        nullable=False)
+    # followed_by_many: the crowd whose threshold this follow crossed (integration/crowds.py).
+    # No foreign key (SQLite cannot add one in place, and copying `events` would drop its
+    # deliveries): retention deletes a crowd's events with it.
+    crowd_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class UnfollowSweep(Base):
@@ -165,7 +169,12 @@ class Subscription(Base):
 
     __tablename__ = "subscriptions"
     __table_args__ = (Index("ix_subscriptions_owner", "owner_hash"), Index("ix_subscriptions_watch", "watch_id"),
-                      Index("uq_subscription_target", "owner_hash", "watch_id", "event", "target_hash", unique=True),
+                      # Partial: two crowds on the same handles and target are two subscriptions.
+                      Index("uq_subscription_target", "owner_hash", "watch_id", "event", "target_hash", unique=True,
+                            sqlite_where=text("crowd_id IS NULL"), postgresql_where=text("crowd_id IS NULL")),
+                      Index("uq_subscription_crowd_target", "owner_hash", "watch_id", "crowd_id", "target_hash",
+                            unique=True, sqlite_where=text("crowd_id IS NOT NULL"),
+                            postgresql_where=text("crowd_id IS NOT NULL")),
                       Index("ix_subscriptions_group", "group_id"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -184,6 +193,52 @@ class Subscription(Base):
     target_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # SHA-256 of target_url, for the unique index
     # integration.filters.Filters as JSON, or NULL (no filter): applied when deliveries are written.
     filters: Mapped[str | None] = mapped_column(Text)
+    # event followed_by_many: the crowd delivered (its rows: one per handle of the group). No
+    # foreign key, as events.crowd_id: a crowd is deleted only once it has no subscription.
+    crowd_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class Crowd(Base):
+    """"Followed by many" (integration/crowds.py): an owner's set of handles, minHandles and
+    withinDays. One row per distinct definition of an owner, shared by trigger calls and
+    subscriptions asking for it."""
+
+    __tablename__ = "crowds"
+    __table_args__ = (UniqueConstraint("owner_hash", "definition", name="uq_crowd_owner_definition"),
+                      Index("ix_crowds_last_used", "last_used_at"))  # retention's idle scan
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    definition: Mapped[str] = mapped_column(String(64), nullable=False)  # SHA-256 of the definition
+    handles: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list, sorted
+    min_handles: Mapped[int] = mapped_column(Integer, nullable=False)
+    within_days: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    last_used_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class CrowdWatch(Base):
+    """A crowd's handle: how far its journal was evaluated. Per-watch sequences commit in
+    order under the watch row lock, so this mark is exact (a global id would not be on
+    PostgreSQL, where ids are taken before commit order is known)."""
+
+    __tablename__ = "crowd_watches"
+    __table_args__ = (Index("ix_crowd_watches_watch", "watch_id"),)
+
+    crowd_id: Mapped[int] = mapped_column(ForeignKey("crowds.id", ondelete="CASCADE"), primary_key=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True)
+    scanned_sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class CrowdFired(Base):
+    """An account a crowd has fired for (or that was over the threshold when the crowd was
+    made): "once" holds even after the journal is trimmed."""
+
+    __tablename__ = "crowd_fired"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    crowd_id: Mapped[int] = mapped_column(ForeignKey("crowds.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
 class Delivery(Base):

@@ -3,6 +3,8 @@
 - A watch that no trigger call and no subscribe asked for in WATCH_IDLE_DAYS, and that
   has no subscription, is deleted with its known accounts and its journal (ON DELETE
   CASCADE, in the same statement, so a watch is never left without its history).
+- A "followed by many" crowd that no trigger call or subscribe asked for in WATCH_IDLE_DAYS,
+  and that has no subscription, is deleted with its marks, fired accounts and events.
 - An auth check older than AUTH_CACHE_SECONDS proves nothing any more (and after a
   secret rotation, rows under old owner hashes would otherwise stay forever).
 """
@@ -13,6 +15,7 @@ import logging
 
 from sqlalchemy import and_, delete, exists, or_, select
 
+from integration import crowds
 from integration.db import transaction
 from integration.models import AuthCheck, Subscription, Watch
 from integration.observability import log
@@ -46,6 +49,13 @@ def delete_idle_watches(svc: Services, now: dt.datetime) -> int:
             break
     if deleted:
         log(logger, logging.INFO, "idle watches deleted", count=deleted, idle_days=svc.settings.watch_idle_days)
+    return deleted
+
+
+def delete_idle_crowds(svc: Services, now: dt.datetime) -> int:
+    deleted = crowds.delete_idle(svc, now - dt.timedelta(days=svc.settings.watch_idle_days))
+    if deleted:
+        log(logger, logging.INFO, "idle crowds deleted", count=deleted, idle_days=svc.settings.watch_idle_days)
     return deleted
 
 

@@ -56,8 +56,10 @@ def interval_for(session, watch: Watch, now: dt.datetime) -> dt.timedelta | None
     ids = sorted({i for (i,) in peers} | {watch.id})
     since = now - adaptive.HORIZON
     detections: dict[int, list[dt.datetime]] = {i: [] for i in ids}
+    # A "followed by many" row (crowd_id set) is not the handle's own activity.
     for watch_id, moment in session.execute(select(Event.watch_id, Event.detected_at)
-                                            .where(Event.watch_id.in_(ids), Event.detected_at > since)):
+                                            .where(Event.watch_id.in_(ids), Event.detected_at > since,
+                                                   Event.crowd_id.is_(None))):
         detections[watch_id].append(moment)
     rates = {i: adaptive.follow_rate(d, now) for i, d in detections.items()}
     checks = (watch.daily_budget if watch.daily_budget is not None

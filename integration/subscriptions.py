@@ -9,12 +9,12 @@ import secrets
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from integration import errors, items, sweeps, watchlists, watches
+from integration import crowds, errors, items, sweeps, watchlists, watches
 from integration.items import EventKind
-from integration.db import transaction
+from integration.db import lock_owner as _lock_owner, transaction
 from integration.delivery import TargetRefused, check_target_url, new_secret
 from integration.filters import NO_FILTERS, Filters
-from integration.models import Delivery, Event, Subscription, Watch
+from integration.models import Crowd, Delivery, Event, Subscription, Watch
 from integration.platforms import Platform
 from integration.schedule import Wish, check_every_label, interval_for
 from integration.services import Services
@@ -49,14 +49,16 @@ def create(svc: Services, owner: str, api_key: str, platform: Platform, handle: 
     raise RuntimeError("could not subscribe")
 
 
-def _watch_and_existing(session, owner: str, watch_id: int, event, target_hash: str):
-    """The watch (gone: WatchGone) and this owner's subscription of it for (event, target), if any."""
+def _watch_and_existing(session, owner: str, watch_id: int, event, target_hash: str, crowd_id: int | None = None):
+    """The watch (gone: WatchGone) and this owner's subscription of it for (event, target,
+    crowd), if any."""
     watch = session.get(Watch, watch_id)
     if watch is None:
         raise watches.WatchGone(watch_id)
     sub = session.scalar(select(Subscription).where(
         Subscription.owner_hash == owner, Subscription.watch_id == watch_id,
-        Subscription.event == event.value, Subscription.target_hash == target_hash))
+        Subscription.event == event.value, Subscription.target_hash == target_hash,
+        Subscription.crowd_id.is_(None) if crowd_id is None else Subscription.crowd_id == crowd_id))
     return watch, sub
 
 
@@ -104,18 +106,23 @@ def _arm(svc: Services, session, watch: Watch, api_key: str) -> None:
 def create_group(svc: Services, owner: str, api_key: str, platform: Platform, handles: list[str],
                  target_url: str, meter: Meter, event: EventKind = EventKind.NEW_FOLLOWING,
                  filters: Filters = NO_FILTERS, wish: Wish = Wish(),
-                 sweep_every: int | None = None) -> tuple[dict, bool]:
+                 sweep_every: int | None = None, crowd: tuple[int, int] | None = None) -> tuple[dict, bool]:
     """Subscribe a watchlist (`handles`): one subscription row per handle (so the worker, the
     outbox and MAX_SUBSCRIPTIONS_PER_KEY treat each handle as today: 50 handles count 50),
     sharing a group id and one signing secret. The answer's `id` is the group id: reading or
     deleting it reads or deletes every row. Idempotent on (owner, handles set, event, target):
     the same request again returns the group (200). A handle already subscribed to the same
-    target and event (alone or in another group) moves into the new group, with its secret."""
+    target and event (alone or in another group) moves into the new group, with its secret.
+
+    event followed_by_many: `crowd` is (minHandles, withinDays); the rows carry the crowd's id
+    (integration/crowds.py), so two crowds on the same handles and target are two groups."""
     try:
         target = check_target_url(target_url, allow_private=svc.settings.allow_private_webhook_targets)
     except TargetRefused as exc:
         raise errors.ApiError(400, "invalid_target_url", str(exc), fields={"targetUrl": [str(exc)]})
     target_hash = hashlib.sha256(target.encode()).hexdigest()
+    if event is EventKind.FOLLOWED_BY_MANY:
+        crowds.refuse_if_full(svc, owner, handles, *crowd)
 
     def open_one(handle: str) -> tuple[int, bool]:
         watch_id, result = watches.open_watch(svc, owner, handle, api_key, platform, meter, wish)
@@ -128,20 +135,27 @@ def create_group(svc: Services, owner: str, api_key: str, platform: Platform, ha
                                         budget_seconds=svc.settings.action_budget_seconds)
         if len(opened) < len(handles):  # a first baseline still running: nothing stored yet
             raise errors.UpstreamFailure("timeout")
+        crowd_id = None
+        if event is EventKind.FOLLOWED_BY_MANY:
+            crowd_id = crowds.open_crowd(svc, owner, opened, handles, *crowd)
         try:
-            return _subscribe_group(svc, owner, api_key, platform, opened, event, target, target_hash, filters)
+            out, created = _subscribe_group(svc, owner, api_key, platform, opened, event, target, target_hash,
+                                            filters, crowd_id)
+            if crowd is not None:
+                out["minHandles"], out["withinDays"] = crowd
+            return out, created
         except (IntegrityError, watches.WatchGone):
             continue
     raise RuntimeError("could not subscribe")
 
 
 def _subscribe_group(svc, owner, api_key, platform, opened: dict[str, int], event, target, target_hash,
-                     filters: Filters) -> tuple[dict, bool]:
+                     filters: Filters, crowd_id: int | None = None) -> tuple[dict, bool]:
     with transaction(svc.sessions) as session:
         _lock_owner(session, owner)
         pairs = []
         for handle, watch_id in opened.items():
-            watch, sub = _watch_and_existing(session, owner, watch_id, event, target_hash)
+            watch, sub = _watch_and_existing(session, owner, watch_id, event, target_hash, crowd_id)
             pairs.append((sub, watch))
         groups = {sub.group_id if sub is not None else None for sub, _ in pairs}
         group_id = next(iter(groups))
@@ -163,7 +177,7 @@ def _subscribe_group(svc, owner, api_key, platform, opened: dict[str, int], even
                 if sub is None:
                     sub = Subscription(id="sub_" + secrets.token_hex(12), watch_id=watch.id, owner_hash=owner,
                                        platform=platform.value, target_url=target, event=event.value,
-                                       target_hash=target_hash)
+                                       target_hash=target_hash, crowd_id=crowd_id)
                     session.add(sub)
                     pairs[index] = (sub, watch)
                 sub.group_id, sub.secret_enc = group_id, secret_enc
@@ -174,13 +188,6 @@ def _subscribe_group(svc, owner, api_key, platform, opened: dict[str, int], even
         out = _group_view(group_id, pairs)
     out["secret"] = secret
     return out, not same
-
-
-def _lock_owner(session, owner: str) -> None:
-    """Serialize one owner's subscribes, so the count cannot be raced past the limit.
-    SQLite: every write transaction already holds the database's write lock (BEGIN IMMEDIATE)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(int(owner[:15], 16))))
 
 
 def release_watch_if_unused(session, watch_id: int) -> None:
@@ -206,7 +213,7 @@ def list_for(svc: Services, owner: str) -> list[dict]:
             if s.group_id is None:
                 out.append(_view(s, w, w.handle, counts.get(s.id)))
             elif groups[s.group_id][0][0] is s:
-                out.append(_group_view(s.group_id, groups[s.group_id], counts))
+                out.append(_with_crowd(session, _group_view(s.group_id, groups[s.group_id], counts), s))
         return out
 
 
@@ -217,7 +224,16 @@ def get(svc: Services, owner: str, sub_id: str) -> dict:
         if rows[0][0].id == sub_id:
             sub, watch = rows[0]
             return _view(sub, watch, watch.handle, counts.get(sub.id))
-        return _group_view(sub_id, rows, counts)
+        return _with_crowd(session, _group_view(sub_id, rows, counts), rows[0][0])
+
+
+def _with_crowd(session, view: dict, sub: Subscription) -> dict:
+    """A followed_by_many group shows its crowd's minHandles and withinDays."""
+    if sub.crowd_id is not None:
+        crowd = session.get(Crowd, sub.crowd_id)
+        if crowd is not None:
+            view["minHandles"], view["withinDays"] = crowd.min_handles, crowd.within_days
+    return view
 
 
 def delete(svc: Services, owner: str, sub_id: str) -> None:

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from integration import claims, policies, retention, sweeps, watches
+from integration import claims, crowds, policies, retention, sweeps, watches
 from integration.delivery import Sender, webhook_headers
 from integration.errors import UpstreamFailure
 from integration.ledger import Account, BudgetReached
@@ -133,6 +133,7 @@ class Worker:
             return
         self._retention_at = time.monotonic() + RETENTION_EVERY
         retention.delete_idle_watches(self.svc, self.svc.clock())
+        retention.delete_idle_crowds(self.svc, self.svc.clock())
         retention.delete_expired_auth_checks(self.svc, self.svc.clock())
 
     def _step(self, kind: str, lane: _Lane, claim) -> int:
@@ -232,6 +233,16 @@ class Worker:
             if self.rotating:
                 self._change_watch(job, {"api_key_enc": self.svc.vault.reencrypt(job.key_enc)})
             log(logger, logging.DEBUG, "watch refreshed", watch_id=job.watch_id, new_events=result.new_events)
+        if result.refreshed or result.fresh:
+            self._evaluate_crowds(job.watch_id)
+
+    def _evaluate_crowds(self, watch_id: int) -> None:
+        """"Followed by many" subscriptions on the watch: their crowds see the new follows.
+        Also after a refresh without new follows: an evaluation a crash skipped is caught up."""
+        try:
+            crowds.evaluate_for_watch(self.svc, watch_id)
+        except Exception:  # noqa: BLE001 - the marks did not move: the next refresh evaluates again
+            logger.exception("crowd evaluation failed", extra={"fields": {"watch_id": watch_id}})
 
     def sweep_due(self, wait: bool = True) -> int:
         """Unfollow sweeps due for watches with `unfollowed` subscriptions (integration/sweeps.py)."""

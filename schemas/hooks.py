@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from schemas.crowds import MIN_CROWD_HANDLES, check_min_handles, min_handles_field, within_days_field
 from schemas.fields import CheckEvery
 from schemas.filters import FilterFields
 from schemas.watchlist import WatchlistFields
@@ -22,11 +23,28 @@ class SubscriptionCreateSchema(WatchlistFields, FilterFields):
     )
     checkEvery = CheckEvery()
     event = fields.String(
-        load_default="new_following", validate=validate.OneOf(["new_following", "unfollowed"]),
-        metadata={"description": "What is delivered: new_following (default) or unfollowed (see sweepEvery)"})
+        load_default="new_following", validate=validate.OneOf(["new_following", "unfollowed", "followed_by_many"]),
+        metadata={"description": "What is delivered: new_following (default), unfollowed (see sweepEvery) or "
+                                 "followed_by_many (see minHandles, withinDays)"})
     sweepEvery = fields.Integer(strict=True, validate=validate.Range(min=1, max=168), metadata={
         "description": "event unfollowed: hours between sweeps of the readable list (1 to 168, default 24); "
                        "a sweep costs ceil(accounts / 100) credits, plus 1 from the second sweep on"})
+    # event followed_by_many (schemas/crowds.py); defaults applied by the view, so other events
+    # can refuse them.
+    minHandles = min_handles_field()
+    withinDays = within_days_field()
+
+    @validates_schema
+    def _crowd_fields(self, data, **kwargs):
+        if data.get("event") != "followed_by_many":
+            for name in ("minHandles", "withinDays"):
+                if name in data:
+                    raise ValidationError("only applies to event followed_by_many.", field_name=name)
+            return
+        if len(data.get("handles") or []) < MIN_CROWD_HANDLES:
+            raise ValidationError(f"event followed_by_many needs `handles`, a list of {MIN_CROWD_HANDLES} to 50.",
+                                  field_name="handles")
+        check_min_handles(data)
 
 
 class SubscriptionSchema(Schema):
@@ -43,7 +61,9 @@ class SubscriptionSchema(Schema):
     createdAt = fields.String(required=True)
     deliveredCount = fields.Integer()
     failedCount = fields.Integer()
-    event = fields.String(metadata={"description": "new_following or unfollowed"})
+    event = fields.String(metadata={"description": "new_following, unfollowed or followed_by_many"})
+    minHandles = fields.Integer(metadata={"description": "event followed_by_many: the crowd's minHandles"})
+    withinDays = fields.Integer(metadata={"description": "event followed_by_many: the crowd's withinDays"})
     filters = fields.Dict(allow_none=True, metadata={"description": "The filters stored with the subscription (null: none); subscribing again with other filters replaces them"})
     checkEvery = fields.Raw(allow_none=True, metadata={"description": "The watch's checkEvery: minutes, \"auto\", or null (the service's default)"})
 

@@ -2,6 +2,7 @@
 TEST_DATABASE_URL is set), an in-process app, and a live service under gunicorn."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -98,6 +99,20 @@ def make_test_app(database_url: str, fake_url: str, **overrides):
                     allow_private_webhook_targets=True, upstream_total_seconds=5.0, upstream_read_timeout=3.0)
     settings.update(overrides)
     return create_app(settings)
+
+
+@contextlib.contextmanager
+def clocked_app(database_url: str, fake_url: str, start, **overrides):
+    """(test client, services, now): a test app whose clock reads now[0], which the test moves."""
+    app = make_test_app(database_url, fake_url, **overrides)
+    svc = app.extensions["tiktok_following"]
+    now = [start]
+    svc.clock = lambda: now[0]
+    try:
+        yield app.test_client(), svc, now
+    finally:
+        svc.client.close()
+        svc.engine.dispose()
 
 
 @pytest.fixture

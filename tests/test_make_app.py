@@ -24,7 +24,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from tests.conftest import API_KEY, start_worker, stop_worker, unique_handle
+from tests.conftest import API_KEY, start_service, start_worker, stop_service, stop_worker, unique_handle
 from tests.make_iml import (
     MISSING,
     build_request,
@@ -62,6 +62,10 @@ WEBHOOK = APP.webhook("newFollowing")
 UNFOLLOWS = APP.module("watchUnfollows")
 UNFOLLOWS_INSTANT = APP.module("watchUnfollowsInstant")
 UNFOLLOW_WEBHOOK = APP.webhook("unfollowed")
+CROWDS = APP.module("watchFollowedByMany")
+CROWDS_INSTANT = APP.module("watchFollowedByManyInstant")
+CROWD_WEBHOOK = APP.webhook("followedByMany")
+WEBHOOKS = APP.components["webhook"]
 
 
 def _rel(path: Path) -> str:
@@ -215,10 +219,11 @@ def test_lint_parameters_used_are_declared():
             assert used <= declared, f"module {name} {code} uses undeclared parameters {used - declared}"
     used = _refs(CONNECTION.code("communication"), "parameters")
     assert used <= CONNECTION_PARAMS, used - CONNECTION_PARAMS
-    webhook_params = set(_names(WEBHOOK.code("params")))
-    for code in ("attach", "detach", "communication"):
-        used = _refs(WEBHOOK.code(code), "parameters")
-        assert used <= webhook_params, f"webhook {code} uses undeclared parameters {used - webhook_params}"
+    for name, webhook in WEBHOOKS.items():
+        webhook_params = set(_names(webhook.code("params")))
+        for code in ("attach", "detach", "communication"):
+            used = _refs(webhook.code(code), "parameters")
+            assert used <= webhook_params, f"webhook {name} {code} uses undeclared parameters {used - webhook_params}"
     assert not _refs(APP.base, "parameters"), "the base must not depend on a module's parameters"
 
 
@@ -226,15 +231,17 @@ def test_lint_connection_references_are_connection_parameters():
     templates = {"base": APP.base}
     for name, module in MODULES.items():
         templates.update({f"{name}.{code}": module.code(code) for code in ("communication", "epoch")})
-    templates.update({f"webhook.{code}": WEBHOOK.code(code) for code in ("attach", "detach", "communication")})
+    for name, webhook in WEBHOOKS.items():
+        templates.update({f"{name}.{code}": webhook.code(code) for code in ("attach", "detach", "communication")})
     for where, template in templates.items():
         used = _refs(template, "connection")
         assert used <= CONNECTION_PARAMS, f"{where} uses {used - CONNECTION_PARAMS}, not connection parameters"
     assert _refs(APP.base, "connection") == {"baseUrl", "apiKey", "dailyBudget"}
 
 
-def test_lint_webhook_detach_uses_only_what_attach_stores():
-    attach, detach = WEBHOOK.code("attach"), WEBHOOK.code("detach")
+@pytest.mark.parametrize("webhook", list(WEBHOOKS.values()), ids=list(WEBHOOKS))
+def test_lint_webhook_detach_uses_only_what_attach_stores(webhook):
+    attach, detach = webhook.code("attach"), webhook.code("detach")
     stored = set(attach["response"]["data"])
     assert stored == {"externalHookId"}, "store the subscription id under Make's documented name"
     assert attach["response"]["data"]["externalHookId"] == "{{body.id}}"
@@ -251,12 +258,18 @@ def test_lint_webhook_detach_uses_only_what_attach_stores():
     assert attach["method"] == "POST" and attach["url"] == "/hooks"
 
 
-def test_lint_instant_trigger_is_wired_to_an_attached_webhook():
-    assert INSTANT.meta["moduleType"] == "instant_trigger"
-    assert INSTANT.meta["webhook"] == "newFollowing"
-    assert WEBHOOK.meta["webhookType"] == "web"  # dedicated
-    assert WEBHOOK.meta["connection"] == "dumplingai"
-    assert WEBHOOK.code("communication") == {"output": "{{body}}"}
+@pytest.mark.parametrize("module, webhook", [(INSTANT, "newFollowing"), (UNFOLLOWS_INSTANT, "unfollowed"),
+                                             (CROWDS_INSTANT, "followedByMany")], ids=lambda v: getattr(v, "name", v))
+def test_lint_instant_trigger_is_wired_to_an_attached_webhook(module, webhook):
+    assert module.meta["moduleType"] == "instant_trigger"
+    assert module.meta["webhook"] == webhook
+    assert WEBHOOKS[webhook].meta["webhookType"] == "web"  # dedicated
+    assert WEBHOOKS[webhook].meta["connection"] == "dumplingai"
+    assert WEBHOOKS[webhook].code("communication") == {"output": "{{body}}"}
+    sample = module.code("samples")
+    assert render(WEBHOOKS[webhook].code("communication")["output"], {"body": sample}) == sample
+    assert list(sample) == _names(module.code("interface"))
+    assert {m.meta["webhook"] for m in MODULES.values() if m.meta.get("moduleType") == "instant_trigger"} == set(WEBHOOKS)
 
 
 def test_lint_polling_trigger_order_is_desc():
@@ -372,7 +385,7 @@ def test_lint_connection_parameters():
 
 
 def test_lint_every_parameter_has_a_label_and_help():
-    groups = [CONNECTION.code("params"), WEBHOOK.code("params")]
+    groups = [CONNECTION.code("params")] + [webhook.code("params") for webhook in WEBHOOKS.values()]
     for module in MODULES.values():
         groups += [module.code("staticParams"), module.code("mappableParams")]
     for params in groups:
@@ -394,7 +407,7 @@ def test_lint_labels_are_sentence_case():
     assert _sentence_case_problems("List Accounts a User Follows") == ["Accounts", "User", "Follows"]
     labels = [c.meta["label"] for kind in ("module", "webhook", "connection") for c in APP.components[kind].values()]
     labels += [g["label"] for g in load_jsonc(APP_DIR / "modules/groups.json")]
-    for params in [CONNECTION.code("params"), WEBHOOK.code("params")] + [
+    for params in [CONNECTION.code("params")] + [w.code("params") for w in WEBHOOKS.values()] + [
             m.code(code) for m in MODULES.values() for code in ("staticParams", "mappableParams", "interface")]:
         for param in params or []:
             labels.append(param["label"])
@@ -432,12 +445,6 @@ def test_lint_modules_and_groups():
     assert grouped == set(MODULES)
     for module in MODULES.values():
         assert module.meta["connection"] == "dumplingai"
-
-
-def test_lint_webhook_communication_outputs_the_delivered_event():
-    sample = INSTANT.code("samples")
-    assert render(WEBHOOK.code("communication")["output"], {"body": sample}) == sample
-    assert set(sample) == set(_names(INSTANT.code("interface")))
 
 
 # =========================================================================== 3. contract (live service)
@@ -707,6 +714,22 @@ def test_contract_webhook_attach_then_detach(make, fake_upstream, make_webhook_u
     assert [(r.method, s.status) for r, s in zip(again.requests, again.responses)] == [("GET", 200)]
 
 
+def _with_worker_until_delivered(live_service, fake_upstream, tmp_path, receiver, act):
+    """`act()` with the service's worker running, then wait (30 s at most) for a delivery to
+    `receiver`; what `act` returned."""
+    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
+                          REFRESH_WINDOW_SECONDS=0, POLL_INTERVAL_SECONDS=1)
+    try:
+        done = act()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not receiver.received:
+            time.sleep(0.2)
+    finally:
+        stop_worker(worker)
+    assert receiver.received, f"no delivery; see {tmp_path / 'worker.log'}"
+    return done
+
+
 def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_service, make_webhook_url, tmp_path):
     """attach -> the worker delivers ONE follow event to the webhook URL -> the module outputs it."""
     handle = unique_handle("mk")
@@ -714,9 +737,8 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
     attached = run(WEBHOOK.code("attach"), _ctx(make, parameters={"handle": handle}, webhook={"url": make_webhook_url.url}),
                    APP.base)
     secret = attached.responses[0].body.get("secret", "")
-    worker = start_worker(live_service.database_url, fake_upstream.url, tmp_path / "worker.log",
-                          REFRESH_WINDOW_SECONDS=0, POLL_INTERVAL_SECONDS=1)
-    try:
+
+    def follow():
         # The worker polls watched handles every POLL_INTERVAL_SECONDS of the web service (300 s
         # by default); a polling-trigger call refreshes the same watch at once, and that refresh
         # queues the delivery for the worker.
@@ -724,12 +746,9 @@ def test_contract_instant_trigger_receives_one_event(make, fake_upstream, live_s
         run(TRIGGER.code("communication"), trigger_ctx, APP.base)  # baseline, if attach did not take it
         followed = fake_upstream.follow(handle)
         run(TRIGGER.code("communication"), trigger_ctx, APP.base)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not make_webhook_url.received:
-            time.sleep(0.2)
-    finally:
-        stop_worker(worker)
-    assert make_webhook_url.received, f"no delivery; see {tmp_path / 'worker.log'}"
+        return followed
+
+    followed = _with_worker_until_delivered(live_service, fake_upstream, tmp_path, make_webhook_url, follow)
     headers, body = make_webhook_url.received[0]
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)
     assert secret.startswith("whsec_")
@@ -987,3 +1006,106 @@ def test_contract_watchlist_webhook_attach_then_detach_all(make, fake_upstream, 
     assert detached.responses[-1].status == 204
     assert all(s["id"] != hook_id and s["handle"] not in handles for s in _get(make, "/hooks").json())
     assert _get(make, f"/hooks/{hook_id}").status_code == 404
+
+
+# =========================================================================== followed by many (live service)
+@pytest.fixture
+def crowd_service(database_url, fake_upstream, tmp_path):
+    """The service on each test database (SQLite, and PostgreSQL when there is one): the
+    followed-by-many modules run against both."""
+    service = start_service(database_url, fake_upstream.url, workers=1, threads=8, log_path=tmp_path / "web.log")
+    yield service
+    stop_service(service)
+
+
+@pytest.fixture
+def crowd_make(crowd_service):
+    return {"apiKey": API_KEY, "baseUrl": crowd_service.url + "/v1/make"}
+
+
+def test_contract_followed_by_many_polling_trigger(crowd_make, fake_upstream):
+    """The first run starts watching the handles (what they already follow never counts); an
+    account followed by minHandles of them is one bundle, once, naming the handles."""
+    handles = [unique_handle("mkc") for _ in range(3)]
+    seeded = {handle: fake_upstream.seed(handle, 3) for handle in handles}
+    comm, epoch = CROWDS.code("communication"), merge_epoch(CROWDS.code("communication"), CROWDS.code("epoch"))
+    ctx = _ctx(crowd_make, parameters={"handles": ["@" + handles[0], *handles[1:]], "minHandles": 2, "withinDays": 7,
+                                 "limit": 10})
+    first = run(epoch, ctx, APP.base)
+    assert first.requests[0].url == crowd_make["baseUrl"] + "/triggers/followed-by-many"
+    assert first.requests[0].body == {"handles": ["@" + handles[0], *handles[1:]], "minHandles": 2, "withinDays": 7,
+                                      "limit": 300}
+    assert first.outputs == []
+    state = TriggerState.all()
+    # A baseline account of one handle, now followed by another, is one new follow: not a crowd.
+    fake_upstream.follow(handles[1], account=seeded[handles[0]][0])
+    shared = fake_upstream.follow(handles[0])
+    fake_upstream.follow(handles[2], account=shared)
+    fake_upstream.follow(handles[1])  # one handle alone: not a crowd
+    events = state.take(run(comm, ctx, APP.base))
+    assert [e["id"] for e in events] == [str(shared["user"]["id"])]
+    (event,) = events
+    assert set(event) == set(_interface(CROWDS))
+    assert event["event"] == "followed_by_many" and event["eventId"].isdigit()
+    assert sorted(event["followedByHandles"]) == sorted([handles[0], handles[2]]) and event["followedByCount"] == 2
+    assert state.take(run(comm, ctx, APP.base)) == []  # output once
+    fake_upstream.follow(handles[1], account=shared)  # a third handle: the threshold was crossed already
+    assert state.take(run(comm, ctx, APP.base)) == []
+    # The epoch offers what was found, with label and date.
+    (choice,) = run(epoch, ctx, APP.base).outputs
+    assert choice == {"label": f"{shared['user']['nickname']} (@{shared['user']['uniqueId']})",
+                      "date": event["detectedAt"]}
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"minHandles": 3}, "MinHandles"),  # more than the two handles: never reachable
+    ({"withinDays": 91}, "WithinDays"),
+])
+def test_contract_followed_by_many_bad_input_names_the_field(make, fake_upstream, params, field):
+    handles = [unique_handle("mkc") for _ in range(2)]
+    with pytest.raises(MakeError) as err:
+        run(CROWDS.code("communication"), _ctx(make, parameters={"handles": handles, "limit": 5, **params}), APP.base)
+    assert (err.value.status, err.value.type) == (400, "DataError")
+    assert err.value.message.startswith(f"{field}: "), err.value.message
+    with pytest.raises(MakeError) as err:  # one handle is no crowd
+        run(CROWDS.code("communication"), _ctx(make, parameters={"handles": handles[:1], "limit": 5}), APP.base)
+    assert err.value.status == 400 and err.value.message.startswith("Handles: "), err.value.message
+
+
+def test_contract_followed_by_many_instant_trigger_receives_one_event(crowd_make, fake_upstream, crowd_service,
+                                                                       make_webhook_url, tmp_path):
+    """attach (event followed_by_many) -> the worker refreshes the handles and delivers ONE event
+    when the second handle follows the account -> the module outputs it; detach removes it."""
+    handles = [unique_handle("mkc") for _ in range(2)]
+    for handle in handles:
+        fake_upstream.seed(handle, 2)
+    webhook = {"id": 4444, "url": make_webhook_url.url}
+    # (no checkEvery: a fixed one would keep the handles from being checked again inside it)
+    params = {"handles": handles, "minHandles": 2, "withinDays": 3, "minFollowers": 0}
+    attached = run(CROWD_WEBHOOK.code("attach"), _ctx(crowd_make, parameters=params, webhook=webhook), APP.base)
+    assert attached.requests[0].body == {**params, "targetUrl": make_webhook_url.url, "event": "followed_by_many"}
+    assert attached.responses[0].status == 201
+    sub = _get(crowd_make, f"/hooks/{attached.data['externalHookId']}").json()
+    assert (sub["event"], sub["handles"], sub["filters"]) == ("followed_by_many", sorted(handles), {"minFollowers": 0})
+
+    def follow_by_both():
+        account = fake_upstream.follow(handles[0])
+        fake_upstream.follow(handles[1], account=account)
+        # A trigger call refreshes the same watches at once (the worker also would, every minute).
+        trigger_ctx = _ctx(crowd_make, parameters={"handles": handles, "minHandles": 2, "withinDays": 3, "limit": 10})
+        run(CROWDS.code("communication"), trigger_ctx, APP.base)
+        return account
+
+    account = _with_worker_until_delivered(crowd_service, fake_upstream, tmp_path, make_webhook_url, follow_by_both)
+    assert len(make_webhook_url.received) == 1, f"deliveries: {make_webhook_url.received}; see {tmp_path}"
+    headers, body = make_webhook_url.received[0]
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(headers)
+    bundle = render(CROWD_WEBHOOK.code("communication")["output"], {"body": body})
+    assert set(bundle) == set(_interface(CROWDS_INSTANT))
+    assert bundle["id"] == str(account["user"]["id"]) and bundle["event"] == "followed_by_many"
+    assert sorted(bundle["followedByHandles"]) == sorted(handles) and bundle["followedByCount"] == 2
+    webhook.update(attached.data)
+    detached = run(CROWD_WEBHOOK.code("detach"), _ctx(crowd_make, webhook=webhook), APP.base)
+    assert [(r.method, s.status) for r, s in zip(detached.requests, detached.responses)] == [("GET", 200),
+                                                                                            ("DELETE", 204)]
+    assert _get(crowd_make, f"/hooks/{attached.data['externalHookId']}").status_code == 404

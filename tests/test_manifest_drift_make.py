@@ -8,6 +8,7 @@ import pytest
 from marshmallow import fields, validate
 
 from schemas.account import AccountSchema, FollowEventSchema
+from schemas.crowds import FollowedByManyEventSchema, FollowedByManyTriggerRequestSchema
 from schemas.filters import FilterFields
 from schemas.following import CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema
 from schemas.hooks import SubscriptionCreateSchema
@@ -27,6 +28,10 @@ UNFOLLOWS = APP.module("watchUnfollows")
 UNFOLLOWS_INSTANT = APP.module("watchUnfollowsInstant")
 UNFOLLOW_WEBHOOK = APP.webhook("unfollowed")
 UNFOLLOW_ONLY = {"event", "sweepEvery"}  # a new-follow subscription sends the default event
+CROWDS = APP.module("watchFollowedByMany")
+CROWDS_INSTANT = APP.module("watchFollowedByManyInstant")
+CROWD_WEBHOOK = APP.webhook("followedByMany")
+CROWD_ONLY = {"minHandles", "withinDays"}  # subscription fields of event followed_by_many only
 
 # Request fields the modules do not show as parameters, and why.
 SEARCH_ONLY_VIA_PAGINATION = {"minTime"}            # set from `nextMinTime` by the pagination directive
@@ -65,7 +70,9 @@ def _range(field: fields.Field) -> tuple[int | None, int | None]:
 @pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
                                             (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
                                             (CHECK, CheckResponseSchema), (UNFOLLOWS, UnfollowEventSchema),
-                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema)],
+                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema),
+                                            (CROWDS, FollowedByManyEventSchema),
+                                            (CROWDS_INSTANT, FollowedByManyEventSchema)],
                          ids=lambda v: getattr(v, "name", ""))
 def test_interface_matches_schema(module, schema):
     interface = module.code("interface")
@@ -84,7 +91,9 @@ def test_interface_matches_schema(module, schema):
 @pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
                                             (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
                                             (CHECK, CheckResponseSchema), (UNFOLLOWS, UnfollowEventSchema),
-                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema)],
+                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema),
+                                            (CROWDS, FollowedByManyEventSchema),
+                                            (CROWDS_INSTANT, FollowedByManyEventSchema)],
                          ids=lambda v: getattr(v, "name", ""))
 def test_samples_are_valid_items(module, schema):
     sample = module.code("samples")
@@ -150,8 +159,8 @@ def test_webhook_matches_subscription_create():
     declared = SubscriptionCreateSchema().fields
     params = {p["name"]: p for p in WEBHOOK.code("params")}
     body = WEBHOOK.code("attach")["body"]
-    assert set(body) == set(declared) - UNFOLLOW_ONLY
-    assert set(params) == set(declared) - {"targetUrl"} - UNFOLLOW_ONLY  # targetUrl is Make's webhook URL
+    assert set(body) == set(declared) - UNFOLLOW_ONLY - CROWD_ONLY
+    assert set(params) == set(declared) - {"targetUrl"} - UNFOLLOW_ONLY - CROWD_ONLY  # targetUrl is Make's webhook URL
     assert body["targetUrl"] == "{{webhook.url}}"
     for name in {"handle"} | FILTERS:
         _check_param(params[name], declared[name])
@@ -208,9 +217,9 @@ def test_unfollow_webhook_subscribes_for_unfollows():
     params = {p["name"]: p for p in UNFOLLOW_WEBHOOK.code("params")}
     body = UNFOLLOW_WEBHOOK.code("attach")["body"]
     # checkEvery paces new-follow checks; an unfollow subscription is paced by sweepEvery.
-    assert set(body) == set(declared) - {"checkEvery"}
+    assert set(body) == set(declared) - {"checkEvery"} - CROWD_ONLY
     assert body["event"] == "unfollowed" and body["targetUrl"] == "{{webhook.url}}"
-    assert set(params) == set(declared) - {"targetUrl", "event", "checkEvery"}
+    assert set(params) == set(declared) - {"targetUrl", "event", "checkEvery"} - CROWD_ONLY
     for name in {"handle", "sweepEvery"} | FILTERS:
         _check_param(params[name], declared[name])
     assert UNFOLLOWS_INSTANT.meta["webhook"] == "unfollowed"
@@ -233,3 +242,67 @@ def test_every_trigger_takes_one_handle_or_a_watchlist_array(params, bodies):
     for body in bodies():
         assert body["body"]["handles"] == "{{parameters.handles}}"
         assert body["body"]["handle"] == "{{parameters.handle}}"
+
+
+def _check_watchlist(param: dict, field: fields.Field):
+    """A Make array of text, required here, with the schema's length bounds."""
+    (length,) = [v for v in field.validators if isinstance(v, validate.Length)]
+    assert param["type"] == "array" and param["spec"]["type"] == "text" and param["required"] is True
+    assert param["validate"] == {"minItems": length.min, "maxItems": length.max}
+
+
+def _crowd_help(params: dict) -> None:
+    """The help says what it costs and that baseline follows do not count."""
+    text = params["handles"]["help"]
+    assert "1 DumplingAI credit per handle per check" in text and "baseline" in text and "never" in text
+
+
+def test_followed_by_many_interface_lists_the_handles_as_an_array_of_text():
+    for module in (CROWDS, CROWDS_INSTANT):
+        (handles,) = [i for i in module.code("interface") if i["name"] == "followedByHandles"]
+        assert handles["type"] == "array" and handles["spec"]["type"] == "text"
+        sample = module.code("samples")
+        assert sample["followedByCount"] == len(sample["followedByHandles"]) >= 2
+        assert sample["event"] == "followed_by_many"
+    assert CROWDS.code("samples") == CROWDS_INSTANT.code("samples")
+
+
+def test_followed_by_many_trigger_parameters_match_its_request():
+    declared = FollowedByManyTriggerRequestSchema().fields
+    params = _params(CROWDS)
+    assert set(params) == set(declared) - {"since"}  # Make keeps its own position (date + eventId)
+    for name in FILTERS | {"minHandles", "withinDays"}:
+        _check_param(params[name], declared[name])
+    _check_watchlist(params["handles"], declared["handles"])
+    for name in ("minHandles", "withinDays"):  # the service's defaults, shown in the scenario editor
+        assert params[name]["default"] == declared[name].load_default, name
+    _check_param(params["limit"], declared["limit"], required=True)
+    _crowd_help(params)
+    assert "credit" in CROWDS.meta["description"] and "never counts" in CROWDS.meta["description"]
+    for directive in (CROWDS.code("communication"), CROWDS.code("epoch")):
+        assert directive["url"] == "/triggers/followed-by-many"
+        assert set(directive["body"]) == set(params)
+        assert directive["body"]["limit"] == MAX_ITEMS
+        assert {k: v for k, v in directive["body"].items() if k != "limit"} == {
+            name: f"{{{{parameters.{name}}}}}" for name in params if name != "limit"}
+
+
+def test_followed_by_many_webhook_subscribes_for_the_crowd():
+    declared = SubscriptionCreateSchema().fields
+    params = {p["name"]: p for p in CROWD_WEBHOOK.code("params")}
+    body = CROWD_WEBHOOK.code("attach")["body"]
+    # a crowd is a watchlist (no `handle`); it is paced by checkEvery, not sweeps
+    assert set(body) == set(declared) - {"handle", "sweepEvery"}
+    assert body["event"] == "followed_by_many" and body["targetUrl"] == "{{webhook.url}}"
+    assert set(params) == set(declared) - {"targetUrl", "event", "handle", "sweepEvery"}
+    for name in FILTERS | CROWD_ONLY:
+        _check_param(params[name], declared[name])
+    _check_watchlist(params["handles"], FollowedByManyTriggerRequestSchema().fields["handles"])
+    defaults = FollowedByManyTriggerRequestSchema().fields
+    for name in CROWD_ONLY:
+        assert params[name]["default"] == defaults[name].load_default, name
+    assert params["checkEvery"]["default"] == "auto"
+    _crowd_help(params)
+    assert CROWDS_INSTANT.meta["webhook"] == "followedByMany" and CROWDS_INSTANT.meta["moduleType"] == "instant_trigger"
+    assert CROWDS_INSTANT.code("staticParams") == []
+    assert CROWD_WEBHOOK.code("communication") == {"output": "{{body}}"}

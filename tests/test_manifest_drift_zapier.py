@@ -26,6 +26,7 @@ import pytest
 from marshmallow import fields as mfields
 
 from schemas.account import AccountSchema, FollowEventSchema
+from schemas.crowds import MIN_CROWD_HANDLES, FollowedByManyEventSchema, FollowedByManyTriggerRequestSchema
 from schemas.filters import FilterFields
 from schemas.following import CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema, FollowingResponseSchema
 from schemas.hooks import SubscriptionCreateSchema
@@ -40,19 +41,24 @@ FIELDS = json.loads((APP_DIR / "fields.json").read_text(encoding="utf-8"))
 OPS = FIELDS["operations"]
 
 FILTERS = set(FilterFields().fields)
+CROWD_ONLY = {"minHandles", "withinDays"}  # subscription fields of event followed_by_many only
 # Request fields the Zapier app deliberately does not send (Make / plain API only; the hidden
 # legacy trigger sends what it always sent).
 NOT_FOR_ZAPIER = {"new_followed_account": {"since", "afterSequence"},
                   "new_following": {"since", "afterSequence", "checkEvery", "handles"} | FILTERS,  # legacy: as it always was
-                  "new_following_instant": {"event", "sweepEvery"},  # a new-follow hook: the default event
+                  "new_following_instant": {"event", "sweepEvery"} | CROWD_ONLY,  # a new-follow hook: the default event
                   "new_unfollow": {"since", "afterSequence"},
-                  "new_unfollow_instant": {"checkEvery"}}  # unfollows are swept (sweepEvery)
-# The hidden legacy trigger asks for one handle, required, as it always did (the schema's
-# `handle` is optional now that `handles` may replace it).
-LEGACY_REQUIRED = {"new_following": {"handle"}}
+                  "new_unfollow_instant": {"checkEvery"} | CROWD_ONLY,  # unfollows are swept (sweepEvery)
+                  "followed_by_many": {"since"},
+                  "followed_by_many_instant": {"handle", "sweepEvery"}}  # a crowd is a watchlist
+# Inputs the app requires where the schema, shared with other requests, does not: the hidden
+# legacy trigger asks for one handle, as it always did (the schema's `handle` is optional now
+# that `handles` may replace it); a followed-by-many hook needs its watchlist.
+LEGACY_REQUIRED = {"new_following": {"handle"}, "followed_by_many_instant": {"handles"}}
 # Request fields Zapier supplies itself rather than the user.
 FROM_ZAPIER = {"new_followed_account": {"limit"}, "new_following": {"limit"}, "new_following_instant": {"targetUrl"},
-               "new_unfollow": {"limit"}, "new_unfollow_instant": {"targetUrl", "event"}}
+               "new_unfollow": {"limit"}, "new_unfollow_instant": {"targetUrl", "event"},
+               "followed_by_many": {"limit"}, "followed_by_many_instant": {"targetUrl", "event"}}
 
 # CheckEvery (minutes or "auto") is a choice field: Zapier sends the value as a string.
 ZAPIER_TYPES = {mfields.Integer: "integer", mfields.Boolean: "boolean", mfields.String: "string", CheckEvery: "string"}
@@ -93,7 +99,8 @@ def test_fields_json_is_generated_from_current_schemas():
 
 def test_operations_are_the_three_zapier_operations():
     assert set(OPS) == {"list_following", "check_following", "new_followed_account", "new_following",
-                        "new_following_instant", "credit_usage", "new_unfollow", "new_unfollow_instant"}
+                        "new_following_instant", "credit_usage", "new_unfollow", "new_unfollow_instant",
+                        "followed_by_many", "followed_by_many_instant"}
 
 
 @pytest.mark.parametrize(
@@ -106,6 +113,8 @@ def test_operations_are_the_three_zapier_operations():
         ("new_following_instant", SubscriptionCreateSchema()),
         ("new_unfollow", UnfollowedTriggerRequestSchema()),
         ("new_unfollow_instant", SubscriptionCreateSchema()),
+        ("followed_by_many", FollowedByManyTriggerRequestSchema()),
+        ("followed_by_many_instant", SubscriptionCreateSchema()),
     ],
 )
 def test_input_fields_match_request_schema(op, schema):
@@ -161,6 +170,40 @@ def test_unfollow_trigger_output_fields_are_the_unfollow_event_schema():
         assert keys(OPS[op]["outputFields"]) == event, op
     assert [f["key"] for f in OPS["new_unfollow"]["outputFields"] if f.get("primary")] == ["eventId"]
     assert not [f for f in OPS["new_unfollow_instant"]["outputFields"] if f.get("primary")]
+
+
+def test_followed_by_many_output_fields_are_its_event_schema():
+    schema = FollowedByManyEventSchema()
+    event = schema_keys(schema)
+    assert keys(FIELDS["crowdEvent"]) == event
+    for op in ("followed_by_many", "followed_by_many_instant"):
+        assert keys(OPS[op]["outputFields"]) == event, op
+    assert [f["key"] for f in OPS["followed_by_many"]["outputFields"] if f.get("primary")] == ["eventId"]
+    assert not [f for f in OPS["followed_by_many_instant"]["outputFields"] if f.get("primary")]
+    for item in FIELDS["crowdEvent"]:
+        field = schema.fields[item["key"]]
+        expected = "datetime" if item["key"] == "detectedAt" else zapier_type(field)
+        assert item["type"] == expected, item["key"]
+        # a list of plain values (followedByHandles) is Zapier's `list: true` of its type
+        assert item.get("list", False) is isinstance(field, mfields.List), item["key"]
+    assert {"key": "followedByHandles", "label": "Followed By Handles", "type": "string", "list": True} \
+        in FIELDS["crowdEvent"]
+
+
+@pytest.mark.parametrize("op", ["followed_by_many", "followed_by_many_instant"])
+def test_followed_by_many_takes_a_watchlist_and_says_what_it_costs(op):
+    from schemas.watchlist import MAX_HANDLES
+
+    defaults = FollowedByManyTriggerRequestSchema().fields
+    fields = {item["key"]: item for item in OPS[op]["inputFields"]}
+    assert "handle" not in fields and fields["handles"]["required"] and fields["handles"]["list"]
+    help_text = fields["handles"]["helpText"]
+    assert f"{MIN_CROWD_HANDLES} to {MAX_HANDLES}" in help_text
+    assert "1 DumplingAI credit per handle per check" in help_text and "for free" in help_text
+    assert "baseline" in help_text and "never" in help_text
+    for name in ("minHandles", "withinDays"):  # the trigger's defaults, shown in the Zap editor
+        assert fields[name]["default"] == str(defaults[name].load_default), name
+        assert not fields[name]["required"], name
 
 
 def test_action_output_fields_are_the_following_response_schema():
@@ -226,6 +269,8 @@ def test_every_output_field_has_a_label():
         ("searches/credit_usage.js", "credit_usage", "KEY"),
         ("triggers/new_unfollow.js", "new_unfollow", "KEY"),
         ("triggers/new_unfollow_instant.js", "new_unfollow_instant", "KEY"),
+        ("triggers/followed_by_many.js", "followed_by_many", "KEY"),
+        ("triggers/followed_by_many_instant.js", "followed_by_many_instant", "KEY"),
     ],
 )
 def test_operation_modules_build_fields_from_fields_json(path, key, key_expr):
@@ -234,9 +279,11 @@ def test_operation_modules_build_fields_from_fields_json(path, key, key_expr):
         assert re.search(rf"const KEY = '{key}';", source), path
     else:  # a factory: trigger('<key>', ...)
         assert re.search(rf"trigger\('{key}'", source), path
+    if re.search(r"\b(pollingTrigger|hookTrigger)\(KEY\b", source):  # built by lib/triggers.js
+        source, key_expr = (APP_DIR / "lib" / "triggers.js").read_text(encoding="utf-8"), "key"
     assert f"inputFields: inputFields({key_expr})" in source, path
     assert f"outputFields: outputFields({key_expr})" in source, path
-    assert "require('../lib/fields')" in source, path
+    assert "require('../lib/fields')" in source or "require('./fields')" in source, path
     lib = (APP_DIR / "lib" / "fields.js").read_text(encoding="utf-8")
     assert "require('../fields.json')" in lib
 

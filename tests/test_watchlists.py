@@ -52,8 +52,13 @@ HOOK = {"targetUrl": "https://example.com/hook"}
     ({"handles": "alice"}, "handles"),                                 # not a list
 ])
 def test_bad_watchlists_are_a_clear_400_naming_the_field(env, url, extra, body, field):
+    assert_refused(env, url, {**body, **extra}, field)
+
+
+def assert_refused(env, url, body, field):
+    """A 400 whose sentence and `fields` name `field`, before any upstream call."""
     client, _, fake, _ = env
-    response = client.post(url, json={**body, **extra}, headers=AUTH)
+    response = client.post(url, json=body, headers=AUTH)
     assert response.status_code == 400
     answer = response.get_json()
     assert answer["code"] == "invalid_request" and field in answer["error"] and field in answer["fields"]

@@ -10,6 +10,7 @@ from integration.api import Blueprint, Caller, key_required, services
 from integration.filters import Filters
 from integration.schedule import Wish
 from integration.delivery import TargetRefused, check_target_resolves, check_target_url
+from schemas.crowds import MIN_HANDLES_DEFAULT, WITHIN_DAYS_DEFAULT
 from schemas.hooks import DeliverySchema, SubscriptionCreateSchema, SubscriptionSchema
 
 blp = Blueprint("hooks", __name__, url_prefix="/v1/<platform:platform>/hooks",
@@ -48,10 +49,19 @@ class Hooks(MethodView):
         `handles` (a watchlist, 1 to 50) subscribes every handle, one subscription per handle
         (a 50-handle watchlist counts 50 towards the limit), under one `id` and one secret:
         deleting that id deletes them all. The same handles (in any order), event and
-        targetUrl again return it (200). Each delivery names its handle (`followedBy`)."""
+        targetUrl again return it (200). Each delivery names its handle (`followedBy`).
+
+        `event: followed_by_many` (with `handles`, 2 to 50, `minHandles`, default 2, and
+        `withinDays`, default 7): one delivery per account, when the follow that makes
+        `minHandles` of the handles within `withinDays` is detected; the body is the
+        followed-by-many trigger's item. Each handle is refreshed by the worker as for new
+        follows (1 credit per handle per check) and counts towards the limit."""
         _refuse_private_names(args["targetUrl"])
         options = dict(filters=Filters.from_request(args), wish=Wish(args.get("checkEvery"), caller.budget),
                        event=subscriptions.EventKind(args["event"]), sweep_every=args.get("sweepEvery"))
+        if options["event"] is subscriptions.EventKind.FOLLOWED_BY_MANY:
+            options["crowd"] = (args.get("minHandles", MIN_HANDLES_DEFAULT),
+                                args.get("withinDays", WITHIN_DAYS_DEFAULT))
         if "handles" in args:
             sub, created = subscriptions.create_group(services(), caller.owner, caller.key, platform, args["handles"],
                                                       args["targetUrl"], g.meter, **options)

@@ -4,13 +4,14 @@ from __future__ import annotations
 from flask import g, jsonify
 from flask.views import MethodView
 
-from integration import following, items, sweeps, usage, watchlists, watches
+from integration import crowds, following, items, sweeps, usage, watchlists, watches
 from integration.api import Blueprint, Caller, key_required, services
 from integration.authcheck import check_key, remember
 from integration.filters import Filters
 from integration.schedule import Wish
 from schemas.account import FollowEventSchema
 from schemas.auth import AuthTestSchema
+from schemas.crowds import FollowedByManyEventSchema, FollowedByManyTriggerRequestSchema
 from schemas.following import (CheckRequestSchema, CheckResponseSchema, FollowingRequestSchema,
                                FollowingResponseSchema)
 from schemas.triggers import TriggerRequestSchema
@@ -76,13 +77,7 @@ class NewFollowing(MethodView):
         their journals (a handle never watched before then has no items yet).
         """
         svc = services()
-        wish, meter = Wish(args.get("checkEvery"), caller.budget), g.meter
-
-        def open_one(handle: str) -> tuple[int, bool]:
-            watch_id, result = watches.open_watch(svc, caller.owner, handle, caller.key, platform, meter, wish)
-            return watch_id, result.refreshed
-
-        return _answer(svc, args, platform, caller, open_one, items.NEW_FOLLOWING)
+        return _answer(svc, args, platform, caller, _opener(svc, args, platform, caller), items.NEW_FOLLOWING)
 
 
 @blp.route("/triggers/unfollowed")
@@ -118,19 +113,63 @@ class Unfollowed(MethodView):
         return _answer(svc, args, platform, caller, open_one, items.UNFOLLOWED)
 
 
+@blp.route("/triggers/followed-by-many")
+class FollowedByMany(MethodView):
+    @blp.arguments(FollowedByManyTriggerRequestSchema)
+    @blp.response(200, FollowedByManyEventSchema(many=True))
+    @blp.documented_errors(409, *UPSTREAM_ERRORS)
+    @key_required
+    def post(self, args, platform, caller: Caller):
+        """Polling trigger: accounts that at least `minHandles` of `handles` followed within `withinDays`, newest first
+
+        Each account fires once, when the follow that makes `minHandles` of the handles is
+        detected; `followedByHandles` names the handles counted, in the order they followed.
+        Each handle is refreshed exactly as by the new-following trigger: 1 credit per handle
+        refreshed (a 50-handle list: up to 50 credits a poll; `checkEvery` and the daily
+        budget apply per handle; polls in between answer for free). Only follows detected
+        after a handle was first watched count: the accounts it already followed then (its
+        baseline) have no known time. Accounts already over the threshold when a list is first
+        used do not fire (they crossed before). At most MAX_CROWDS_PER_KEY different lists
+        (handles, minHandles, withinDays) per key (409 past it)."""
+        svc = services()
+        definition = (args["handles"], args["minHandles"], args["withinDays"])
+        crowds.refuse_if_full(svc, caller.owner, *definition)
+        opened = _open(svc, args["handles"], caller, _opener(svc, args, platform, caller))
+        crowd_id = crowds.open_crowd(svc, caller.owner, opened, *definition)
+        crowds.evaluate(svc, crowd_id)
+        return crowds.trigger_items(svc, crowd_id, limit=args["limit"], since=args.get("since"),
+                                    filters=Filters.from_request(args))
+
+
 def _answer(svc, args, platform, caller: Caller, open_one, kind: str) -> list[dict]:
     """One handle or a watchlist (`handles`): each handle opened as its own watch, then the
     items of every watch merged newest first; `limit` applies to the merged list."""
     handles = args.get("handles") or [args["handle"]]
-    opened, paid = watchlists.open_all(svc, caller.owner, handles, open_one,
-                                       budget_seconds=svc.settings.action_budget_seconds)
-    if paid:
-        remember(svc, caller.owner)
+    opened = _open(svc, handles, caller, open_one)
     filters = Filters.from_request(args)
     lists = [items.trigger_items(svc, watch_id, platform, limit=args["limit"], since=args.get("since"),
                                  after_sequence=args.get("afterSequence"), filters=filters, kind=kind)
              for watch_id in opened.values()]
     return lists[0] if len(handles) == 1 else watchlists.merge(lists, args["limit"])
+
+
+def _opener(svc, args, platform, caller: Caller) -> watchlists.OpenOne:
+    """Open (refresh) one handle's watch as the new-following trigger does."""
+    wish, meter = Wish(args.get("checkEvery"), caller.budget), g.meter
+
+    def open_one(handle: str) -> tuple[int, bool]:
+        watch_id, result = watches.open_watch(svc, caller.owner, handle, caller.key, platform, meter, wish)
+        return watch_id, result.refreshed
+    return open_one
+
+
+def _open(svc, handles: list[str], caller: Caller, open_one) -> dict[str, int]:
+    """Every handle opened (a watchlist on a small thread pool); {handle: watch id}."""
+    opened, paid = watchlists.open_all(svc, caller.owner, handles, open_one,
+                                       budget_seconds=svc.settings.action_budget_seconds)
+    if paid:
+        remember(svc, caller.owner)
+    return opened
 
 
 @blp.route("/following/check")

@@ -21,6 +21,8 @@ const { newFollowedAccount, newFollowingLegacy } = require('./triggers/new_follo
 const newFollowingInstant = require('./triggers/new_following_instant');
 const newUnfollow = require('./triggers/new_unfollow');
 const newUnfollowInstant = require('./triggers/new_unfollow_instant');
+const followedByMany = require('./triggers/followed_by_many');
+const followedByManyInstant = require('./triggers/followed_by_many_instant');
 
 // Only the definition keys Zapier knows (helpers such as listFollowEvents stay out).
 const definitionOf = ({ key, noun, display, operation }) => ({ key, noun, display, operation });
@@ -45,6 +47,8 @@ module.exports = {
     [newFollowingInstant.key]: definitionOf(newFollowingInstant),
     [newUnfollow.key]: definitionOf(newUnfollow),
     [newUnfollowInstant.key]: definitionOf(newUnfollowInstant),
+    [followedByMany.key]: definitionOf(followedByMany),
+    [followedByManyInstant.key]: definitionOf(followedByManyInstant),
   },
   searches: {
     [listFollowing.key]: definitionOf(listFollowing),

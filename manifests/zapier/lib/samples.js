@@ -39,6 +39,17 @@ const UNFOLLOW_EVENT_SAMPLE = {
   event: 'unfollowed',
 };
 
+const CROWD_EVENT_SAMPLE = {
+  // followedByHandles is a list (Zapier `list: true`): the watched handles that followed it.
+  ...ACCOUNT_SAMPLE,
+  followedByHandles: ['street.food.daily', 'noodle.nights', 'wok.this.way'],
+  followedByCount: 3,
+  detectedAt: '2026-11-26T11:30:00Z',
+  sequence: 7,
+  eventId: '1063',
+  event: 'followed_by_many',
+};
+
 const FOLLOWING_SAMPLE = {
   // One object describing a list: the ids are on the line items (following[]id).
   handle: 'street.food.daily',
@@ -78,4 +89,6 @@ const USAGE_SAMPLE = {
   ],
 };
 
-module.exports = { ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, UNFOLLOW_EVENT_SAMPLE, FOLLOWING_SAMPLE, CHECK_SAMPLE, USAGE_SAMPLE };
+module.exports = {
+  ACCOUNT_SAMPLE, FOLLOW_EVENT_SAMPLE, UNFOLLOW_EVENT_SAMPLE, CROWD_EVENT_SAMPLE, FOLLOWING_SAMPLE, CHECK_SAMPLE, USAGE_SAMPLE,
+};

@@ -72,13 +72,16 @@ const TYPE_CHECKS = {
 };
 
 // --- definition shape ---------------------------------------------------------
-test('there are the four expected operations', () => {
+test('there are the expected operations', () => {
   assert.deepEqual(
     ops.map(({ type, mapKey }) => `${type}.${mapKey}`).sort(),
-    ['searches.check_following', 'searches.credit_usage', 'searches.list_following', 'triggers.new_followed_account',
+    ['searches.check_following', 'searches.credit_usage', 'searches.list_following',
+      'triggers.followed_by_many', 'triggers.followed_by_many_instant', 'triggers.new_followed_account',
       'triggers.new_following', 'triggers.new_following_instant', 'triggers.new_unfollow',
       'triggers.new_unfollow_instant'],
   );
+  assert.equal(App.triggers.followed_by_many.operation.type, 'polling');
+  assert.equal(App.triggers.followed_by_many_instant.operation.type, 'hook');
   assert.equal(App.triggers.new_unfollow.operation.type, 'polling');
   assert.equal(App.triggers.new_unfollow_instant.operation.type, 'hook');
   assert.deepEqual(App.creates, {}, 'reads are searches, not creates');
@@ -183,7 +186,12 @@ test('sample keys are exactly the outputFields keys, with matching value types',
     assert.deepEqual(missing, [], `${mapKey}: outputFields missing from the sample`);
     for (const field of op.operation.outputFields) {
       const value = sampleValue(op.operation.sample, field.key);
-      assert.ok(TYPE_CHECKS[field.type](value), `${mapKey}.${field.key}: ${JSON.stringify(value)} is not ${field.type}`);
+      // `list: true`: an array of values of the type (never empty in a sample, so the check bites)
+      const values = field.list ? value : [value];
+      assert.ok(Array.isArray(values) && values.length, `${mapKey}.${field.key}: list ${field.list}, ${JSON.stringify(value)}`);
+      for (const v of values) {
+        assert.ok(TYPE_CHECKS[field.type](v), `${mapKey}.${field.key}: ${JSON.stringify(v)} is not ${field.type}`);
+      }
     }
   }
 });
@@ -197,20 +205,49 @@ test('both triggers output the same follow-event fields and share the sample', (
   assert.equal(hook.performList, poll.perform, 'performList is the polling route');
 });
 
-test('both unfollow triggers output the unfollow-event fields; the polling one dedupes on eventId', () => {
-  const poll = App.triggers.new_unfollow.operation;
-  const hook = App.triggers.new_unfollow_instant.operation;
+// A polling trigger and its REST-hook twin: the same event fields and sample, the polling one
+// deduplicated on eventId, the hook's samples from the polling route.
+const assertEventPair = (poll, hook, event) => {
   const withoutPrimary = (fields) => fields.map(({ primary, ...rest }) => rest);
   assert.deepEqual(withoutPrimary(hook.outputFields), withoutPrimary(poll.outputFields));
   assert.deepEqual(poll.outputFields.filter((f) => f.primary).map((f) => f.key), ['eventId']);
+  assert.deepEqual(hook.outputFields.filter((f) => f.primary), [], 'a hook item is one delivery');
   assert.deepEqual(hook.sample, poll.sample);
   assert.equal(hook.performList, poll.perform, 'performList is the polling route');
-  assert.equal(poll.sample.event, 'unfollowed');
+  assert.equal(poll.sample.event, event);
+};
+
+test('both unfollow triggers output the unfollow-event fields; the polling one dedupes on eventId', () => {
+  const poll = App.triggers.new_unfollow.operation;
+  const hook = App.triggers.new_unfollow_instant.operation;
+  assertEventPair(poll, hook, 'unfollowed');
   for (const op of [poll, hook]) {
     const sweep = op.inputFields.find((f) => f.key === 'sweepEvery');
     assert.match(sweep.helpText, /credit/, 'the help says what a sweep costs');
   }
   assert.match(App.triggers.new_unfollow.display.description, /credit/);
+});
+
+test('both followed-by-many triggers: the event fields, a list of handles, eventId dedupe, the cost said', () => {
+  const poll = App.triggers.followed_by_many.operation;
+  const hook = App.triggers.followed_by_many_instant.operation;
+  assertEventPair(poll, hook, 'followed_by_many');
+  const handlesOut = poll.outputFields.find((f) => f.key === 'followedByHandles');
+  assert.deepEqual([handlesOut.type, handlesOut.list], ['string', true]);
+  assert.equal(poll.sample.followedByCount, poll.sample.followedByHandles.length);
+  for (const [key, op] of [['followed_by_many', poll], ['followed_by_many_instant', hook]]) {
+    const inputs = Object.fromEntries(op.inputFields.map((f) => [f.key, f]));
+    assert.ok(!inputs.handle, `${key}: a watchlist only`);
+    assert.equal(inputs.handles.required, true, key);
+    assert.equal(inputs.handles.list, true, key);
+    assert.match(inputs.handles.helpText, /1 DumplingAI credit per handle per check/, key);
+    assert.match(inputs.handles.helpText, /for free/, key);
+    assert.match(inputs.handles.helpText, /baseline/, key);
+    assert.deepEqual([inputs.minHandles.default, inputs.withinDays.default], ['2', '7'], key);
+    assert.match(App.triggers[key].display.description, /credit per handle per check/, key);
+    assert.match(App.triggers[key].display.description, /before a handle was watched never count/, key);
+  }
+  assert.equal(hook.inputFields.find((f) => f.key === 'checkEvery').default, 'auto');
 });
 
 test('the polling trigger dedupes on eventId; the hidden legacy trigger keeps the account id', () => {
@@ -409,6 +446,11 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
     ['new_unfollow_instant', App.triggers.new_unfollow_instant.operation.performSubscribe, {
       inputData: { ...all, sweepEvery: 12 }, targetUrl: 'https://hooks.zapier.com/hooks/standard/1/abc/',
     }],
+    ['followed_by_many', App.triggers.followed_by_many.operation.perform, {
+      inputData: { ...all, minHandles: '3', withinDays: '14' }, meta: { limit: 5 } }],
+    ['followed_by_many_instant', App.triggers.followed_by_many_instant.operation.performSubscribe, {
+      inputData: { ...all, minHandles: 3, withinDays: '14' }, targetUrl: 'https://hooks.zapier.com/hooks/standard/1/abc/',
+    }],
   ];
   for (const [key, fn, bundle] of cases) {
     sent.length = 0;
@@ -423,6 +465,19 @@ test('each operation sends exactly its requestKeys (checked against the schemas 
   assert.equal(withBudget.headers['X-Daily-Credit-Budget'], '25');
   const noBudget = App.beforeRequest[0]({ headers: {} }, z, { authData: { api_key: 'k', daily_budget: '' } });
   assert.ok(!('X-Daily-Credit-Budget' in noBudget.headers));
+  // followed by many: the thresholds as integers, the event named, the watchlist as a list
+  sent.length = 0;
+  await App.triggers.followed_by_many_instant.operation.performSubscribe(z, {
+    inputData: { handles: 'a, @b', minHandles: '2', withinDays: '30' }, targetUrl: 'https://hooks.zapier.com/x/',
+  });
+  assert.equal(sent[0].url.endsWith('/v1/zapier/hooks'), true);
+  assert.deepEqual(sent[0].body, {
+    handles: ['a', '@b'], minHandles: 2, withinDays: 30, targetUrl: 'https://hooks.zapier.com/x/', event: 'followed_by_many',
+  });
+  sent.length = 0;
+  await App.triggers.followed_by_many.operation.perform(z, { inputData: { handles: ['a', 'b'] }, meta: { limit: 900 } });
+  assert.equal(sent[0].url.endsWith('/v1/zapier/triggers/followed-by-many'), true);
+  assert.deepEqual(sent[0].body, { handles: ['a', 'b'], limit: 300 });
   // the instant trigger's Check Every defaults to "auto" in the Zap editor
   const instantCheck = App.triggers.new_following_instant.operation.inputFields.find((f) => f.key === 'checkEvery');
   assert.equal(instantCheck.default, 'auto');

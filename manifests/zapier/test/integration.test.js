@@ -428,6 +428,87 @@ test('New Followed Account (Instant): subscribe, list, perform, unsubscribe', { 
   assert.deepEqual(again, { id: subscribeData.id, deleted: false });
 });
 
+// --- followed by many ----------------------------------------------------------------------------
+const CROWD_KEYS = FIELDS.crowdEvent.map((f) => f.key).sort();
+
+test('Followed by Many: an account two of three handles follow is one item, once; bad input names the field', { skip: SKIP }, async () => {
+  const handles = ['fbm1', 'fbm2', 'fbm3'].map(handleFor);
+  const seeded = {};
+  for (const handle of handles) seeded[handle] = await fake('POST', `handles/${handle}/seed`, { n: 2 });
+  const op = App.triggers.followed_by_many.operation;
+  // A list field; a mapped value may arrive as a comma-separated string.
+  const inputData = { handles: `@${handles[0]}, ${handles[1]},${handles[2]}`, minHandles: '2', withinDays: '7' };
+  const first = await run(op.perform, { inputData }); // starts watching the three handles
+  assert.deepEqual(first, [], 'what the handles already followed never counts');
+  // a baseline account of one handle, followed now by another: one new follow, not a crowd
+  await fake('POST', `handles/${handles[1]}/follow`, { account: seeded[handles[0]][0] });
+  const shared = await fake('POST', `handles/${handles[0]}/follow`, {});
+  await fake('POST', `handles/${handles[2]}/follow`, { account: shared });
+  await fake('POST', `handles/${handles[1]}/follow`, {}); // one handle alone
+  const next = await run(op.perform, { inputData, meta: { limit: 10 } });
+  assert.equal(next.length, 1, JSON.stringify(next));
+  const [item] = next;
+  assert.deepEqual(Object.keys(item).sort(), CROWD_KEYS);
+  assert.equal(item.id, String(shared.user.id));
+  assert.equal(item.event, 'followed_by_many');
+  assert.deepEqual([...item.followedByHandles].sort(), [handles[0], handles[2]].sort());
+  assert.equal(item.followedByCount, 2);
+  assert.match(item.eventId, /^[0-9]+$/);
+  // Zapier dedupes on eventId: a later poll answers the same event, and a third handle following
+  // the account makes no new one (the threshold was crossed once).
+  await fake('POST', `handles/${handles[1]}/follow`, { account: shared });
+  const again = await run(op.perform, { inputData });
+  assert.deepEqual(again.map((i) => i.eventId), [item.eventId]);
+
+  const err = await rejection(run(op.perform, { inputData: { handles: handles.slice(0, 2), minHandles: '3' } }));
+  const body = appErrorBody(err);
+  assert.equal(body.status, 400);
+  assert.match(body.message, /^Minimum Handles: \S/, body.message);
+  const one = appErrorBody(await rejection(run(op.perform, { inputData: { handles: [handles[0]] } })));
+  assert.match(one.message, /^TikTok Handles \(Watchlist\): \S/, one.message);
+});
+
+test('Followed by Many (Instant): subscribe, a real signed delivery, perform, unsubscribe', { skip: SKIP }, async (t) => {
+  const op = App.triggers.followed_by_many_instant.operation;
+  const handles = ['fbmh1', 'fbmh2'].map(handleFor);
+  for (const handle of handles) await fake('POST', `handles/${handle}/seed`, { n: 2 });
+  const target = await startTarget();
+  t.after(() => target.server.close());
+  const inputData = { handles, minHandles: '2', withinDays: '3' };
+  const subscribeData = await run(op.performSubscribe, { inputData, targetUrl: target.url });
+  assert.equal(subscribeData.event, 'followed_by_many');
+  assert.deepEqual(subscribeData.handles, [...handles].sort());
+  assert.equal(subscribeData.minHandles, 2);
+  assert.match(subscribeData.secret, /^whsec_/);
+
+  const shared = await fake('POST', `handles/${handles[0]}/follow`, {});
+  await fake('POST', `handles/${handles[1]}/follow`, { account: shared });
+  // performList: the polling route (it also refreshes both handles at once).
+  const listed = await run(op.performList, { inputData });
+  assert.deepEqual(listed.map((i) => i.id), [String(shared.user.id)]);
+  assert.deepEqual(Object.keys(listed[0]).sort(), CROWD_KEYS);
+
+  const expectDelivery = process.env.EXPECT_WEBHOOK_DELIVERY === '1';
+  if (await waitFor(() => target.received.length > 0, expectDelivery ? 30 : 2)) {
+    assert.equal(target.received.length, 1, 'one delivery for the one crossing');
+    const body = JSON.parse(target.received[0].body);
+    assert.deepEqual(Object.keys(body).sort(), CROWD_KEYS);
+    assert.equal(body.eventId, listed[0].eventId, 'the delivery is the polling item');
+    const rawRequest = { method: 'POST', headers: target.received[0].headers, content: target.received[0].body };
+    assert.deepEqual(await run(op.perform, { subscribeData, cleanedRequest: body, rawRequest }), [body]);
+    const forged = rawRequest.content.replace(body.uniqueId, `${body.uniqueId}x`);
+    assert.deepEqual(await run(op.perform, { subscribeData, rawRequest: { ...rawRequest, content: forged } }), []);
+  } else {
+    assert.ok(!expectDelivery, 'EXPECT_WEBHOOK_DELIVERY=1 but no followed-by-many delivery arrived within 30 s');
+    t.diagnostic('no webhook delivery (no worker running); perform was not checked with a real delivery');
+  }
+  assert.deepEqual(await run(op.performUnsubscribe, { subscribeData }), { id: subscribeData.id, deleted: true });
+  const err = await rejection(run(op.performSubscribe, {
+    inputData: { handles, minHandles: '3' }, targetUrl: 'http://127.0.0.1:9/never',
+  }));
+  assert.match(appErrorBody(err).message, /^Minimum Handles: \S/);
+});
+
 test('Check Every, the Daily Credit Budget connection field and Get Credit Usage', { skip: SKIP }, async () => {
   const key = `zapier-budget-${RUN}`; // its own ledger
   await fake('POST', 'keys', { key });

@@ -1,8 +1,7 @@
 'use strict';
 
-const { apiUrl } = require('../lib/api');
-const { requestBody } = require('../lib/body');
 const { inputFields, outputFields } = require('../lib/fields');
+const { pollEvents } = require('../lib/poll');
 const { FOLLOW_EVENT_SAMPLE } = require('../lib/samples');
 
 // The polling route. The first call for a handle answers the accounts it already follows
@@ -10,26 +9,7 @@ const { FOLLOW_EVENT_SAMPLE } = require('../lib/samples');
 // list new follows first. Items are exactly the webhook payload of the instant trigger, so
 // both triggers share this. The filters (inputs of new_followed_account and of the instant
 // trigger) are applied by the service: a filtered account is never an item.
-const listFollowEvents = async (z, bundle) => {
-  const body = requestBody('new_followed_account', bundle.inputData);
-  const limit = Number(bundle.meta && bundle.meta.limit);
-  if (Number.isInteger(limit) && limit > 0) {
-    body.limit = Math.min(limit, 300); // TriggerRequestSchema MAX_ITEMS
-  }
-  const response = await z.request({
-    method: 'POST',
-    url: apiUrl('triggers/new-following'),
-    body,
-  });
-  if (!Array.isArray(response.data)) {
-    throw new z.errors.Error(
-      'The TikTok Following service answered something other than a list of follows.',
-      'unexpected_response',
-      response.status,
-    );
-  }
-  return response.data;
-};
+const listFollowEvents = pollEvents('new_followed_account', 'triggers/new-following', 'follows');
 
 const trigger = (key, extra = {}) => ({
   key,

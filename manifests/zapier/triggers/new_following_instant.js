@@ -1,72 +1,14 @@
 'use strict';
 
-const { apiUrl, throwApiError } = require('../lib/api');
-const { requestBody } = require('../lib/body');
 const { FIELDS, inputFields, outputFields } = require('../lib/fields');
-const webhooks = require('../lib/webhooks');
+const { makePerform, makeSubscribe, performUnsubscribe } = require('../lib/hooks');
 const { FOLLOW_EVENT_SAMPLE } = require('../lib/samples');
 const { listFollowEvents } = require('./new_following');
 
 const KEY = 'new_following_instant';
 
-const performSubscribe = async (z, bundle) => {
-  const response = await z.request({
-    method: 'POST',
-    url: apiUrl('hooks'),
-    // The filters go with the subscription: a filtered account is never delivered (no task).
-    body: { ...requestBody(KEY, bundle.inputData, ['targetUrl']), targetUrl: bundle.targetUrl },
-  });
-  // Stored by Zapier as bundle.subscribeData: {id, handle, targetUrl, secret, ...}
-  return response.data;
-};
-
-const performUnsubscribe = async (z, bundle) => {
-  const id = bundle.subscribeData && bundle.subscribeData.id;
-  if (!id) {
-    throw new z.errors.Error(
-      'This Zap has no subscription id to turn off.',
-      'missing_subscription_id',
-      400,
-    );
-  }
-  const response = await z.request({
-    method: 'DELETE',
-    url: apiUrl(`hooks/${encodeURIComponent(id)}`),
-    skipThrowForStatus: true,
-  });
-  // Already gone (deleted elsewhere, or the key changed): nothing left to turn off.
-  if (response.status === 404) return { id, deleted: false };
-  throwApiError(response, z);
-  return { id, deleted: true };
-};
-
-const EVENT_KEYS = FIELDS.followEvent.map((f) => f.key);
-
-// Each delivery is ONE follow event (the shape of a polling item), signed with the
-// subscription's secret. Only a delivery whose signature verifies over the raw body counts,
-// and only the event's named fields are passed on (never the raw request). A forgery is
-// dropped (no Zap run) rather than thrown: errors would let anyone who learns the target URL
-// get the user's Zap turned off.
-const makePerform = (eventKeys) => async (z, bundle) => {
-  const raw = bundle.rawRequest || {};
-  const secret = bundle.subscribeData && bundle.subscribeData.secret;
-  const check = webhooks.verify({ headers: raw.headers, body: raw.content, secret });
-  if (!check.ok) {
-    z.console.log(`Ignored a webhook delivery that failed verification: ${check.reason}.`);
-    return [];
-  }
-  let event;
-  try {
-    event = JSON.parse(raw.content);
-  } catch (err) {
-    return [];
-  }
-  if (!event || typeof event !== 'object' || Array.isArray(event)) return [];
-  const named = {};
-  for (const key of eventKeys) if (key in event) named[key] = event[key];
-  return [named];
-};
-const perform = makePerform(EVENT_KEYS);
+const performSubscribe = makeSubscribe(KEY); // the service's default event: new_following
+const perform = makePerform(FIELDS.followEvent.map((f) => f.key));
 
 module.exports = {
   key: KEY,
@@ -87,7 +29,4 @@ module.exports = {
     sample: FOLLOW_EVENT_SAMPLE,
     outputFields: outputFields(KEY),
   },
-  // Shared with the unfollow hook (triggers/new_unfollow_instant.js).
-  makePerform,
-  performUnsubscribe,
 };
