@@ -1,4 +1,4 @@
-"""Migration 0008_packed_known converts watches of a 0007 database (known_accounts rows,
+"""Migration 0009_packed_known converts watches of a 0007 database (known_accounts rows,
 top_ids and baseline as JSON) without losing or re-announcing anything: after the upgrade
 the next refresh announces exactly the new follows, the journal continues, and the
 downgrade gives the rows back. On SQLite and PostgreSQL."""

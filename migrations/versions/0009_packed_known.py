@@ -2,8 +2,8 @@
 known_accounts; watches.top_ids packed; watches.baseline (a whole page as JSON) becomes
 watches.samples (a few accounts, compressed)
 
-Revision ID: 0008_packed_known
-Revises: 0007_watchlists
+Revision ID: 0009_packed_known
+Revises: 0008_crowds
 
 Watches are converted in batches (their known ids, top_ids and baseline together), with the
 codec the service uses (integration/idset.py, known.py, items.py), so a converted watch is
@@ -24,8 +24,8 @@ from integration import idset
 from integration.items import pack_samples, unpack_samples
 from integration.known import segment_rows
 
-revision = "0008_packed_known"
-down_revision = "0007_watchlists"
+revision = "0009_packed_known"
+down_revision = "0008_crowds"
 branch_labels = None
 depends_on = None
 
