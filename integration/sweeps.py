@@ -9,6 +9,10 @@ one anchor page once there is a previous sweep. A sweep holds a claim on its row
 callers never pay for the same sweep; a sweep interrupted by an upstream failure, the page
 cap, the wall-clock budget or a killed worker writes nothing (its claim expires) and is
 tried again later: nothing is emitted twice or falsely.
+
+Between sweeps, an ordinary refresh of the watch decides the unfollows its pages prove, for
+free (`free_unfollows`, called in the refresh's commit): written the same way, and dropped
+from the record so the next sweep does not report them again.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from integration.models import Delivery, Event, KnownAccount, Subscription, Unfo
 from integration.observability import log
 from integration.platforms import Platform
 from integration.services import Services
-from integration.unfollows import Ask, Interrupted, Record, next_ask, unfollowed
+from integration.unfollows import Ask, Interrupted, Record, next_ask, seen_unfollowed, unfollowed, without
 from integration.upstream import Meter
 from integration.items import UNFOLLOWED
 
@@ -97,8 +101,7 @@ def _sweep(svc, watch_id, token, api_key, platform, meter, budget_seconds) -> Sw
         watch = session.get(Watch, watch_id)
         row = session.get(UnfollowSweep, watch_id)
         handle, start_sequence = watch.handle, watch.last_sequence
-        record = (Record(tuple(json.loads(zlib.decompress(row.accounts))), row.top_cursor)
-                  if row.accounts is not None else None)
+        record = _stored(row) if row.accounts is not None else None
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     pages: list[Page] = []
     top = record.top if record else None
@@ -138,33 +141,18 @@ def _interrupted(svc, watch_id, token, reason: str, pages: int, retry: bool = Tr
 
 
 def _commit(svc, watch_id, token, record, read, started, start_sequence) -> SweepResult:
-    now = svc.clock()
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as watches._commit: `since` compares it
+    now = _now(svc)
     with transaction(svc.sessions) as session:
-        row = session.get(UnfollowSweep, watch_id, with_for_update=True)
+        # The watch first, then the row: the order a refresh's commit locks them in.
         watch = session.get(Watch, watch_id, with_for_update=True)
+        row = session.get(UnfollowSweep, watch_id, with_for_update=True)
         if row is None or watch is None or row.claim_token != token:
             return SweepResult(complete=False, pages=read.pages, interrupted="claim_lost")
-        gone = unfollowed(record, read)
-        subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
-            select(Subscription.id, Subscription.filters)
-            .where(Subscription.watch_id == watch_id, Subscription.event == UNFOLLOWED))]
-        sequence = watch.last_sequence
-        for account in reversed(gone):  # the deepest first: the newest follow gets the highest number
-            sequence += 1
-            event = Event(watch_id=watch_id, sequence=sequence, account_id=account["id"], detected_at=now,
-                          payload=json.dumps(account), event=UNFOLLOWED)
-            session.add(event)
-            session.flush()
-            session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
-                                     next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
-        if gone:
-            # Forgotten: following it again is a new follow (detection announces unknown accounts only).
-            session.execute(delete(KnownAccount).where(KnownAccount.watch_id == watch_id,
-                                                       KnownAccount.account_id.in_([a["id"] for a in gone]))
-                            .execution_options(synchronize_session=False))
-        watch.last_sequence = sequence
-        row.accounts = zlib.compress(json.dumps(list(read.accounts), separators=(",", ":")).encode())
+        # The record as stored now: refreshes may have dropped accounts they found unfollowed
+        # since the sweep began (same `top`), which must not be reported again.
+        gone = unfollowed(_stored(row) if record is not None else None, read)
+        write_unfollows(session, watch, gone, now)
+        row.accounts = _packed(read.accounts)
         row.top_cursor = read.top
         row.swept_at = started
         row.last_sequence = start_sequence
@@ -174,6 +162,74 @@ def _commit(svc, watch_id, token, record, read, started, start_sequence) -> Swee
     log(logger, logging.INFO, "unfollow sweep complete", watch_id=watch_id, pages=read.pages,
         readable=len(read.accounts), unfollows=len(gone))
     return SweepResult(complete=True, unfollows=len(gone), pages=read.pages)
+
+
+def _now(svc: Services) -> dt.datetime:
+    now = svc.clock()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # as watches._commit: `since` compares it
+
+
+def _stored(row: UnfollowSweep) -> Record:
+    return Record(tuple(json.loads(zlib.decompress(row.accounts))), row.top_cursor)
+
+
+def _packed(accounts) -> bytes:
+    return zlib.compress(json.dumps(list(accounts), separators=(",", ":")).encode())
+
+
+def write_unfollows(session, watch: Watch, gone: list[dict], now: dt.datetime) -> None:
+    """In the caller's transaction: one `unfollowed` event per account (the deepest first, so
+    the newest follow gets the highest number), a delivery to each `unfollowed`
+    subscription whose filters keep it, and the account forgotten."""
+    if not gone:
+        return
+    subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
+        select(Subscription.id, Subscription.filters)
+        .where(Subscription.watch_id == watch.id, Subscription.event == UNFOLLOWED))]
+    sequence = watch.last_sequence
+    for account in reversed(gone):
+        sequence += 1
+        event = Event(watch_id=watch.id, sequence=sequence, account_id=account["id"], detected_at=now,
+                      payload=json.dumps(account), event=UNFOLLOWED)
+        session.add(event)
+        session.flush()
+        session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
+                                 next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
+    forget_known(session, watch.id, [a["id"] for a in gone])
+    watch.last_sequence = sequence
+
+
+def forget_known(session, watch_id: int, account_ids: list[str]) -> None:
+    """Following it again is a new follow (detection announces unknown accounts only). The
+    one place unfollows touch the known accounts (their storage may change)."""
+    session.execute(delete(KnownAccount).where(KnownAccount.watch_id == watch_id,
+                                               KnownAccount.account_id.in_(account_ids))
+                    .execution_options(synchronize_session=False))
+
+
+def record_version(session, watch_id: int) -> int | None:
+    """The number of complete sweeps of the watch, None without a record: read before a
+    refresh reads its first page, checked by `free_unfollows` at its commit."""
+    return session.scalar(select(UnfollowSweep.sweeps).where(UnfollowSweep.watch_id == watch_id,
+                                                              UnfollowSweep.accounts.is_not(None)))
+
+
+def free_unfollows(session, watch: Watch, version: int | None, pages, now: dt.datetime) -> int:
+    """In a refresh's commit (the watch locked): the unfollows its pages prove
+    (`unfollows.seen_unfollowed`) written as a sweep writes them, and dropped from the
+    record. Nothing when no record was complete before the refresh began (`version`)."""
+    if version is None:
+        return 0
+    row = session.get(UnfollowSweep, watch.id, with_for_update=True)
+    if row is None or row.accounts is None or row.sweeps != version:
+        return 0  # a sweep completed meanwhile: its record may be newer than these pages
+    record = _stored(row)
+    gone = seen_unfollowed(record, pages)
+    if gone:
+        write_unfollows(session, watch, gone, now)
+        row.accounts = _packed(without(record, gone).accounts)
+        log(logger, logging.INFO, "unfollows seen in a refresh", watch_id=watch.id, unfollows=len(gone))
+    return len(gone)
 
 
 def due_for_worker(svc: Services, now: dt.datetime, limit: int) -> list[tuple[int, str, Platform]]:

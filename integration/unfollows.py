@@ -1,5 +1,6 @@
-"""Pure unfollow detection: which accounts a handle stopped following, decided from sweeps.
-No I/O, no clock; the shell is `integration/sweeps.py`.
+"""Pure unfollow detection: which accounts a handle stopped following, decided from sweeps
+and, at no extra request, from ordinary refreshes. No I/O, no clock; the shells are
+`integration/sweeps.py` and `integration/watches.py`.
 
 An unfollow is an absence, and an absence is only evidence where we looked. The upstream
 serves a following list newest follow first, paged by follow time, and only to some depth
@@ -21,6 +22,45 @@ followed and absent from R, would have q <= q(b) < n and be a higher counter-exa
 the still-followed accounts above ``b`` then are in R, ``b``'s position is at most q(b) < n,
 and the sweep read it: a contradiction. Everything else absent from R (pushed deeper than the
 readable part, or never readable) is left undecided: a possible miss, never a false unfollow.
+
+FOR FREE, IN A REFRESH. An ordinary refresh (`integration.detection`) reads the top of the
+list anyway: pages asked with ``minTime = minCursor + 1`` whose first account was already
+read, so ``R`` (its pages, de-duplicated) is a contiguous prefix of the list, n = |R|.
+`seen_unfollowed` judges the previous record's accounts against it, at no extra request,
+with the sweep's proof shape but a bound the refresh proves itself:
+
+* A follow made since the record has time >= ``top``; in a tie with ``top`` the upstream may
+  order it either way, so only an account whose time is PROVEN below ``top`` stands below
+  every such follow. A page's last account has time ``minCursor``, and R is ordered by time:
+  if a page has ``minCursor < top``, its last account and every account after it in R are
+  older than every possible follow since the record. Let ``c`` be the deepest (in the
+  record) record account among those; ``c`` was not followed again (its time is < top), so
+  it kept its place relative to every record account that was not followed again.
+* ABOVE c. A record account ``a`` that stood above ``c`` and is absent from R was
+  unfollowed: still followed and not followed again, it still stands above ``c``; followed
+  again, it is newer than ``c``; either way it stands above ``c``, inside the prefix R.
+* BELOW c. Let ``G`` = (index of c in R) - (record accounts above c then that R holds): the
+  accounts above c in R that are not record accounts above c. Every follow since the record
+  stands above c, and those that are not re-follows of record accounts above c are among
+  these G. Take ``q(a)`` = (record accounts above a then that R holds) + G. Every record
+  account absent from R with ``q(a) < n`` was unfollowed. Proof: take the topmost
+  counter-example ``b`` below c (still followed, absent, q(b) < n; none above c, by the
+  previous point). It was not followed again (it would stand above c, in R). The accounts
+  above it now are (1) record accounts above it then, not followed again, still followed:
+  those R holds are counted in q(b), those it does not would be higher counter-examples
+  (q <= q(b)); (2) follows since the record: re-follows of record accounts above c (in R,
+  and above b then: counted in q(b)) and the others (at most G). Nothing else: an account
+  never in the record that was not followed since stood below the record's end, hence
+  below b. So b's position is at most q(b) < n, and R, a prefix of n, holds it: a
+  contradiction.
+* Why not simply F = |R \ record|: an account of the record followed again (it was below
+  ``b``, it is now on top) is in the record, so that count misses it and would report ``b``
+  (a false unfollow); G counts it, since it was not above c.
+* The record must be complete before the refresh's first page (the shell checks that no
+  sweep committed during the refresh); accounts the refresh or a sweep found unfollowed
+  are dropped from it (`without`), which keeps both proofs: a dropped account followed
+  again is a follow since the record, counted in F and in G.
+When no page reaches below ``top`` (or no record account stands there), nothing is decided.
 
 A sweep that does not end cleanly (upstream failure, killed worker, page cap, a second
 holding more follows than a page, cursors it cannot trust) is INCOMPLETE: it decides
@@ -161,3 +201,64 @@ def unfollowed(previous: Record | None, read: Read) -> list[dict]:
         elif above_present + bound < n:
             gone.append(account)
     return gone
+
+
+def seen_unfollowed(previous: Record | None, pages: Sequence[Page]) -> list[dict]:
+    """The accounts of `previous` (the last complete sweep) that an ordinary refresh's
+    `pages` prove unfollowed, in their old list order (see FOR FREE, IN A REFRESH above).
+
+    Decides nothing (an empty list) unless the pages continue one another by id (each
+    first account already read), have usable cursors in the record's unit, and one of them
+    reaches below the record's ``top``."""
+    if previous is None or previous.top is None:
+        return []
+    top = previous.top
+    read: list[str] = []
+    index: dict[str, int] = {}
+    older_from: int | None = None      # R[older_from:] is proven older than `top`
+    for page in pages:
+        if not page.accounts:
+            continue
+        hi, lo = page.max_cursor, page.min_cursor
+        if type(hi) is not int or type(lo) is not int or lo <= 0 or hi < lo \
+                or (hi >= MS_THRESHOLD) != (top >= MS_THRESHOLD):
+            return []
+        if read and page.accounts[0]["id"] not in index:
+            return []                  # does not continue the prefix read so far
+        if not read and page.asked_min_time is not None:
+            return []                  # not the top of the list
+        for account in page.accounts:
+            if account["id"] not in index:
+                index[account["id"]] = len(read)
+                read.append(account["id"])
+        if lo < top:
+            last = index[page.accounts[-1]["id"]]
+            older_from = last if older_from is None else min(older_from, last)
+    if older_from is None:
+        return []
+    then = {a["id"]: i for i, a in enumerate(previous.accounts)}
+    anchors = [then[i] for i in read[older_from:] if i in then]
+    if not anchors:
+        return []
+    c_then = max(anchors)
+    c_now = index[previous.accounts[c_then]["id"]]
+    above_c = [index[a["id"]] for a in previous.accounts[:c_then] if a["id"] in index]
+    if any(at > c_now for at in above_c):
+        return []                      # an order the proof does not hold for: decide nothing
+    bound = c_now - len(above_c)       # G
+    n = len(read)
+    gone: list[dict] = []
+    above_present = 0
+    for position, account in enumerate(previous.accounts):
+        if account["id"] in index:
+            above_present += 1
+        elif position < c_then or above_present + bound < n:
+            gone.append(account)
+    return gone
+
+
+def without(previous: Record, gone: Sequence[dict]) -> Record:
+    """The record less accounts found unfollowed, so that no later sweep or refresh reports
+    them again (a re-follow is a new follow, then counted in the bounds)."""
+    dropped = {a["id"] for a in gone}
+    return Record(tuple(a for a in previous.accounts if a["id"] not in dropped), previous.top)
