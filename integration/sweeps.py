@@ -148,20 +148,37 @@ def _commit(svc, watch_id, token, record, read, started, start_sequence) -> Swee
         row = session.get(UnfollowSweep, watch_id, with_for_update=True)
         if row is None or watch is None or row.claim_token != token:
             return SweepResult(complete=False, pages=read.pages, interrupted="claim_lost")
-        # The record as stored now: refreshes may have dropped accounts they found unfollowed
-        # since the sweep began (same `top`), which must not be reported again.
-        gone = unfollowed(_stored(row) if record is not None else None, read)
-        write_unfollows(session, watch, gone, now)
-        row.accounts = _packed(read.accounts)
-        row.top_cursor = read.top
-        row.swept_at = started
-        row.last_sequence = start_sequence
-        row.next_sweep_at = started + dt.timedelta(hours=row.sweep_every_hours)
-        row.claim_token = row.claim_until = None
-        row.sweeps += 1
+        raced = _reported_since(session, watch_id, start_sequence)
+        if not raced:
+            gone = _record_sweep(session, watch, row, record, read, started, start_sequence, now)
+    if raced:
+        # A refresh announced unfollows while this sweep read (its claim had expired): the new
+        # record may hold them and would report them again. Nothing decided; swept again later.
+        return _interrupted(svc, watch_id, token, "raced", read.pages)
     log(logger, logging.INFO, "unfollow sweep complete", watch_id=watch_id, pages=read.pages,
         readable=len(read.accounts), unfollows=len(gone))
     return SweepResult(complete=True, unfollows=len(gone), pages=read.pages)
+
+
+def _reported_since(session, watch_id: int, sequence: int) -> bool:
+    return session.scalar(select(exists().where(Event.watch_id == watch_id, Event.event == UNFOLLOWED,
+                                                Event.sequence > sequence)))
+
+
+def _record_sweep(session, watch, row, record, read, started, start_sequence, now) -> list[dict]:
+    """Write the sweep's unfollows and make its read the new record."""
+    # The record as stored now: refreshes may have dropped accounts they found unfollowed
+    # before the sweep began (same `top`), which must not be reported again.
+    gone = unfollowed(_stored(row) if record is not None else None, read)
+    write_unfollows(session, watch, gone, now)
+    row.accounts = _packed(read.accounts)
+    row.top_cursor = read.top
+    row.swept_at = started
+    row.last_sequence = start_sequence
+    row.next_sweep_at = started + dt.timedelta(hours=row.sweep_every_hours)
+    row.claim_token = row.claim_until = None
+    row.sweeps += 1
+    return gone
 
 
 def _now(svc: Services) -> dt.datetime:
@@ -223,6 +240,8 @@ def free_unfollows(session, watch: Watch, version: int | None, pages, now: dt.da
     row = session.get(UnfollowSweep, watch.id, with_for_update=True)
     if row is None or row.accounts is None or row.sweeps != version:
         return 0  # a sweep completed meanwhile: its record may be newer than these pages
+    if row.claim_until is not None and row.claim_until >= now:
+        return 0  # a sweep is reading: what it records must not hold an unfollow announced now
     record = _stored(row)
     gone = seen_unfollowed(record, pages)
     if gone:

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from integration import ledger, sweeps
+from integration import ledger, sweeps, watches
 from integration.detection import Page
 from integration.models import Delivery, Event, UnfollowSweep, Watch
 from integration.platforms import Platform
@@ -244,6 +244,46 @@ def test_a_sweep_completed_during_a_refresh_leaves_the_decision_to_the_next_one(
     with svc.sessions.begin() as session:
         assert sweeps.free_unfollows(session, session.get(Watch, watch_id), version, pages, now[0]) == 1
     assert [e.account_id for e in _unfollow_events(svc)] == [ids[1]]
+
+
+def test_a_refresh_and_a_sweep_running_together_announce_an_unfollow_once(env):
+    client, svc, fake, now = env
+    handle = unique_handle()
+    ids = [str(a["user"]["id"]) for a in fake.seed(handle, 40)]
+    assert unfollows(client, handle) == []
+    watch_id = _watch_id(svc)
+    fake.unfollow(handle, ids[1])
+    now[0] += dt.timedelta(hours=24)
+    # While a sweep holds its claim, a refresh decides nothing (the sweep's record would hold
+    # what the refresh announced, read before the unfollow).
+    with svc.sessions.begin() as session:
+        session.get(UnfollowSweep, watch_id).claim_until = now[0] + dt.timedelta(minutes=5)
+    assert watches.ensure_fresh(svc, watch_id, API_KEY, Platform.API, Meter()).unfollows == 0
+    with svc.sessions.begin() as session:
+        session.get(UnfollowSweep, watch_id).claim_until = None
+    now[0] += dt.timedelta(minutes=1)
+    # A sweep whose claim expired while it read, and a refresh that announced meanwhile: the
+    # sweep decides nothing and is tried again.
+    fetch, refreshed = svc.client.fetch_page, []
+
+    def fetch_then_refresh(*args, **kwargs):
+        page = fetch(*args, **kwargs)
+        if not refreshed:
+            refreshed.append(True)
+            fake.unfollow(handle, ids[2])          # after the sweep read it
+            now[0] += dt.timedelta(minutes=16)      # past the sweep's claim
+            assert watches.ensure_fresh(svc, watch_id, API_KEY, Platform.API, Meter()).unfollows == 2
+        return page
+
+    svc.client.fetch_page = fetch_then_refresh
+    result = sweeps.run_if_due(svc, watch_id, API_KEY, Platform.API, Meter())
+    svc.client.fetch_page = fetch
+    assert result.interrupted == "raced" and not result.complete
+    now[0] += dt.timedelta(minutes=svc.settings.sweep_retry_minutes)
+    assert sweeps.run_if_due(svc, watch_id, API_KEY, Platform.API, Meter()).complete
+    now[0] += dt.timedelta(minutes=1)
+    watches.ensure_fresh(svc, watch_id, API_KEY, Platform.API, Meter())
+    assert sorted(e.account_id for e in _unfollow_events(svc)) == sorted([ids[1], ids[2]])
 
 
 @pytest.mark.parametrize("body, field", [({"sweepEvery": 0}, "sweepEvery"), ({"sweepEvery": 169}, "sweepEvery"),
