@@ -11,8 +11,9 @@ cap, the wall-clock budget or a killed worker writes nothing (its claim expires)
 tried again later: nothing is emitted twice or falsely.
 
 Between sweeps, an ordinary refresh of the watch decides the unfollows its pages prove, for
-free (`free_unfollows`, called in the refresh's commit): written the same way, and dropped
-from the record so the next sweep does not report them again.
+free (`free_unfollows`, called in the refresh's commit): written the same way, and the record
+moved on to its pages (the unfollows out of it, so no sweep reports them again; new follows
+in it, so their unfollows are seen too).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from integration.models import Delivery, Event, KnownAccount, Subscription, Unfo
 from integration.observability import log
 from integration.platforms import Platform
 from integration.services import Services
-from integration.unfollows import Ask, Interrupted, Record, next_ask, seen_unfollowed, unfollowed, without
+from integration.unfollows import Ask, Interrupted, Record, next_ask, seen_in_refresh, unfollowed
 from integration.upstream import Meter
 from integration.items import UNFOLLOWED
 
@@ -101,7 +102,7 @@ def _sweep(svc, watch_id, token, api_key, platform, meter, budget_seconds) -> Sw
         watch = session.get(Watch, watch_id)
         row = session.get(UnfollowSweep, watch_id)
         handle, start_sequence = watch.handle, watch.last_sequence
-        record = _stored(row) if row.accounts is not None else None
+        stored, record = row.accounts, _stored(row)
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     pages: list[Page] = []
     top = record.top if record else None
@@ -120,7 +121,7 @@ def _sweep(svc, watch_id, token, api_key, platform, meter, budget_seconds) -> Sw
     if not read.complete:
         return _interrupted(svc, watch_id, token, read.interrupted.value, read.pages,
                             retry=read.interrupted is not Interrupted.PAGE_CAP)
-    return _commit(svc, watch_id, token, record, read, started, start_sequence)
+    return _commit(svc, watch_id, token, stored, read, started, start_sequence)
 
 
 def _interrupted(svc, watch_id, token, reason: str, pages: int, retry: bool = True) -> SweepResult:
@@ -140,7 +141,7 @@ def _interrupted(svc, watch_id, token, reason: str, pages: int, retry: bool = Tr
     return SweepResult(complete=False, pages=pages, interrupted=reason)
 
 
-def _commit(svc, watch_id, token, record, read, started, start_sequence) -> SweepResult:
+def _commit(svc, watch_id, token, stored, read, started, start_sequence) -> SweepResult:
     now = _now(svc)
     with transaction(svc.sessions) as session:
         # The watch first, then the row: the order a refresh's commit locks them in.
@@ -148,28 +149,22 @@ def _commit(svc, watch_id, token, record, read, started, start_sequence) -> Swee
         row = session.get(UnfollowSweep, watch_id, with_for_update=True)
         if row is None or watch is None or row.claim_token != token:
             return SweepResult(complete=False, pages=read.pages, interrupted="claim_lost")
-        raced = _reported_since(session, watch_id, start_sequence)
+        raced = row.accounts != stored
         if not raced:
-            gone = _record_sweep(session, watch, row, record, read, started, start_sequence, now)
+            gone = _record_sweep(session, watch, row, _stored(row), read, started, start_sequence, now)
     if raced:
-        # A refresh announced unfollows while this sweep read (its claim had expired): the new
-        # record may hold them and would report them again. Nothing decided; swept again later.
+        # A refresh changed the record while this sweep read (its claim had expired): this read
+        # may hold what it announced, and the record may hold follows this read predates.
+        # Nothing decided; swept again later.
         return _interrupted(svc, watch_id, token, "raced", read.pages)
     log(logger, logging.INFO, "unfollow sweep complete", watch_id=watch_id, pages=read.pages,
         readable=len(read.accounts), unfollows=len(gone))
     return SweepResult(complete=True, unfollows=len(gone), pages=read.pages)
 
 
-def _reported_since(session, watch_id: int, sequence: int) -> bool:
-    return session.scalar(select(exists().where(Event.watch_id == watch_id, Event.event == UNFOLLOWED,
-                                                Event.sequence > sequence)))
-
-
 def _record_sweep(session, watch, row, record, read, started, start_sequence, now) -> list[dict]:
     """Write the sweep's unfollows and make its read the new record."""
-    # The record as stored now: refreshes may have dropped accounts they found unfollowed
-    # before the sweep began (same `top`), which must not be reported again.
-    gone = unfollowed(_stored(row) if record is not None else None, read)
+    gone = unfollowed(record, read)
     write_unfollows(session, watch, gone, now)
     row.accounts = _packed(read.accounts)
     row.top_cursor = read.top
@@ -186,8 +181,8 @@ def _now(svc: Services) -> dt.datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)  # as watches._commit: `since` compares it
 
 
-def _stored(row: UnfollowSweep) -> Record:
-    return Record(tuple(json.loads(zlib.decompress(row.accounts))), row.top_cursor)
+def _stored(row: UnfollowSweep) -> Record | None:
+    return Record(tuple(json.loads(zlib.decompress(row.accounts))), row.top_cursor) if row.accounts else None
 
 
 def _packed(accounts) -> bytes:
@@ -232,23 +227,25 @@ def record_version(session, watch_id: int) -> int | None:
 
 
 def free_unfollows(session, watch: Watch, version: int | None, pages, now: dt.datetime) -> int:
-    """In a refresh's commit (the watch locked): the unfollows its pages prove
-    (`unfollows.seen_unfollowed`) written as a sweep writes them, and dropped from the
-    record. Nothing when no record was complete before the refresh began (`version`)."""
+    """In a refresh's commit (the watch locked): the unfollows its pages prove against the
+    record (`unfollows.seen_in_refresh`), written as a sweep writes them, and the record
+    moved on to these pages. Nothing when a sweep completed since the refresh began
+    (`version`) or is reading now: its record may be newer than these pages."""
     if version is None:
         return 0
     row = session.get(UnfollowSweep, watch.id, with_for_update=True)
-    if row is None or row.accounts is None or row.sweeps != version:
-        return 0  # a sweep completed meanwhile: its record may be newer than these pages
-    if row.claim_until is not None and row.claim_until >= now:
-        return 0  # a sweep is reading: what it records must not hold an unfollow announced now
+    if row is None or row.sweeps != version or (row.claim_until is not None and row.claim_until >= now):
+        return 0
     record = _stored(row)
-    gone = seen_unfollowed(record, pages)
-    if gone:
-        write_unfollows(session, watch, gone, now)
-        row.accounts = _packed(without(record, gone).accounts)
-        log(logger, logging.INFO, "unfollows seen in a refresh", watch_id=watch.id, unfollows=len(gone))
-    return len(gone)
+    seen = seen_in_refresh(record, pages)
+    if seen is None:
+        return 0
+    write_unfollows(session, watch, list(seen.gone), now)
+    if [a["id"] for a in seen.record.accounts] != [a["id"] for a in record.accounts]:
+        row.accounts = _packed(seen.record.accounts)  # most refreshes change nothing: no write
+    if seen.gone:
+        log(logger, logging.INFO, "unfollows seen in a refresh", watch_id=watch.id, unfollows=len(seen.gone))
+    return len(seen.gone)
 
 
 def due_for_worker(svc: Services, now: dt.datetime, limit: int) -> list[tuple[int, str, Platform]]:

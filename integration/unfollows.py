@@ -56,10 +56,20 @@ with the sweep's proof shape but a bound the refresh proves itself:
 * Why not simply F = |R \ record|: an account of the record followed again (it was below
   ``b``, it is now on top) is in the record, so that count misses it and would report ``b``
   (a false unfollow); G counts it, since it was not above c.
-* The record must be complete before the refresh's first page (the shell checks that no
-  sweep committed during the refresh); accounts the refresh or a sweep found unfollowed
-  are dropped from it (`without`), which keeps both proofs: a dropped account followed
-  again is a follow since the record, counted in F and in G.
+* THE RECORD MOVES ON. After a refresh that decided, the record becomes R, then the
+  record's accounts below c that R does not hold and that are not unfollowed, with the same
+  ``top`` (so an account followed since the sweep and unfollowed later is judged too, and G
+  counts only what was followed since the last refresh). It is still what both proofs need:
+  ordered by follow time (R is; the rest stood below c, older than it, in their order);
+  every follow since it has time >= ``top`` (since the sweep, even); and every account still
+  followed, older than ``top``, above a record account b, is in it above b (above c it is in
+  R; below c it stood there at the sweep, or is in R). Accounts left in it that are no
+  longer followed are harmless: they are never counted as present.
+* The record must be complete before the refresh's first page: the shell checks that no
+  sweep completed or ran meanwhile, and a sweep whose record a refresh changed while it
+  read decides nothing. Accounts found unfollowed leave the record, so no later sweep or
+  refresh reports them again (followed again, such an account is a follow since the record,
+  counted in F and in G).
 When no page reaches below ``top`` (or no record account stands there), nothing is decided.
 
 A sweep that does not end cleanly (upstream failure, killed worker, page cap, a second
@@ -187,7 +197,8 @@ def unfollowed(previous: Record | None, read: Read) -> list[dict]:
     Only accounts of `previous` are judged. An account announced as a new follow since then
     is not: detection may announce late a follow made before `previous`, already deeper than
     it could read (found by bench/bench_unfollows.py), so nothing bounds where it stands. A
-    follow and its unfollow between two sweeps is therefore not reported."""
+    follow and its unfollow between two sweeps is therefore left to the refreshes (which
+    move the record on: `seen_in_refresh`)."""
     if previous is None or not read.complete or read.followed_since is None:
         return []
     bound = read.followed_since
@@ -203,48 +214,44 @@ def unfollowed(previous: Record | None, read: Read) -> list[dict]:
     return gone
 
 
-def seen_unfollowed(previous: Record | None, pages: Sequence[Page]) -> list[dict]:
-    """The accounts of `previous` (the last complete sweep) that an ordinary refresh's
-    `pages` prove unfollowed, in their old list order (see FOR FREE, IN A REFRESH above).
+@dataclass(frozen=True)
+class Seen:
+    """What a refresh's pages decide: the accounts certainly unfollowed (old list order), and
+    the record to keep (see THE RECORD MOVES ON above)."""
 
-    Decides nothing (an empty list) unless the pages continue one another by id (each
-    first account already read), have usable cursors in the record's unit, and one of them
-    reaches below the record's ``top``."""
-    if previous is None or previous.top is None:
-        return []
+    gone: tuple[dict, ...]
+    record: Record
+
+
+def seen_in_refresh(previous: Record | None, pages: Sequence[Page]) -> Seen | None:
+    """The accounts of `previous` (the record: the last complete sweep, moved on by the
+    refreshes since) that an ordinary refresh's `pages` prove unfollowed, and the record
+    moved on to these pages (see FOR FREE, IN A REFRESH above).
+
+    None (nothing decided, the record stays) unless the pages continue one another by id
+    (each first account already read), have usable cursors in the record's unit, and reach
+    a record account proven older than the record's ``top``."""
+    prefix = _prefix(pages)
+    if previous is None or previous.top is None or prefix is None:
+        return None
     top = previous.top
-    read: list[str] = []
-    index: dict[str, int] = {}
-    older_from: int | None = None      # R[older_from:] is proven older than `top`
-    for page in pages:
-        if not page.accounts:
-            continue
-        hi, lo = page.max_cursor, page.min_cursor
-        if type(hi) is not int or type(lo) is not int or lo <= 0 or hi < lo \
-                or (hi >= MS_THRESHOLD) != (top >= MS_THRESHOLD):
-            return []
-        if read and page.accounts[0]["id"] not in index:
-            return []                  # does not continue the prefix read so far
-        if not read and page.asked_min_time is not None:
-            return []                  # not the top of the list
-        for account in page.accounts:
-            if account["id"] not in index:
-                index[account["id"]] = len(read)
-                read.append(account["id"])
-        if lo < top:
-            last = index[page.accounts[-1]["id"]]
-            older_from = last if older_from is None else min(older_from, last)
-    if older_from is None:
-        return []
+    read, ends = prefix
+    if any((cursor >= MS_THRESHOLD) != (top >= MS_THRESHOLD) for _, cursor in ends):
+        return None                    # the cursors changed unit: times cannot be compared
+    older = [at for at, cursor in ends if cursor < top]
+    if not older:
+        return None
+    older_from = min(older)            # R[older_from:] is proven older than `top`
+    index = {a["id"]: i for i, a in enumerate(read)}
     then = {a["id"]: i for i, a in enumerate(previous.accounts)}
-    anchors = [then[i] for i in read[older_from:] if i in then]
+    anchors = [then[a["id"]] for a in read[older_from:] if a["id"] in then]
     if not anchors:
-        return []
+        return None
     c_then = max(anchors)
     c_now = index[previous.accounts[c_then]["id"]]
     above_c = [index[a["id"]] for a in previous.accounts[:c_then] if a["id"] in index]
     if any(at > c_now for at in above_c):
-        return []                      # an order the proof does not hold for: decide nothing
+        return None                    # an order the proof does not hold for: decide nothing
     bound = c_now - len(above_c)       # G
     n = len(read)
     gone: list[dict] = []
@@ -254,11 +261,37 @@ def seen_unfollowed(previous: Record | None, pages: Sequence[Page]) -> list[dict
             above_present += 1
         elif position < c_then or above_present + bound < n:
             gone.append(account)
-    return gone
-
-
-def without(previous: Record, gone: Sequence[dict]) -> Record:
-    """The record less accounts found unfollowed, so that no later sweep or refresh reports
-    them again (a re-follow is a new follow, then counted in the bounds)."""
     dropped = {a["id"] for a in gone}
-    return Record(tuple(a for a in previous.accounts if a["id"] not in dropped), previous.top)
+    below = tuple(a for a in previous.accounts[c_then + 1:] if a["id"] not in index and a["id"] not in dropped)
+    return Seen(tuple(gone), Record(tuple(read) + below, top))
+
+
+def seen_unfollowed(previous: Record | None, pages: Sequence[Page]) -> list[dict]:
+    """`seen_in_refresh`'s unfollows only."""
+    seen = seen_in_refresh(previous, pages)
+    return list(seen.gone) if seen else []
+
+
+def _prefix(pages: Sequence[Page]) -> tuple[list[dict], list[tuple[int, int]]] | None:
+    """R, the pages' accounts de-duplicated in list order, and for each page the index in R
+    of its last account with its minCursor (that account's follow time); None unless each
+    page continues the read (its first account already read) with usable cursors."""
+    read: list[dict] = []
+    seen: dict[str, int] = {}
+    ends: list[tuple[int, int]] = []
+    for page in pages:
+        if not page.accounts:
+            continue
+        hi, lo = page.max_cursor, page.min_cursor
+        if type(hi) is not int or type(lo) is not int or lo <= 0 or hi < lo:
+            return None
+        if read and page.accounts[0]["id"] not in seen:
+            return None                # does not continue the prefix read so far
+        if not read and page.asked_min_time is not None:
+            return None                # not the top of the list
+        for account in page.accounts:
+            if account["id"] not in seen:
+                seen[account["id"]] = len(read)
+                read.append(account)
+        ends.append((seen[page.accounts[-1]["id"]], lo))
+    return read, ends

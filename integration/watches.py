@@ -273,7 +273,7 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: l
             session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
                                      next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
         watch.last_sequence = sequence
-        # Unfollows among the pages just read, for watches with a sweep record (no extra request);
+        # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
         # not from a safe-mode refresh, whose cursors proved nothing.
         unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, record, pages, now)
         if outcome.baseline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import example, given, strategies as st
 
 from integration.detection import Page
-from integration.unfollows import Ask, Interrupted, Read, Record, next_ask, seen_unfollowed, unfollowed, without
+from integration.unfollows import Ask, Interrupted, Read, Record, next_ask, seen_in_refresh, seen_unfollowed, unfollowed
 from tests.unfollow_model import replay_unfollows, sweep
 from tests.upstream_model import Upstream, Watch, ids
 
@@ -180,13 +180,31 @@ def test_a_refresh_sees_an_unfollow_among_the_newest_without_a_sweep_and_without
     before = up.requests
     out, requests = w.refresh()
     assert requests == 1 and up.requests == before + 1   # the refresh's own page, nothing more
-    assert [a["id"] for a in seen_unfollowed(record, w.pages)] == [victim]
-    # Dropped from the record: neither the next refresh nor the next sweep reports it again.
-    record = without(record, [{"id": victim}])
+    seen = seen_in_refresh(record, w.pages)
+    assert [a["id"] for a in seen.gone] == [victim]
+    # Out of the record moved on: neither the next refresh nor the next sweep reports it again.
+    record = seen.record
+    assert victim not in {a["id"] for a in record.accounts} and len(record.accounts) == 39
     w.refresh()
     assert seen_unfollowed(record, w.pages) == []
     _, read = sweep(up, count=100, page_cap=30, top=record.top)
     assert unfollowed(record, read) == []
+
+
+def test_a_follow_made_after_the_sweep_enters_the_record_and_its_unfollow_is_seen():
+    up = Upstream(40)
+    w = Watch(up, 30)
+    w.refresh()
+    record = _swept(up)
+    newcomer = up.follow_new()
+    out, _ = w.refresh()
+    assert ids(out) == [newcomer]
+    seen = seen_in_refresh(record, w.pages)
+    assert seen.gone == () and seen.record.accounts[0]["id"] == newcomer and seen.record.top == record.top
+    up.unfollow(newcomer)
+    w.refresh()
+    assert seen_unfollowed(seen.record, w.pages) == [{"id": newcomer, "uniqueId": f"name_{newcomer}"}]
+    assert seen_unfollowed(record, w.pages) == []        # the sweep's record alone never held it
 
 
 def test_an_account_followed_again_from_deep_in_the_record_is_counted_among_the_follows_since():

@@ -198,6 +198,27 @@ def test_a_refresh_sees_an_unfollow_among_the_newest_for_no_extra_credit(env):
     assert (new[0]["id"], new[0]["event"]) == (ids[4], "new_following")
 
 
+def test_a_follow_made_after_the_sweep_and_unfollowed_is_seen_by_the_next_refresh(env):
+    client, svc, fake, now = env
+    handle = unique_handle()
+    fake.seed(handle, 40)
+    assert unfollows(client, handle) == []          # the baseline and the recording sweep
+    newcomer = str(fake.follow(handle)["user"]["id"])
+    now[0] += dt.timedelta(minutes=15)
+    new = client.post("/v1/zapier/triggers/new-following", json={"handle": handle}, headers=AUTH).get_json()
+    assert new[0]["id"] == newcomer                 # announced; not in the sweep's record
+    fake.unfollow(handle, newcomer)
+    now[0] += dt.timedelta(minutes=15)
+    spent(fake)
+    items = unfollows(client, handle)               # no sweep due: the refresh's page decides
+    assert [i["id"] for i in items] == [newcomer] and spent(fake) == 1
+    assert items[0]["uniqueId"]                     # the account as last seen
+    now[0] += dt.timedelta(hours=24)
+    assert [i["id"] for i in unfollows(client, handle)] == [newcomer]  # not again, by the sweep
+    now[0] += dt.timedelta(minutes=15)
+    assert [i["id"] for i in unfollows(client, handle)] == [newcomer]  # nor by the next refresh
+
+
 def test_the_worker_refresh_delivers_free_unfollows_honouring_filters(env):
     client, svc, fake, now = env
     handle = unique_handle()

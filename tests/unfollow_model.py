@@ -3,7 +3,7 @@ pure `integration.unfollows` and refreshing with the detection, and counts what 
 against the truth. Shared by tests/test_unfollows.py and bench/bench_unfollows.py."""
 from __future__ import annotations
 
-from integration.unfollows import Ask, Read, Record, next_ask, seen_unfollowed, unfollowed, without
+from integration.unfollows import Ask, Read, Record, next_ask, seen_in_refresh, unfollowed
 from tests.upstream_model import Upstream, Watch, apply, ids
 
 
@@ -21,7 +21,8 @@ def replay_unfollows(up: Upstream, history, *, count: int, page_cap: int, refres
                      free: bool = True) -> dict:
     """Ops: those of upstream_model.apply, plus ("sweep", k) (k > 0: fails after k % 4 pages
     when odd) and ("refresh", 0). With `free`, each refresh also decides the unfollows its
-    pages prove (`seen_unfollowed`), as the refresh shell does. Counts false unfollows (still
+    pages prove against the record, and moves the record on (`seen_in_refresh`), as the
+    refresh shell does. Counts false unfollows (still
     followed, or announced twice without a follow between), false follows (not followed, the
     same follow announced twice, or one older than the watch) and missed unfollows:
     `missed_pushed` would now stand beyond the part the sweep could read, `missed_readable`
@@ -65,12 +66,15 @@ def replay_unfollows(up: Upstream, history, *, count: int, page_cap: int, refres
             for i in got:
                 keys_then[i] = up.key_of[i]
             announced_gone -= set(got)
-            if free and record is not None and out.safe_mode is None:
-                gone_ids = [a["id"] for a in seen_unfollowed(record, w.pages)]
+            seen = seen_in_refresh(record, w.pages) if free and out.safe_mode is None else None
+            if seen is not None:  # as the refresh shell does: announced, and the record moved on
+                gone_ids = [a["id"] for a in seen.gone]
                 announce(gone_ids, step)
                 counts["free"] += len(gone_ids)
                 announced_gone |= set(gone_ids)
-                record = without(record, [{"id": i} for i in gone_ids])
+                record = seen.record
+                keys_then.update((a["id"], up.key_of[a["id"]]) for page in w.pages for a in page.accounts
+                                 if a["id"] in up.key_of)
             continue
         if op != "sweep":
             followed = set(up.key_of)
