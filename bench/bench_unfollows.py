@@ -97,13 +97,15 @@ def exactness() -> None:
           "by an upstream failure)")
     print(f"{'list':34}{'sweeps':>8}{'announced':>11}{'free':>6}{'false':>7}{'false follows':>15}"
           f"{'missed: pushed':>16}{'readable':>10}{'between sweeps':>16}")
-    rows = [("80 accounts, all readable", 80, None), ("150 accounts, readable to 100", 150, 100),
-            ("300 accounts, readable to 60", 300, 60)]
-    for label, n, depth in rows:
+    rows = [("80 accounts, all readable", 80, None, None), ("150 accounts, readable to 100", 150, 100, None),
+            ("300 accounts, readable to 60", 300, 60, None),
+            ("150, neighbours swapped (unordered)", 150, None, "unordered")]
+    for label, n, depth, deviation in rows:
         rng = random.Random(n)
         totals: dict[str, int] = {}
         for _ in range(HISTORIES):
-            up = Upstream(n, deviations=frozenset({"depth_cap_100"}) if depth else frozenset(), depth_cap=depth or 100)
+            deviations = frozenset(d for d in ("depth_cap_100" if depth else None, deviation) if d)
+            up = Upstream(n, deviations=deviations, depth_cap=depth or 100, ties=rng.choice(["newest", "oldest"]))
             counts = replay_unfollows(up, random_history(rng, 40), count=10, page_cap=100)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
@@ -162,6 +164,36 @@ def week_table(first: int, later: int, idle: int) -> None:
           "unfollowed between two sweeps, or a refresh's follow bound too wide.)")
 
 
+def refresh_cpu() -> None:
+    """What free detection adds to a refresh of a watch with unfollow listeners: the record
+    (2,000 accounts as the fake serves them) decompressed and judged against one page, and
+    written back when it moved on (a new follow)."""
+    import json
+    import time
+    import zlib
+
+    from fakeupstream.accounts import make_account
+    from integration.accounts import flatten
+    from integration.detection import Page
+    from integration.unfollows import Record, seen_in_refresh
+
+    accounts = [flatten(make_account(i)) for i in range(FOLLOWING)]
+    blob = zlib.compress(json.dumps(accounts, separators=(",", ":")).encode())
+    page = Page(tuple(accounts[:30]), 1_700_000_000, 1_600_000_000, True)
+    runs = 50
+    started = time.perf_counter()
+    for _ in range(runs):
+        record = Record(tuple(json.loads(zlib.decompress(blob))), 1_700_000_001)
+        seen_in_refresh(record, [page])
+    judged = (time.perf_counter() - started) / runs * 1000
+    started = time.perf_counter()
+    for _ in range(runs):
+        zlib.compress(json.dumps(accounts, separators=(",", ":")).encode())
+    written = (time.perf_counter() - started) / runs * 1000
+    print(f"\nfree detection per refresh, record of {FOLLOWING} accounts ({len(blob) // 1024} KiB compressed): "
+          f"{judged:.1f} ms to read and judge; {written:.1f} ms more when the record moves on (a new follow)")
+
+
 def main() -> None:
     first, later, idle = measured_sweeps()
     naive = first  # reading the whole list once, as the recording sweep does
@@ -177,6 +209,7 @@ def main() -> None:
           f"{POLLS_PER_WEEK * naive:>19}")
     exactness()
     week_table(first, later, idle)
+    refresh_cpu()
 
 
 if __name__ == "__main__":

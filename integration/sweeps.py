@@ -102,7 +102,7 @@ def _sweep(svc, watch_id, token, api_key, platform, meter, budget_seconds) -> Sw
         watch = session.get(Watch, watch_id)
         row = session.get(UnfollowSweep, watch_id)
         handle, start_sequence = watch.handle, watch.last_sequence
-        stored, record = row.accounts, _stored(row)
+        stored, record = (row.accounts, row.top_cursor), _stored(row)
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     pages: list[Page] = []
     top = record.top if record else None
@@ -149,7 +149,7 @@ def _commit(svc, watch_id, token, stored, read, started, start_sequence) -> Swee
         row = session.get(UnfollowSweep, watch_id, with_for_update=True)
         if row is None or watch is None or row.claim_token != token:
             return SweepResult(complete=False, pages=read.pages, interrupted="claim_lost")
-        raced = row.accounts != stored
+        raced = (row.accounts, row.top_cursor) != stored
         if not raced:
             gone = _record_sweep(session, watch, row, _stored(row), read, started, start_sequence, now)
     if raced:
@@ -241,8 +241,9 @@ def free_unfollows(session, watch: Watch, version: int | None, pages, now: dt.da
     if seen is None:
         return 0
     write_unfollows(session, watch, list(seen.gone), now)
-    if [a["id"] for a in seen.record.accounts] != [a["id"] for a in record.accounts]:
-        row.accounts = _packed(seen.record.accounts)  # most refreshes change nothing: no write
+    if seen.record.top != record.top or [a["id"] for a in seen.record.accounts] != [a["id"] for a in record.accounts]:
+        # Most refreshes (nothing followed or unfollowed) leave it as it is: no write.
+        row.accounts, row.top_cursor = _packed(seen.record.accounts), seen.record.top
     if seen.gone:
         log(logger, logging.INFO, "unfollows seen in a refresh", watch_id=watch.id, unfollows=len(seen.gone))
     return len(seen.gone)

@@ -57,20 +57,32 @@ with the sweep's proof shape but a bound the refresh proves itself:
   ``b``, it is now on top) is in the record, so that count misses it and would report ``b``
   (a false unfollow); G counts it, since it was not above c.
 * THE RECORD MOVES ON. After a refresh that decided, the record becomes R, then the
-  record's accounts below c that R does not hold and that are not unfollowed, with the same
-  ``top`` (so an account followed since the sweep and unfollowed later is judged too, and G
-  counts only what was followed since the last refresh). It is still what both proofs need:
-  ordered by follow time (R is; the rest stood below c, older than it, in their order);
-  every follow since it has time >= ``top`` (since the sweep, even); and every account still
-  followed, older than ``top``, above a record account b, is in it above b (above c it is in
-  R; below c it stood there at the sweep, or is in R). Accounts left in it that are no
-  longer followed are harmless: they are never counted as present.
+  record's accounts below c that R does not hold and are not found unfollowed, and its
+  ``top`` becomes the refresh's first maxCursor (so an account followed since the sweep and
+  unfollowed later is judged too, G counts only what was followed since the last refresh,
+  and pages keep reaching below ``top``). It is a record as both proofs need: a follow made
+  after the refresh read has a time >= that maxCursor (the newest time then); its order is
+  the follow-time order (R's, then accounts that stood below c, older than c, in their
+  order); and every account followed at the refresh and older than the new ``top`` that
+  stands above a record account b is in it above b: above c it is in R; below c, it was
+  followed at the old record's time too (a follow made since then is newer than the old
+  ``top``, so above c, so in R), so it was in the old record between c and b. Accounts left
+  in it that are no longer followed are harmless: they are never counted as present.
 * The record must be complete before the refresh's first page: the shell checks that no
   sweep completed or ran meanwhile, and a sweep whose record a refresh changed while it
   read decides nothing. Accounts found unfollowed leave the record, so no later sweep or
   refresh reports them again (followed again, such an account is a follow since the record,
   counted in F and in G).
 When no page reaches below ``top`` (or no record account stands there), nothing is decided.
+
+ORDER. Every rule here trusts positions, as detection does. An upstream that swaps
+neighbours (the fake's `unordered`) makes a page's last account not its oldest, so ``c``
+could be a newer account (found by the model: a re-followed account swapped last, taken for
+an old one, "proving" everything above its old place unfollowed). So a refresh decides only
+when the account above ``c`` in R is the one above it in the record: a swapped pair at ``c``
+never passes. Random histories with `unordered` then give 0 false unfollows (the property
+test in tests/test_unfollows.py, bench/bench_unfollows.py's `unordered` row; 149 in 1,500
+histories without this check); disorder of a longer reach is not defended.
 
 A sweep that does not end cleanly (upstream failure, killed worker, page cap, a second
 holding more follows than a page, cursors it cannot trust) is INCOMPLETE: it decides
@@ -235,7 +247,7 @@ def seen_in_refresh(previous: Record | None, pages: Sequence[Page]) -> Seen | No
     if previous is None or previous.top is None or prefix is None:
         return None
     top = previous.top
-    read, ends = prefix
+    read, ends, pages_top = prefix
     if any((cursor >= MS_THRESHOLD) != (top >= MS_THRESHOLD) for _, cursor in ends):
         return None                    # the cursors changed unit: times cannot be compared
     older = [at for at, cursor in ends if cursor < top]
@@ -249,6 +261,8 @@ def seen_in_refresh(previous: Record | None, pages: Sequence[Page]) -> Seen | No
         return None
     c_then = max(anchors)
     c_now = index[previous.accounts[c_then]["id"]]
+    if c_then == 0 or c_now == 0 or read[c_now - 1]["id"] != previous.accounts[c_then - 1]["id"]:
+        return None                    # c's neighbour above differs: see ORDER above
     above_c = [index[a["id"]] for a in previous.accounts[:c_then] if a["id"] in index]
     if any(at > c_now for at in above_c):
         return None                    # an order the proof does not hold for: decide nothing
@@ -263,7 +277,7 @@ def seen_in_refresh(previous: Record | None, pages: Sequence[Page]) -> Seen | No
             gone.append(account)
     dropped = {a["id"] for a in gone}
     below = tuple(a for a in previous.accounts[c_then + 1:] if a["id"] not in index and a["id"] not in dropped)
-    return Seen(tuple(gone), Record(tuple(read) + below, top))
+    return Seen(tuple(gone), Record(tuple(read) + below, pages_top))
 
 
 def seen_unfollowed(previous: Record | None, pages: Sequence[Page]) -> list[dict]:
@@ -272,10 +286,11 @@ def seen_unfollowed(previous: Record | None, pages: Sequence[Page]) -> list[dict
     return list(seen.gone) if seen else []
 
 
-def _prefix(pages: Sequence[Page]) -> tuple[list[dict], list[tuple[int, int]]] | None:
-    """R, the pages' accounts de-duplicated in list order, and for each page the index in R
-    of its last account with its minCursor (that account's follow time); None unless each
-    page continues the read (its first account already read) with usable cursors."""
+def _prefix(pages: Sequence[Page]) -> tuple[list[dict], list[tuple[int, int]], int | None] | None:
+    """R, the pages' accounts de-duplicated in list order; for each page the index in R of
+    its last account with its minCursor (that account's follow time); and the first page's
+    maxCursor. None unless each page continues the read (its first account already read)
+    with usable cursors."""
     read: list[dict] = []
     seen: dict[str, int] = {}
     ends: list[tuple[int, int]] = []
@@ -294,4 +309,4 @@ def _prefix(pages: Sequence[Page]) -> tuple[list[dict], list[tuple[int, int]]] |
                 seen[account["id"]] = len(read)
                 read.append(account)
         ends.append((seen[page.accounts[-1]["id"]], lo))
-    return read, ends
+    return read, ends, pages[0].max_cursor if read else None

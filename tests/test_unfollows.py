@@ -18,17 +18,17 @@ OPS = st.one_of(
 
 
 @example(n=60, history=[("sweep", 0), ("unfollow", 3), ("follow", 12), ("unfollow", 40), ("sweep", 0)],
-         depth=45, count=8, ties="newest", refresh_count=10)
+         depth=45, count=8, ties="newest", refresh_count=10, deviation=None)
 # Found by bench/bench_unfollows.py: every readable account followed since the last sweep (an
 # empty anchor page) while earlier new follows were pushed past the depth cap.
-@example(n=150, depth=100, count=10, ties="newest", refresh_count=10, history=[
+@example(n=150, depth=100, count=10, ties="newest", refresh_count=10, deviation=None, history=[
     ("sweep", 0), ("follow", 10), ("refresh", 0), ("follow_same_second", 8), ("refresh", 0), ("sweep", 0),
     ("follow_same_second", 10), ("follow", 13), ("follow", 8), ("refollow", 490989), ("follow", 7), ("follow", 9),
     ("follow", 12), ("follow", 15), ("follow_same_second", 8), ("refresh", 0), ("follow", 7),
     ("follow_same_second", 6), ("follow", 8), ("follow", 10), ("sweep", 0)])
 # Found by the bench: follows announced late (made before the last sweep, already deeper than
 # the readable part) must not be judged by their absence.
-@example(n=60, depth=25, count=100, ties="newest", refresh_count=10, history=[
+@example(n=60, depth=25, count=100, ties="newest", refresh_count=10, deviation=None, history=[
     ("follow_same_second", 3), ("refresh", 0), ("sweep", 0), ("sweep", 1), ("refresh", 0), ("follow", 3),
     ("unfollow_newest", 3), ("refollow", 146962), ("follow_same_second", 2), ("sweep", 3), ("follow", 7),
     ("refollow", 367801), ("follow", 11), ("sweep", 1), ("follow_same_second", 4), ("refresh", 0),
@@ -38,16 +38,28 @@ OPS = st.one_of(
     ("follow", 11), ("sweep", 0)])
 # Refreshes that see unfollows for free, with same-second follows ordered oldest first: a
 # re-followed account tied with the record's top, and pages read down to that second only.
-@example(n=30, depth=25, count=8, ties="oldest", refresh_count=30, history=[
+@example(n=30, depth=25, count=8, ties="oldest", refresh_count=30, deviation=None, history=[
     ("sweep", 0), ("unfollow", 2), ("follow_same_second", 3), ("refollow_newest", 20), ("refresh", 0),
     ("unfollow_newest", 1), ("refresh", 0), ("follow", 4), ("unfollow", 7), ("refresh", 0), ("sweep", 0),
     ("refollow", 5), ("unfollow", 1), ("refresh", 0), ("sweep", 0)])
+# Found by the bench: an upstream that swaps neighbours put a re-followed account last on a
+# page, where it passed for one older than the record's top (see ORDER in unfollows.py).
+@example(n=40, depth=None, count=10, ties="oldest", refresh_count=10, deviation="unordered", history=[
+    ("unfollow", 71119), ("follow_same_second", 7), ("unfollow", 613184), ("refresh", 0), ("refresh", 0),
+    ("refresh", 0), ("unfollow", 511705), ("follow", 7), ("follow", 15), ("follow", 11), ("sweep", 0),
+    ("unfollow", 866903), ("refollow", 194686), ("unfollow", 829818), ("refollow", 949456),
+    ("follow_same_second", 2), ("unfollow", 994171), ("follow_same_second", 7), ("refresh", 0),
+    ("refollow", 145879), ("refollow", 408517), ("unfollow", 830022), ("sweep", 3), ("refresh", 0), ("sweep", 0),
+    ("sweep", 1), ("follow_same_second", 3), ("follow", 4), ("unfollow_newest", 5), ("follow_same_second", 11),
+    ("unfollow", 531545), ("sweep", 1), ("follow", 13), ("refollow", 16382), ("refresh", 0), ("refresh", 0),
+    ("refollow", 226134), ("unfollow", 282044), ("unfollow", 530372), ("follow_same_second", 3)])
 @given(n=st.integers(0, 70), history=st.lists(OPS, max_size=40), depth=st.sampled_from([None, 25, 45]),
        count=st.sampled_from([5, 8, 100]), ties=st.sampled_from(["newest", "oldest"]),
-       refresh_count=st.sampled_from([10, 30]))
+       refresh_count=st.sampled_from([10, 30]),
+       deviation=st.sampled_from([None, None, "unordered", "inclusive_min_time", "duplicates"]))
 def test_random_histories_never_announce_a_false_unfollow_or_follow(n, history, depth, count, ties,
-                                                                     refresh_count):
-    deviations = frozenset({"depth_cap_100"}) if depth else frozenset()
+                                                                     refresh_count, deviation):
+    deviations = frozenset(d for d in ("depth_cap_100" if depth else None, deviation) if d)
     up = Upstream(n, deviations=deviations, depth_cap=depth or 100, ties=ties)
     counts = replay_unfollows(up, history, count=count, page_cap=30, refresh_count=refresh_count)
     assert counts["false"] == 0 and counts["false_follows"] == 0, counts
@@ -200,7 +212,8 @@ def test_a_follow_made_after_the_sweep_enters_the_record_and_its_unfollow_is_see
     out, _ = w.refresh()
     assert ids(out) == [newcomer]
     seen = seen_in_refresh(record, w.pages)
-    assert seen.gone == () and seen.record.accounts[0]["id"] == newcomer and seen.record.top == record.top
+    assert seen.gone == () and seen.record.accounts[0]["id"] == newcomer
+    assert seen.record.top == w.pages[0].max_cursor > record.top  # the newest time when the refresh read
     up.unfollow(newcomer)
     w.refresh()
     assert seen_unfollowed(seen.record, w.pages) == [{"id": newcomer, "uniqueId": f"name_{newcomer}"}]
