@@ -182,11 +182,15 @@ def _swept(up: Upstream) -> Record:
     return Record(read.accounts, read.top)
 
 
-def test_a_refresh_sees_an_unfollow_among_the_newest_without_a_sweep_and_without_a_request():
-    up = Upstream(40)
+def _watched_and_swept(n: int) -> tuple[Upstream, Watch, Record]:
+    up = Upstream(n)
     w = Watch(up, 30)
     w.refresh()
-    record = _swept(up)
+    return up, w, _swept(up)
+
+
+def test_a_refresh_sees_an_unfollow_among_the_newest_without_a_sweep_and_without_a_request():
+    up, w, record = _watched_and_swept(40)
     victim = up.newest()[6]
     up.unfollow(victim)
     before = up.requests
@@ -204,10 +208,7 @@ def test_a_refresh_sees_an_unfollow_among_the_newest_without_a_sweep_and_without
 
 
 def test_a_follow_made_after_the_sweep_enters_the_record_and_its_unfollow_is_seen():
-    up = Upstream(40)
-    w = Watch(up, 30)
-    w.refresh()
-    record = _swept(up)
+    up, w, record = _watched_and_swept(40)
     newcomer = up.follow_new()
     out, _ = w.refresh()
     assert ids(out) == [newcomer]

@@ -169,11 +169,7 @@ def test_the_worker_sweeps_for_unfollow_subscriptions_and_writes_their_deliverie
 
 def test_a_refresh_sees_an_unfollow_among_the_newest_for_no_extra_credit(env):
     client, svc, fake, now = env
-    handle = unique_handle()
-    entries = fake.seed(handle, 40)
-    ids = [str(e["user"]["id"]) for e in entries]
-    assert unfollows(client, handle) == []          # the baseline and the recording sweep
-    watch_id = _watch_id(svc)
+    handle, entries, ids, watch_id = _swept(client, svc, fake)
     spent(fake)
     charged = _watch_credits(svc, watch_id)
     fake.unfollow(handle, ids[4])                   # one of its 10 newest
@@ -200,9 +196,7 @@ def test_a_refresh_sees_an_unfollow_among_the_newest_for_no_extra_credit(env):
 
 def test_a_follow_made_after_the_sweep_and_unfollowed_is_seen_by_the_next_refresh(env):
     client, svc, fake, now = env
-    handle = unique_handle()
-    fake.seed(handle, 40)
-    assert unfollows(client, handle) == []          # the baseline and the recording sweep
+    handle, *_ = _swept(client, svc, fake)
     newcomer = str(fake.follow(handle)["user"]["id"])
     now[0] += dt.timedelta(minutes=15)
     new = client.post("/v1/zapier/triggers/new-following", json={"handle": handle}, headers=AUTH).get_json()
@@ -248,10 +242,7 @@ def test_the_worker_refresh_delivers_free_unfollows_honouring_filters(env):
 
 def test_a_sweep_completed_during_a_refresh_leaves_the_decision_to_the_next_one(env):
     client, svc, fake, now = env
-    handle = unique_handle()
-    ids = [str(a["user"]["id"]) for a in fake.seed(handle, 40)]
-    assert unfollows(client, handle) == []
-    watch_id = _watch_id(svc)
+    handle, _, ids, watch_id = _swept(client, svc, fake)
     with svc.sessions() as session:
         version = sweeps.record_version(session, watch_id)
     fake.unfollow(handle, ids[1])
@@ -269,10 +260,7 @@ def test_a_sweep_completed_during_a_refresh_leaves_the_decision_to_the_next_one(
 
 def test_a_refresh_and_a_sweep_running_together_announce_an_unfollow_once(env):
     client, svc, fake, now = env
-    handle = unique_handle()
-    ids = [str(a["user"]["id"]) for a in fake.seed(handle, 40)]
-    assert unfollows(client, handle) == []
-    watch_id = _watch_id(svc)
+    handle, _, ids, watch_id = _swept(client, svc, fake)
     fake.unfollow(handle, ids[1])
     now[0] += dt.timedelta(hours=24)
     # While a sweep holds its claim, a refresh decides nothing (the sweep's record would hold
@@ -326,6 +314,15 @@ def test_a_hook_with_an_unknown_event_is_a_clear_400(env):
 def _watch_id(svc) -> int:
     with svc.sessions() as session:
         return session.scalar(select(UnfollowSweep.watch_id))
+
+
+def _swept(client, svc, fake, n: int = 40) -> tuple[str, list[dict], list[str], int]:
+    """A handle following `n` accounts, its watch refreshed and swept once (the record):
+    (handle, the accounts as seeded, their ids newest first, the watch id)."""
+    handle = unique_handle()
+    entries = fake.seed(handle, n)
+    assert unfollows(client, handle) == []          # the baseline and the recording sweep
+    return handle, entries, [str(e["user"]["id"]) for e in entries], _watch_id(svc)
 
 
 def _watch_credits(svc, watch_id: int) -> int:
