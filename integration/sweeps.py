@@ -9,6 +9,11 @@ one anchor page once there is a previous sweep. A sweep holds a claim on its row
 callers never pay for the same sweep; a sweep interrupted by an upstream failure, the page
 cap, the wall-clock budget or a killed worker writes nothing (its claim expires) and is
 tried again later: nothing is emitted twice or falsely.
+
+Between sweeps, an ordinary refresh of the watch decides the unfollows its pages prove, for
+free (`free_unfollows`, called in the refresh's commit): written the same way, and the record
+moved on to its pages (the unfollows out of it, so no sweep reports them again; new follows
+in it, so their unfollows are seen too).
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ from integration.models import Delivery, Event, Subscription, UnfollowSweep, Wat
 from integration.observability import log
 from integration.platforms import Platform
 from integration.services import Services
-from integration.unfollows import Ask, Interrupted, Record, next_ask, unfollowed
+from integration.unfollows import Ask, Interrupted, Record, next_ask, seen_in_refresh, unfollowed
 from integration.upstream import Meter
 from integration.items import UNFOLLOWED
 
@@ -98,8 +103,7 @@ def _sweep(svc, watch_id, token, api_key, platform, meter, budget_seconds) -> Sw
         watch = session.get(Watch, watch_id)
         row = session.get(UnfollowSweep, watch_id)
         handle, start_sequence = watch.handle, watch.last_sequence
-        record = (Record(tuple(json.loads(zlib.decompress(row.accounts))), row.top_cursor)
-                  if row.accounts is not None else None)
+        stored, record = (row.accounts, row.top_cursor), _stored(row)
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     pages: list[Page] = []
     top = record.top if record else None
@@ -118,7 +122,7 @@ def _sweep(svc, watch_id, token, api_key, platform, meter, budget_seconds) -> Sw
     if not read.complete:
         return _interrupted(svc, watch_id, token, read.interrupted.value, read.pages,
                             retry=read.interrupted is not Interrupted.PAGE_CAP)
-    return _commit(svc, watch_id, token, record, read, started, start_sequence)
+    return _commit(svc, watch_id, token, stored, read, started, start_sequence)
 
 
 def _interrupted(svc, watch_id, token, reason: str, pages: int, retry: bool = True) -> SweepResult:
@@ -138,41 +142,105 @@ def _interrupted(svc, watch_id, token, reason: str, pages: int, retry: bool = Tr
     return SweepResult(complete=False, pages=pages, interrupted=reason)
 
 
-def _commit(svc, watch_id, token, record, read, started, start_sequence) -> SweepResult:
-    now = svc.clock()
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as watches._commit: `since` compares it
+def _commit(svc, watch_id, token, stored, read, started, start_sequence) -> SweepResult:
+    now = _now(svc)
     with transaction(svc.sessions) as session:
-        row = session.get(UnfollowSweep, watch_id, with_for_update=True)
+        # The watch first, then the row: the order a refresh's commit locks them in.
         watch = session.get(Watch, watch_id, with_for_update=True)
+        row = session.get(UnfollowSweep, watch_id, with_for_update=True)
         if row is None or watch is None or row.claim_token != token:
             return SweepResult(complete=False, pages=read.pages, interrupted="claim_lost")
-        gone = unfollowed(record, read)
-        subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
-            select(Subscription.id, Subscription.filters)
-            .where(Subscription.watch_id == watch_id, Subscription.event == UNFOLLOWED))]
-        sequence = watch.last_sequence
-        for account in reversed(gone):  # the deepest first: the newest follow gets the highest number
-            sequence += 1
-            event = Event(watch_id=watch_id, sequence=sequence, account_id=account["id"], detected_at=now,
-                          payload=json.dumps(account), event=UNFOLLOWED)
-            session.add(event)
-            session.flush()
-            session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
-                                     next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
-        if gone:
-            # Forgotten: following it again is a new follow (detection announces unknown accounts only).
-            known.forget(session, watch_id, [a["id"] for a in gone])  # under the watch row's lock, taken above
-        watch.last_sequence = sequence
-        row.accounts = zlib.compress(json.dumps(list(read.accounts), separators=(",", ":")).encode())
-        row.top_cursor = read.top
-        row.swept_at = started
-        row.last_sequence = start_sequence
-        row.next_sweep_at = started + dt.timedelta(hours=row.sweep_every_hours)
-        row.claim_token = row.claim_until = None
-        row.sweeps += 1
+        raced = (row.accounts, row.top_cursor) != stored
+        if not raced:
+            gone = _record_sweep(session, watch, row, _stored(row), read, started, start_sequence, now)
+    if raced:
+        # A refresh changed the record while this sweep read (its claim had expired): this read
+        # may hold what it announced, and the record may hold follows this read predates.
+        # Nothing decided; swept again later.
+        return _interrupted(svc, watch_id, token, "raced", read.pages)
     log(logger, logging.INFO, "unfollow sweep complete", watch_id=watch_id, pages=read.pages,
         readable=len(read.accounts), unfollows=len(gone))
     return SweepResult(complete=True, unfollows=len(gone), pages=read.pages)
+
+
+def _record_sweep(session, watch, row, record, read, started, start_sequence, now) -> list[dict]:
+    """Write the sweep's unfollows and make its read the new record."""
+    gone = unfollowed(record, read)
+    write_unfollows(session, watch, gone, now)
+    row.accounts = _packed(read.accounts)
+    row.top_cursor = read.top
+    row.swept_at = started
+    row.last_sequence = start_sequence
+    row.next_sweep_at = started + dt.timedelta(hours=row.sweep_every_hours)
+    row.claim_token = row.claim_until = None
+    row.sweeps += 1
+    return gone
+
+
+def _now(svc: Services) -> dt.datetime:
+    now = svc.clock()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # as watches._commit: `since` compares it
+
+
+def _stored(row: UnfollowSweep) -> Record | None:
+    return Record(tuple(json.loads(zlib.decompress(row.accounts))), row.top_cursor) if row.accounts else None
+
+
+def _packed(accounts) -> bytes:
+    return zlib.compress(json.dumps(list(accounts), separators=(",", ":")).encode())
+
+
+def write_unfollows(session, watch: Watch, gone: list[dict], now: dt.datetime) -> None:
+    """In the caller's transaction: one `unfollowed` event per account (the deepest first, so
+    the newest follow gets the highest number), a delivery to each `unfollowed`
+    subscription whose filters keep it, and the account forgotten."""
+    if not gone:
+        return
+    subscriptions = [(sub_id, Filters.from_json(stored)) for sub_id, stored in session.execute(
+        select(Subscription.id, Subscription.filters)
+        .where(Subscription.watch_id == watch.id, Subscription.event == UNFOLLOWED))]
+    sequence = watch.last_sequence
+    for account in reversed(gone):
+        sequence += 1
+        event = Event(watch_id=watch.id, sequence=sequence, account_id=account["id"], detected_at=now,
+                      payload=json.dumps(account), event=UNFOLLOWED)
+        session.add(event)
+        session.flush()
+        session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
+                                 next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
+    # Forgotten: following it again is a new follow (detection announces unknown accounts only).
+    known.forget(session, watch.id, [a["id"] for a in gone])  # under the watch row's lock, taken by every caller
+    watch.last_sequence = sequence
+
+
+def record_version(session, watch_id: int) -> int | None:
+    """The number of complete sweeps of the watch, None without a record: read before a
+    refresh reads its first page, checked by `free_unfollows` at its commit."""
+    return session.scalar(select(UnfollowSweep.sweeps).where(UnfollowSweep.watch_id == watch_id,
+                                                              UnfollowSweep.accounts.is_not(None)))
+
+
+def free_unfollows(session, watch: Watch, version: int | None, pages, now: dt.datetime) -> int:
+    """In a refresh's commit (the watch locked): the unfollows its pages prove against the
+    record (`unfollows.seen_in_refresh`), written as a sweep writes them, and the record
+    moved on to these pages. Nothing when a sweep completed since the refresh began
+    (`version`) or is reading now: its record may be newer than these pages."""
+    if version is None:
+        return 0
+    row = session.get(UnfollowSweep, watch.id, with_for_update=True)
+    if row is None or row.sweeps != version or (row.claim_until is not None and row.claim_until >= now):
+        return 0
+    record = _stored(row)
+    seen = seen_in_refresh(record, pages)
+    if seen is None:
+        return 0
+    write_unfollows(session, watch, list(seen.gone), now)
+    if seen.record.top != record.top or [a["id"] for a in seen.record.accounts] != [a["id"] for a in record.accounts]:
+        # Most refreshes (nothing followed or unfollowed) leave it as it is: no write.
+        row.accounts, row.top_cursor = _packed(seen.record.accounts), seen.record.top
+    if seen.gone:
+        log(logger, logging.INFO, "unfollows seen in a refresh", watch_id=watch.id, unfollows=len(seen.gone))
+    return len(seen.gone)
 
 
 def due_for_worker(svc: Services, now: dt.datetime, limit: int) -> list[tuple[int, str, Platform]]:

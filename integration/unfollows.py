@@ -1,5 +1,6 @@
-"""Pure unfollow detection: which accounts a handle stopped following, decided from sweeps.
-No I/O, no clock; the shell is `integration/sweeps.py`.
+"""Pure unfollow detection: which accounts a handle stopped following, decided from sweeps
+and, at no extra request, from ordinary refreshes. No I/O, no clock; the shells are
+`integration/sweeps.py` and `integration/watches.py`.
 
 An unfollow is an absence, and an absence is only evidence where we looked. The upstream
 serves a following list newest follow first, paged by follow time, and only to some depth
@@ -21,6 +22,67 @@ followed and absent from R, would have q <= q(b) < n and be a higher counter-exa
 the still-followed accounts above ``b`` then are in R, ``b``'s position is at most q(b) < n,
 and the sweep read it: a contradiction. Everything else absent from R (pushed deeper than the
 readable part, or never readable) is left undecided: a possible miss, never a false unfollow.
+
+FOR FREE, IN A REFRESH. An ordinary refresh (`integration.detection`) reads the top of the
+list anyway: pages asked with ``minTime = minCursor + 1`` whose first account was already
+read, so ``R`` (its pages, de-duplicated) is a contiguous prefix of the list, n = |R|.
+`seen_unfollowed` judges the previous record's accounts against it, at no extra request,
+with the sweep's proof shape but a bound the refresh proves itself:
+
+* A follow made since the record has time >= ``top``; in a tie with ``top`` the upstream may
+  order it either way, so only an account whose time is PROVEN below ``top`` stands below
+  every such follow. A page's last account has time ``minCursor``, and R is ordered by time:
+  if a page has ``minCursor < top``, its last account and every account after it in R are
+  older than every possible follow since the record. Let ``c`` be the deepest (in the
+  record) record account among those; ``c`` was not followed again (its time is < top), so
+  it kept its place relative to every record account that was not followed again.
+* ABOVE c. A record account ``a`` that stood above ``c`` and is absent from R was
+  unfollowed: still followed and not followed again, it still stands above ``c``; followed
+  again, it is newer than ``c``; either way it stands above ``c``, inside the prefix R.
+* BELOW c. Let ``G`` = (index of c in R) - (record accounts above c then that R holds): the
+  accounts above c in R that are not record accounts above c. Every follow since the record
+  stands above c, and those that are not re-follows of record accounts above c are among
+  these G. Take ``q(a)`` = (record accounts above a then that R holds) + G. Every record
+  account absent from R with ``q(a) < n`` was unfollowed. Proof: take the topmost
+  counter-example ``b`` below c (still followed, absent, q(b) < n; none above c, by the
+  previous point). It was not followed again (it would stand above c, in R). The accounts
+  above it now are (1) record accounts above it then, not followed again, still followed:
+  those R holds are counted in q(b), those it does not would be higher counter-examples
+  (q <= q(b)); (2) follows since the record: re-follows of record accounts above c (in R,
+  and above b then: counted in q(b)) and the others (at most G). Nothing else: an account
+  never in the record that was not followed since stood below the record's end, hence
+  below b. So b's position is at most q(b) < n, and R, a prefix of n, holds it: a
+  contradiction.
+* Why not simply F = |R \ record|: an account of the record followed again (it was below
+  ``b``, it is now on top) is in the record, so that count misses it and would report ``b``
+  (a false unfollow); G counts it, since it was not above c.
+* THE RECORD MOVES ON. After a refresh that decided, the record becomes R, then the
+  record's accounts below c that R does not hold and are not found unfollowed, and its
+  ``top`` becomes the refresh's first maxCursor (so an account followed since the sweep and
+  unfollowed later is judged too, G counts only what was followed since the last refresh,
+  and pages keep reaching below ``top``). It is a record as both proofs need: a follow made
+  after the refresh read has a time >= that maxCursor (the newest time then); its order is
+  the follow-time order (R's, then accounts that stood below c, older than c, in their
+  order); and every account followed at the refresh and older than the new ``top`` that
+  stands above a record account b is in it above b: above c it is in R; below c, it was
+  followed at the old record's time too (a follow made since then is newer than the old
+  ``top``, so above c, so in R), so it was in the old record between c and b. Accounts left
+  in it that are no longer followed are harmless: they are never counted as present.
+* The record must be complete before the refresh's first page: the shell checks that no
+  sweep completed or ran meanwhile, and a sweep whose record a refresh changed while it
+  read decides nothing. Accounts found unfollowed leave the record, so no later sweep or
+  refresh reports them again (followed again, such an account is a follow since the record,
+  counted in F and in G).
+When no page reaches below ``top`` (or no record account stands there), nothing is decided.
+
+ORDER. Every rule here trusts positions, as detection does. An upstream that swaps
+neighbours (the fake's `unordered`) makes a page's last account not its oldest, so ``c``
+could be a newer account (found by the model: a re-followed account swapped last, taken for
+an old one, "proving" everything above its old place unfollowed). So a refresh decides only
+when the account above ``c`` in R is the one above it in the record: a swapped pair at ``c``
+never passes. Random histories with `unordered` then give 0 false unfollows (the property
+test in tests/test_unfollows.py, bench/bench_unfollows.py's `unordered` row; 149 in 1,500
+histories without this check); disorder of a longer reach is not defended.
 
 A sweep that does not end cleanly (upstream failure, killed worker, page cap, a second
 holding more follows than a page, cursors it cannot trust) is INCOMPLETE: it decides
@@ -147,7 +209,8 @@ def unfollowed(previous: Record | None, read: Read) -> list[dict]:
     Only accounts of `previous` are judged. An account announced as a new follow since then
     is not: detection may announce late a follow made before `previous`, already deeper than
     it could read (found by bench/bench_unfollows.py), so nothing bounds where it stands. A
-    follow and its unfollow between two sweeps is therefore not reported."""
+    follow and its unfollow between two sweeps is therefore left to the refreshes (which
+    move the record on: `seen_in_refresh`)."""
     if previous is None or not read.complete or read.followed_since is None:
         return []
     bound = read.followed_since
@@ -161,3 +224,89 @@ def unfollowed(previous: Record | None, read: Read) -> list[dict]:
         elif above_present + bound < n:
             gone.append(account)
     return gone
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a refresh's pages decide: the accounts certainly unfollowed (old list order), and
+    the record to keep (see THE RECORD MOVES ON above)."""
+
+    gone: tuple[dict, ...]
+    record: Record
+
+
+def seen_in_refresh(previous: Record | None, pages: Sequence[Page]) -> Seen | None:
+    """The accounts of `previous` (the record: the last complete sweep, moved on by the
+    refreshes since) that an ordinary refresh's `pages` prove unfollowed, and the record
+    moved on to these pages (see FOR FREE, IN A REFRESH above).
+
+    None (nothing decided, the record stays) unless the pages continue one another by id
+    (each first account already read), have usable cursors in the record's unit, and reach
+    a record account proven older than the record's ``top``."""
+    prefix = _prefix(pages)
+    if previous is None or previous.top is None or prefix is None:
+        return None
+    top = previous.top
+    read, ends, pages_top = prefix
+    if any((cursor >= MS_THRESHOLD) != (top >= MS_THRESHOLD) for _, cursor in ends):
+        return None                    # the cursors changed unit: times cannot be compared
+    older = [at for at, cursor in ends if cursor < top]
+    if not older:
+        return None
+    older_from = min(older)            # R[older_from:] is proven older than `top`
+    index = {a["id"]: i for i, a in enumerate(read)}
+    then = {a["id"]: i for i, a in enumerate(previous.accounts)}
+    anchors = [then[a["id"]] for a in read[older_from:] if a["id"] in then]
+    if not anchors:
+        return None
+    c_then = max(anchors)
+    c_now = index[previous.accounts[c_then]["id"]]
+    if c_then == 0 or c_now == 0 or read[c_now - 1]["id"] != previous.accounts[c_then - 1]["id"]:
+        return None                    # c's neighbour above differs: see ORDER above
+    above_c = [index[a["id"]] for a in previous.accounts[:c_then] if a["id"] in index]
+    if any(at > c_now for at in above_c):
+        return None                    # an order the proof does not hold for: decide nothing
+    bound = c_now - len(above_c)       # G
+    n = len(read)
+    gone: list[dict] = []
+    above_present = 0
+    for position, account in enumerate(previous.accounts):
+        if account["id"] in index:
+            above_present += 1
+        elif position < c_then or above_present + bound < n:
+            gone.append(account)
+    dropped = {a["id"] for a in gone}
+    below = tuple(a for a in previous.accounts[c_then + 1:] if a["id"] not in index and a["id"] not in dropped)
+    return Seen(tuple(gone), Record(tuple(read) + below, pages_top))
+
+
+def seen_unfollowed(previous: Record | None, pages: Sequence[Page]) -> list[dict]:
+    """`seen_in_refresh`'s unfollows only."""
+    seen = seen_in_refresh(previous, pages)
+    return list(seen.gone) if seen else []
+
+
+def _prefix(pages: Sequence[Page]) -> tuple[list[dict], list[tuple[int, int]], int | None] | None:
+    """R, the pages' accounts de-duplicated in list order; for each page the index in R of
+    its last account with its minCursor (that account's follow time); and the first page's
+    maxCursor. None unless each page continues the read (its first account already read)
+    with usable cursors."""
+    read: list[dict] = []
+    seen: dict[str, int] = {}
+    ends: list[tuple[int, int]] = []
+    for page in pages:
+        if not page.accounts:
+            continue
+        hi, lo = page.max_cursor, page.min_cursor
+        if type(hi) is not int or type(lo) is not int or lo <= 0 or hi < lo:
+            return None
+        if read and page.accounts[0]["id"] not in seen:
+            return None                # does not continue the prefix read so far
+        if not read and page.asked_min_time is not None:
+            return None                # not the top of the list
+        for account in page.accounts:
+            if account["id"] not in seen:
+                seen[account["id"]] = len(read)
+                read.append(account)
+        ends.append((seen[page.accounts[-1]["id"]], lo))
+    return read, ends, pages[0].max_cursor if read else None

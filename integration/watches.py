@@ -18,7 +18,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import load_only
 
-from integration import idset, known, ledger
+from integration import idset, known, ledger, sweeps
 from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, Subscription, Watch
@@ -43,6 +43,7 @@ class RefreshResult:
     truncated: bool = False
     budget_reached: bool = False  # the daily budget stopped the refresh: the journal answers
     fresh: bool = False           # not needed: another refresh finished inside the window
+    unfollows: int = 0            # unfollows this refresh's pages proved (integration/unfollows.py)
 
 
 class WatchGone(Exception):
@@ -181,8 +182,9 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
             watch = session.get(Watch, watch_id)
             handle = watch.handle
             state = WatchState(watch.watermark, idset.unpack_list(watch.top_ids), watch.watermark_exclusive)
-        outcome, first_page = _detect(svc, watch_id, handle, state, api_key, platform, meter)
-        result = _commit(svc, watch_id, token, outcome, first_page)
+            record = sweeps.record_version(session, watch_id)  # before the first page: see free_unfollows
+        outcome, pages = _detect(svc, watch_id, handle, state, api_key, platform, meter)
+        result = _commit(svc, watch_id, token, outcome, pages, record)
         done = True
         return result
     except BaseException:
@@ -209,7 +211,7 @@ def _count(meter: Meter, watch_id: int, credits: int, refreshed: bool) -> None:
         pass  # the watch was deleted meanwhile; the owner's credits are counted all the same
 
 
-def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, tuple]:
+def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, list[Page]]:
     settings = svc.settings
     pages: list[Page] = []
     verifies: list[Page] = []
@@ -217,7 +219,7 @@ def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Out
     while True:
         wanted = step(state, known, pages, verifies, page_cap=settings.page_cap, page_size=settings.page_size)
         if isinstance(wanted, Outcome):
-            return wanted, pages[0].accounts
+            return wanted, pages
         count = getattr(wanted, "count", None) or settings.page_size
         page = svc.client.fetch_page(api_key, handle, platform.request_source,
                                      count=count, min_time=wanted.min_time, meter=meter)
@@ -242,7 +244,8 @@ def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
         return known.known_of(session, watch_id, ids)
 
 
-def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_page: tuple) -> RefreshResult:
+def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: list[Page],
+            record: int | None = None) -> RefreshResult:
     now = svc.clock()
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
     with transaction(svc.sessions) as session:
@@ -267,9 +270,12 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
             session.add_all(Delivery(id=secrets.token_hex(12), subscription_id=sub_id, event_id=event.id,
                                      next_attempt_at=now) for sub_id, filters in subscriptions if filters.keep(account))
         watch.last_sequence = sequence
+        # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
+        # not from a safe-mode refresh, whose cursors proved nothing.
+        unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, record, pages, now)
         if outcome.baseline:
             # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
-            watch.samples = pack_samples(first_page)
+            watch.samples = pack_samples(pages[0].accounts)
         watch.watermark = outcome.state.watermark
         watch.watermark_exclusive = outcome.state.exclusive
         watch.detection_mode = outcome.safe_mode.value if outcome.safe_mode else None
@@ -290,7 +296,8 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, first_pa
         DETECTION_TRUNCATED.inc()
         log(logger, logging.WARNING, "burst larger than the page cap: only the newest follows were emitted",
             watch_id=watch_id, emitted=len(outcome.new_follows), page_cap=svc.settings.page_cap)
-    return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated)
+    return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
+                         unfollows=unfollows)
 
 
 def _prune(svc: Services, session, watch: Watch) -> None:

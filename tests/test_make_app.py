@@ -777,7 +777,7 @@ def _sweep_due_now(database_url: str, handle: str) -> bool:
 
 def test_contract_unfollow_polling_trigger(make, fake_upstream, live_service):
     handle = unique_handle("mk")
-    entries = fake_upstream.seed(handle, 30)
+    entries = fake_upstream.seed(handle, 80)
     comm = UNFOLLOWS.code("communication")
     epoch = merge_epoch(comm, UNFOLLOWS.code("epoch"))
     ctx = _ctx(make, parameters={"handle": handle, "limit": 10, "sweepEvery": 24})
@@ -786,14 +786,16 @@ def test_contract_unfollow_polling_trigger(make, fake_upstream, live_service):
     assert first.requests[0].body == {"handle": handle, "limit": 300, "sweepEvery": 24}
     assert first.outputs == []
     state = TriggerState.all()
-    fake_upstream.unfollow(handle, entries[4]["user"]["id"])
+    fake_upstream.unfollow(handle, entries[60]["user"]["id"])  # deeper than a refresh reads
     assert state.take(run(comm, ctx, APP.base)) == []  # not due: no sweep, no credit for one
     assert _sweep_due_now(live_service.database_url, handle)
     events = state.take(run(comm, ctx, APP.base))
-    assert [e["id"] for e in events] == [str(entries[4]["user"]["id"])]
+    assert [e["id"] for e in events] == [str(entries[60]["user"]["id"])]
     assert set(events[0]) == set(_interface(UNFOLLOWS))
     assert events[0]["event"] == "unfollowed" and events[0]["unfollowedBy"] == handle
     assert state.take(run(comm, ctx, APP.base)) == []  # output once
+    fake_upstream.unfollow(handle, entries[4]["user"]["id"])  # among the newest: the run's refresh sees it
+    assert [e["id"] for e in state.take(run(comm, ctx, APP.base))] == [str(entries[4]["user"]["id"])]
 
 
 def test_contract_unfollow_instant_trigger_receives_one_event(make, fake_upstream, live_service, make_webhook_url,

@@ -8,8 +8,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from integration import sweeps
-from integration.models import Delivery, Event, UnfollowSweep
+from integration import ledger, sweeps, watches
+from integration.detection import Page
+from integration.models import Delivery, Event, UnfollowSweep, Watch
 from integration.platforms import Platform
 from integration.upstream import Meter
 from integration.worker import Worker
@@ -52,12 +53,14 @@ def test_a_poll_sweeps_when_due_and_announces_unfollows_within_the_readable_list
     fake.unfollow(handle, ids[10])
     fake.unfollow(handle, ids[240])
     now[0] += dt.timedelta(hours=23)
-    assert unfollows(client, handle) == []          # not due: answered from the journal
+    # No sweep due; the new-follow refresh reads the first page anyway, which proves ids[10] gone.
+    assert [i["id"] for i in unfollows(client, handle)] == [ids[10]]
     assert spent(fake) == 1                        # the new-follow refresh only
     now[0] += dt.timedelta(hours=1)
     items = unfollows(client, handle)
     assert spent(fake) == 1 + 4                    # 246 accounts: 3 pages, plus the anchor page
-    assert [i["id"] for i in items] == [ids[10], ids[240]]  # newest first: the most recent follow first
+    # The sweep reports ids[240] only (ids[10] left its record), newest event first.
+    assert [i["id"] for i in items] == [ids[240], ids[10]]
     assert {i["event"] for i in items} == {"unfollowed"} and {i["unfollowedBy"] for i in items} == {handle}
     assert items[0]["uniqueId"] and len({i["eventId"] for i in items}) == 2
     # Not new follows, and not announced again by the next sweep.
@@ -164,6 +167,134 @@ def test_the_worker_sweeps_for_unfollow_subscriptions_and_writes_their_deliverie
     assert all(sub == on_follow["id"] for sub, kind, _ in rows if kind == "new_following")
 
 
+def test_a_refresh_sees_an_unfollow_among_the_newest_for_no_extra_credit(env):
+    client, svc, fake, now = env
+    handle, entries, ids, watch_id = _swept(client, svc, fake)
+    spent(fake)
+    charged = _watch_credits(svc, watch_id)
+    fake.unfollow(handle, ids[4])                   # one of its 10 newest
+    now[0] += dt.timedelta(minutes=15)
+    response = client.post("/v1/zapier/triggers/new-following", json={"handle": handle}, headers=AUTH)
+    assert response.status_code == 200
+    # The refresh's own page, nothing more: the header, the upstream and the ledger agree.
+    assert response.headers["X-Credits-Used"] == "1" and spent(fake) == 1
+    assert _watch_credits(svc, watch_id) == charged + 1
+    events = _unfollow_events(svc)
+    assert [e.account_id for e in events] == [ids[4]]
+    # Exactly once: neither later refreshes nor the next sweep report it again.
+    now[0] += dt.timedelta(minutes=15)
+    assert [i["id"] for i in unfollows(client, handle)] == [ids[4]]
+    now[0] += dt.timedelta(hours=24)
+    assert [i["id"] for i in unfollows(client, handle)] == [ids[4]]  # the journal, as before
+    assert len(_unfollow_events(svc)) == 1
+    # Forgotten: following it again is a new follow.
+    fake.follow(handle, entries[4])
+    now[0] += dt.timedelta(minutes=15)
+    new = client.post("/v1/zapier/triggers/new-following", json={"handle": handle}, headers=AUTH).get_json()
+    assert (new[0]["id"], new[0]["event"]) == (ids[4], "new_following")
+
+
+def test_a_follow_made_after_the_sweep_and_unfollowed_is_seen_by_the_next_refresh(env):
+    client, svc, fake, now = env
+    handle, *_ = _swept(client, svc, fake)
+    newcomer = str(fake.follow(handle)["user"]["id"])
+    now[0] += dt.timedelta(minutes=15)
+    new = client.post("/v1/zapier/triggers/new-following", json={"handle": handle}, headers=AUTH).get_json()
+    assert new[0]["id"] == newcomer                 # announced; not in the sweep's record
+    fake.unfollow(handle, newcomer)
+    now[0] += dt.timedelta(minutes=15)
+    spent(fake)
+    items = unfollows(client, handle)               # no sweep due: the refresh's page decides
+    assert [i["id"] for i in items] == [newcomer] and spent(fake) == 1
+    assert items[0]["uniqueId"]                     # the account as last seen
+    now[0] += dt.timedelta(hours=24)
+    assert [i["id"] for i in unfollows(client, handle)] == [newcomer]  # not again, by the sweep
+    now[0] += dt.timedelta(minutes=15)
+    assert [i["id"] for i in unfollows(client, handle)] == [newcomer]  # nor by the next refresh
+
+
+def test_the_worker_refresh_delivers_free_unfollows_honouring_filters(env):
+    client, svc, fake, now = env
+    handle = unique_handle()
+    entries = fake.seed(handle, 40)
+    victim = entries[2]
+    body = {"handle": handle, "event": "unfollowed"}
+    everyone = client.post("/v1/zapier/hooks", json={**body, "targetUrl": "http://127.0.0.1:9/all"},
+                           headers=AUTH).get_json()
+    popular = client.post("/v1/zapier/hooks", json={**body, "targetUrl": "http://127.0.0.1:9/popular",
+                                                    "minFollowers": victim["stats"]["followerCount"] + 1},
+                          headers=AUTH).get_json()
+    worker = Worker(svc)
+    try:
+        assert worker.sweep_due() == 1             # the recording sweep
+        fake.unfollow(handle, victim["user"]["id"])
+        now[0] += dt.timedelta(hours=1)
+        assert worker.refresh_due() == 1
+    finally:
+        worker.close()
+    with svc.sessions() as session:
+        rows = session.execute(select(Delivery.subscription_id, Event.account_id)
+                               .join(Event, Event.id == Delivery.event_id).where(Event.event == "unfollowed")).all()
+        assert session.scalar(select(UnfollowSweep.sweeps)) == 1  # no second sweep: the refresh saw it
+    assert rows == [(everyone["id"], str(victim["user"]["id"]))]
+    assert popular["id"] != everyone["id"]
+
+
+def test_a_sweep_completed_during_a_refresh_leaves_the_decision_to_the_next_one(env):
+    client, svc, fake, now = env
+    handle, _, ids, watch_id = _swept(client, svc, fake)
+    with svc.sessions() as session:
+        version = sweeps.record_version(session, watch_id)
+    fake.unfollow(handle, ids[1])
+    page = svc.client.fetch_page(API_KEY, handle, Platform.API.request_source, count=30, min_time=None, meter=Meter())
+    pages = [Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more, page.total)]
+    with svc.sessions.begin() as session:
+        watch = session.get(Watch, watch_id)
+        assert sweeps.free_unfollows(session, watch, version + 1, pages, now[0]) == 0  # another record now
+        assert sweeps.free_unfollows(session, watch, None, pages, now[0]) == 0        # none before it began
+    assert _unfollow_events(svc) == []
+    with svc.sessions.begin() as session:
+        assert sweeps.free_unfollows(session, session.get(Watch, watch_id), version, pages, now[0]) == 1
+    assert [e.account_id for e in _unfollow_events(svc)] == [ids[1]]
+
+
+def test_a_refresh_and_a_sweep_running_together_announce_an_unfollow_once(env):
+    client, svc, fake, now = env
+    handle, _, ids, watch_id = _swept(client, svc, fake)
+    fake.unfollow(handle, ids[1])
+    now[0] += dt.timedelta(hours=24)
+    # While a sweep holds its claim, a refresh decides nothing (the sweep's record would hold
+    # what the refresh announced, read before the unfollow).
+    with svc.sessions.begin() as session:
+        session.get(UnfollowSweep, watch_id).claim_until = now[0] + dt.timedelta(minutes=5)
+    assert watches.ensure_fresh(svc, watch_id, API_KEY, Platform.API, Meter()).unfollows == 0
+    with svc.sessions.begin() as session:
+        session.get(UnfollowSweep, watch_id).claim_until = None
+    now[0] += dt.timedelta(minutes=1)
+    # A sweep whose claim expired while it read, and a refresh that announced meanwhile: the
+    # sweep decides nothing and is tried again.
+    fetch, refreshed = svc.client.fetch_page, []
+
+    def fetch_then_refresh(*args, **kwargs):
+        page = fetch(*args, **kwargs)
+        if not refreshed:
+            refreshed.append(True)
+            fake.unfollow(handle, ids[2])          # after the sweep read it
+            now[0] += dt.timedelta(minutes=16)      # past the sweep's claim
+            assert watches.ensure_fresh(svc, watch_id, API_KEY, Platform.API, Meter()).unfollows == 2
+        return page
+
+    svc.client.fetch_page = fetch_then_refresh
+    result = sweeps.run_if_due(svc, watch_id, API_KEY, Platform.API, Meter())
+    svc.client.fetch_page = fetch
+    assert result.interrupted == "raced" and not result.complete
+    now[0] += dt.timedelta(minutes=svc.settings.sweep_retry_minutes)
+    assert sweeps.run_if_due(svc, watch_id, API_KEY, Platform.API, Meter()).complete
+    now[0] += dt.timedelta(minutes=1)
+    watches.ensure_fresh(svc, watch_id, API_KEY, Platform.API, Meter())
+    assert sorted(e.account_id for e in _unfollow_events(svc)) == sorted([ids[1], ids[2]])
+
+
 @pytest.mark.parametrize("body, field", [({"sweepEvery": 0}, "sweepEvery"), ({"sweepEvery": 169}, "sweepEvery"),
                                          ({"sweepEvery": "24"}, "sweepEvery")])
 def test_bad_sweep_every_is_a_clear_400(env, body, field):
@@ -183,6 +314,20 @@ def test_a_hook_with_an_unknown_event_is_a_clear_400(env):
 def _watch_id(svc) -> int:
     with svc.sessions() as session:
         return session.scalar(select(UnfollowSweep.watch_id))
+
+
+def _swept(client, svc, fake, n: int = 40) -> tuple[str, list[dict], list[str], int]:
+    """A handle following `n` accounts, its watch refreshed and swept once (the record):
+    (handle, the accounts as seeded, their ids newest first, the watch id)."""
+    handle = unique_handle()
+    entries = fake.seed(handle, n)
+    assert unfollows(client, handle) == []          # the baseline and the recording sweep
+    return handle, entries, [str(e["user"]["id"]) for e in entries], _watch_id(svc)
+
+
+def _watch_credits(svc, watch_id: int) -> int:
+    with svc.sessions() as session:
+        return ledger.watch_credits(session, [watch_id], START.date()).get(watch_id, 0)
 
 
 def _unfollow_events(svc) -> list:

@@ -158,6 +158,7 @@ class Watch:
                 pages.append(self.up.page(r.min_time, r.count or self.count))
         self.state = r.state
         self.known |= r.seen_ids
+        self.pages = tuple(pages)  # what the refresh read (free unfollow detection judges them)
         return r, requests
 
 

@@ -92,7 +92,8 @@ class Unfollowed(MethodView):
         An unfollow is seen by sweeping the readable list: a poll sweeps only when the last
         sweep is `sweepEvery` hours old (default 24; the smallest any caller asked), costing
         ceil(accounts / 100) credits, plus 1 from the second sweep on; other polls answer from
-        the journal (and refresh new follows as the new-following trigger does, 1 credit). The
+        the journal (and refresh new follows as the new-following trigger does, 1 credit; that
+        refresh also announces the unfollows its own page proves, at no extra credit). The
         first sweep only records the list. An account that fell out of the readable part of the
         list (lists are served to a limited depth) is never reported as unfollowed.
 
