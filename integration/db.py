@@ -29,7 +29,9 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):
             # Take the write lock at BEGIN so two writers never deadlock upgrading a read lock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Sessions of `make_read_session_factory` only read: a plain BEGIN (a WAL snapshot)
+            # lets them run beside the writer instead of queueing for its lock.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         # pysqlite's own transaction handling must be off for the BEGIN above to be ours.
         @event.listens_for(engine, "connect")
@@ -56,6 +58,15 @@ def _create_private(path: Path) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+READ_ONLY = "tiktok_read_only"  # an execution option of the engine the read sessions use
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker:
+    """Sessions that only read (never flush): on SQLite they do not take the write lock.
+    The same pool as `make_session_factory`'s; on PostgreSQL nothing differs."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False, autoflush=False)
 
 
 @contextmanager

@@ -38,14 +38,21 @@ def event_item(watch_handle: str, event: Event) -> dict:
             "eventId": str(event.id), "event": event.event}
 
 
+# What a trigger item needs of a journal row: plain rows (a Core select), no ORM objects.
+_ITEM_COLUMNS = (Event.id, Event.sequence, Event.detected_at, Event.payload, Event.event)
+
+
 def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
                   since: dt.datetime | None = None, after_sequence: int | None = None,
                   filters: Filters = NO_FILTERS, kind: str = "new_following") -> list[dict]:
     """Newest first, only events of `kind` that pass `filters`. Zapier also gets the baseline
-    accounts after the journal (sequence 0) of new follows."""
-    with svc.sessions() as session:
-        watch = session.get(Watch, watch_id)
-        query = select(Event).where(Event.watch_id == watch_id, Event.event == kind)
+    accounts after the journal (sequence 0) of new follows.
+
+    The items are built once, in the documented shape (schemas.account.FollowEventSchema,
+    checked by tests/test_trigger_items_shape.py): the route sends them as they are."""
+    with svc.reads() as session:
+        handle = session.scalar(select(Watch.handle).where(Watch.id == watch_id))
+        query = select(*_ITEM_COLUMNS).where(Event.watch_id == watch_id, Event.event == kind)
         if since is not None:
             query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
         if after_sequence is not None:
@@ -55,20 +62,22 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
             query = query.limit(limit)
         items: list[dict] = []
         # Filtered: walk the journal (bounded: JOURNAL_MAX_EVENTS per watch) until `limit` kept.
-        for event in session.scalars(query.execution_options(yield_per=200)):
-            item = event_item(watch.handle, event)
+        for event in session.execute(query.execution_options(yield_per=200)):
+            item = event_item(handle, event)
             if filters.keep(item):
                 items.append(item)
                 if len(items) >= limit:
                     break
         if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
                 and since is None and after_sequence is None:
+            baseline, created_at = session.execute(select(Watch.baseline, Watch.created_at)
+                                                   .where(Watch.id == watch_id)).one()
             listed = {item["id"] for item in items}
-            for account in json.loads(watch.baseline):
+            for account in json.loads(baseline):
                 if len(items) >= limit:
                     break
                 if account["id"] not in listed and filters.keep(account):
                     # Not an event: a sample that seeds Zapier's dedupe; its id cannot be a journal row's.
-                    items.append({**account, "followedBy": watch.handle, "detectedAt": iso(watch.created_at),
+                    items.append({**account, "followedBy": handle, "detectedAt": iso(created_at),
                                   "sequence": 0, "eventId": f"b{watch_id}-{account['id']}", "event": NEW_FOLLOWING})
         return items

@@ -52,7 +52,7 @@ class WatchGone(Exception):
 TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
 # What a trigger call reads of its watch (not the baseline and detection state it does not need).
 _SCHEDULE_COLUMNS = load_only(Watch.id, Watch.owner_hash, Watch.last_used_at, Watch.check_every_minutes,
-                              Watch.check_auto, Watch.daily_budget)
+                              Watch.check_auto, Watch.daily_budget, Watch.last_refresh_at)
 
 
 def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
@@ -67,7 +67,7 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     it has no journal yet)."""
     for _ in range(3):
         now = svc.clock()
-        with svc.sessions() as session:
+        with svc.reads() as session:  # no write lock: most calls only read (SQLite)
             watch = session.scalar(select(Watch).options(_SCHEDULE_COLUMNS)
                                    .where(Watch.owner_hash == owner, Watch.handle == handle))
             changes = wish.changes(watch) if watch is not None else {}
@@ -100,8 +100,12 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
         for name, value in changes.items():  # the row as it is now (a detached copy)
             setattr(watch, name, value)
         if "window" not in fresh and (watch.check_every_minutes is not None or watch.check_auto):
-            with svc.sessions() as session:
+            with svc.reads() as session:
                 fresh["window"] = interval_for(session, watch, now).total_seconds()
+        if _fresh(svc, watch, now, fresh.get("window")):
+            # Refreshed inside the window as of the read above: the journal answers, without the
+            # claim's write transaction (ensure_fresh would find the same and answer the same).
+            return watch_id, RefreshResult(refreshed=False, fresh=True)
         try:
             return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, **fresh)
         except WatchGone:
@@ -109,6 +113,11 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
         except ledger.BudgetReached:
             return watch_id, RefreshResult(refreshed=False, budget_reached=True)
     raise RuntimeError("the watch kept disappearing")
+
+
+def _fresh(svc: Services, watch: Watch, now: dt.datetime, window: float | None) -> bool:
+    window = svc.settings.refresh_window_seconds if window is None else window
+    return watch.last_refresh_at is not None and watch.last_refresh_at >= now - dt.timedelta(seconds=window)
 
 
 def _delete_unborn(svc: Services, watch_id: int) -> None:

@@ -118,9 +118,12 @@ class Unfollowed(MethodView):
         return _answer(svc, args, platform, caller, open_one, items.UNFOLLOWED)
 
 
-def _answer(svc, args, platform, caller: Caller, open_one, kind: str) -> list[dict]:
+def _answer(svc, args, platform, caller: Caller, open_one, kind: str):
     """One handle or a watchlist (`handles`): each handle opened as its own watch, then the
-    items of every watch merged newest first; `limit` applies to the merged list."""
+    items of every watch merged newest first; `limit` applies to the merged list.
+
+    The items are already in the documented shape (items.trigger_items builds them once; a
+    test checks them against the schema): sent as they are, as the action's answer is."""
     handles = args.get("handles") or [args["handle"]]
     opened, paid = watchlists.open_all(svc, caller.owner, handles, open_one,
                                        budget_seconds=svc.settings.action_budget_seconds)
@@ -130,7 +133,7 @@ def _answer(svc, args, platform, caller: Caller, open_one, kind: str) -> list[di
     lists = [items.trigger_items(svc, watch_id, platform, limit=args["limit"], since=args.get("since"),
                                  after_sequence=args.get("afterSequence"), filters=filters, kind=kind)
              for watch_id in opened.values()]
-    return lists[0] if len(handles) == 1 else watchlists.merge(lists, args["limit"])
+    return jsonify(lists[0] if len(handles) == 1 else watchlists.merge(lists, args["limit"]))
 
 
 @blp.route("/following/check")
