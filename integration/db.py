@@ -10,12 +10,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+OVERFLOW = 8  # connections beyond the pool (watchlist threads, the lease keeper); closed when returned
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    """`pool_size`: the threads of the process that use the database at once, so no thread
+    waits for a connection and none is opened and closed per use (overflow churn)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:" and not path.startswith("file:"):  # file:...?mode=ro: opened as given
             _create_private(Path(path.split("?", 1)[0]))
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        on_disk = bool(path) and path != ":memory:"  # in memory: one connection per thread (SingletonThreadPool)
+        pool = {"pool_size": pool_size, "max_overflow": OVERFLOW} if on_disk else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -39,7 +46,7 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=OVERFLOW, pool_pre_ping=True)
 
 
 def _create_private(path: Path) -> None:

@@ -51,8 +51,9 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
     The items are built once, in the documented shape (schemas.account.FollowEventSchema,
     checked by tests/test_trigger_items_shape.py): the route sends them as they are."""
     with svc.reads() as session:
-        handle = session.scalar(select(Watch.handle).where(Watch.id == watch_id))
-        query = select(*_ITEM_COLUMNS).where(Event.watch_id == watch_id, Event.event == kind)
+        # The handle comes with each row (one statement); an empty journal needs it only for samples.
+        query = (select(Watch.handle, *_ITEM_COLUMNS).join(Watch, Watch.id == Event.watch_id)
+                 .where(Event.watch_id == watch_id, Event.event == kind))
         if since is not None:
             query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
         if after_sequence is not None:
@@ -63,15 +64,15 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
         items: list[dict] = []
         # Filtered: walk the journal (bounded: JOURNAL_MAX_EVENTS per watch) until `limit` kept.
         for event in session.execute(query.execution_options(yield_per=200)):
-            item = event_item(handle, event)
+            item = event_item(event.handle, event)
             if filters.keep(item):
                 items.append(item)
                 if len(items) >= limit:
                     break
         if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
                 and since is None and after_sequence is None:
-            baseline, created_at = session.execute(select(Watch.baseline, Watch.created_at)
-                                                   .where(Watch.id == watch_id)).one()
+            handle, baseline, created_at = session.execute(select(Watch.handle, Watch.baseline, Watch.created_at)
+                                                           .where(Watch.id == watch_id)).one()
             listed = {item["id"] for item in items}
             for account in json.loads(baseline):
                 if len(items) >= limit:

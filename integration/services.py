@@ -36,8 +36,10 @@ class Services:
             self.reads = make_read_session_factory(self.engine)
 
     @classmethod
-    def build(cls, settings: Settings) -> "Services":
-        engine = make_engine(settings.database_url)
+    def build(cls, settings: Settings, threads: int | None = None) -> "Services":
+        """`threads`: how many of this process's threads use the database at once (the web
+        process: GUNICORN_THREADS); DB_POOL_SIZE, when set, wins."""
+        engine = make_engine(settings.database_url, settings.db_pool_size or threads or settings.gunicorn_threads)
         client = DumplingClient(
             settings.dumpling_base_url,
             connect_timeout=settings.upstream_connect_timeout,
