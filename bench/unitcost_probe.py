@@ -122,7 +122,7 @@ def refresh_cost(args) -> dict:
     from integration.models import Watch
     from integration.worker import Worker
 
-    app = make_app(args, worker_concurrency=32)
+    app = make_app(args, worker_concurrency=32, max_subscriptions_per_key=args.watches)
     svc = app.extensions["tiktok_following"]
     client = app.test_client()
     tag = uuid.uuid4().hex[:6]

@@ -106,8 +106,10 @@ class Account:
         add(self.sessions, self.owner, self.day, reserved=-reservations)
 
     def refreshed(self, watch_id: int, credits: int) -> None:
-        add(self.sessions, self.owner, self.day, refreshes=1)
-        add_watch(self.sessions, watch_id, self.day, credits=credits, refreshes=1)
+        # The owner's and the watch's lines in one transaction (one write lock on SQLite).
+        with transaction(self.sessions) as session:
+            _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, {"refreshes": 1})
+            _upsert(session, WatchDay, {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1})
 
 
 def spent_on(sessions, owner: str, day: dt.date) -> int:

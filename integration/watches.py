@@ -153,10 +153,10 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
     now = svc.clock()
     token = secrets.token_hex(16)
     with transaction(svc.sessions) as session:
-        watch = session.get(Watch, watch_id)
-        if watch is None:
+        row = session.execute(select(Watch.last_refresh_at).where(Watch.id == watch_id)).first()  # not the whole row
+        if row is None:
             raise WatchGone(watch_id)
-        if watch.last_refresh_at is not None and watch.last_refresh_at >= fresh_cutoff:
+        if row.last_refresh_at is not None and row.last_refresh_at >= fresh_cutoff:
             return _FRESH
         claimed = session.execute(
             update(Watch)
@@ -186,7 +186,7 @@ def release(svc: Services, watch_id: int, token: str) -> None:
 def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: Platform, meter: Meter) -> RefreshResult:
     before, done = meter.credits, False
     try:
-        with transaction(svc.sessions) as session:
+        with svc.reads() as session:  # our lease guards the state: a read, without the write lock
             watch = session.get(Watch, watch_id)
             handle = watch.handle
             state = WatchState(watch.watermark, tuple(json.loads(watch.top_ids)), watch.watermark_exclusive)
@@ -247,7 +247,7 @@ def _hidden(page) -> bool:
 def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
     if not ids:
         return set()
-    with svc.sessions() as session:
+    with svc.reads() as session:
         return set(session.scalars(select(KnownAccount.account_id)
                                    .where(KnownAccount.watch_id == watch_id, KnownAccount.account_id.in_(ids))))
 
