@@ -38,6 +38,7 @@ def event_item(watch_handle: str, event: Event) -> dict:
             "eventId": str(event.id), "event": event.event}
 
 
+BATCH = 200  # journal rows read at a time when filters drop some
 # What a trigger item needs of a journal row: plain rows (a Core select), no ORM objects.
 _ITEM_COLUMNS = (Event.id, Event.sequence, Event.detected_at, Event.payload, Event.event)
 
@@ -59,16 +60,23 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
         if after_sequence is not None:
             query = query.where(Event.sequence > after_sequence)
         query = query.order_by(Event.sequence.desc())
-        if not filters.active:
-            query = query.limit(limit)
+        # Unfiltered, one LIMIT is the answer. Filtered, the journal (bounded: JOURNAL_MAX_EVENTS
+        # per watch) is read in batches, newest first, until `limit` items are kept: keyset
+        # pages, not a server-side cursor, so reads need no transaction (autocommit on PostgreSQL).
+        batch = BATCH if filters.active else limit
         items: list[dict] = []
-        # Filtered: walk the journal (bounded: JOURNAL_MAX_EVENTS per watch) until `limit` kept.
-        for event in session.execute(query.execution_options(yield_per=200)):
-            item = event_item(event.handle, event)
-            if filters.keep(item):
-                items.append(item)
-                if len(items) >= limit:
-                    break
+        page = query
+        while True:
+            rows = session.execute(page.limit(batch)).all()
+            for event in rows:
+                item = event_item(event.handle, event)
+                if filters.keep(item):
+                    items.append(item)
+                    if len(items) >= limit:
+                        break
+            if len(rows) < batch or len(items) >= limit:
+                break
+            page = query.where(Event.sequence < rows[-1].sequence)
         if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
                 and since is None and after_sequence is None:
             handle, baseline, created_at = session.execute(select(Watch.handle, Watch.baseline, Watch.created_at)

@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from marshmallow import Schema
 
+from integration import items
 from schemas.account import FollowEventSchema
 from schemas.unfollows import UnfollowEventSchema
 from tests.conftest import AUTH, make_test_app, unique_handle
@@ -91,3 +92,18 @@ def test_unfollow_items_are_the_documented_shape(env, dumps):
     assert [item["id"] for item in items] == [ids[3]]
     assert dumps == []
     assert_documented(items, UnfollowEventSchema(many=True))
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 50])
+def test_filtered_items_are_read_in_batches_without_losing_or_repeating_any(env, monkeypatch, limit):
+    client, fake, _ = env
+    monkeypatch.setattr(items, "BATCH", 2)  # many batch boundaries in a short journal
+    handle = unique_handle()
+    fake.seed(handle, 3)
+    poll(client, "/v1/api/triggers/new-following", handle=handle)
+    new = [fake.follow(handle) for _ in range(9)]
+    everything = poll(client, "/v1/api/triggers/new-following", handle=handle, limit=50)
+    assert [item["id"] for item in everything] == [str(e["user"]["id"]) for e in reversed(new)]
+    kept = poll(client, "/v1/api/triggers/new-following", handle=handle, limit=limit, verifiedOnly=True)
+    expected = [item for item in everything if item["verified"]][:limit]
+    assert expected and kept == expected
