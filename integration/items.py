@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from enum import StrEnum
 
+import orjson
 from sqlalchemy import select
 
 from integration.filters import NO_FILTERS, Filters
@@ -33,7 +34,7 @@ def event_item(watch_handle: str, event: Event) -> dict:
     # eventId: the journal row's id, unique among all events (of every key), never reused on
     # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
     by = "unfollowedBy" if event.event == UNFOLLOWED else "followedBy"
-    return {**json.loads(event.payload), by: watch_handle,
+    return {**orjson.loads(event.payload), by: watch_handle,
             "detectedAt": iso(event.detected_at), "sequence": event.sequence,
             "eventId": str(event.id), "event": event.event}
 
