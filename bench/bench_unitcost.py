@@ -8,9 +8,10 @@ statements and transactions per refresh. The baseline is unpacked with `git arch
 temporary folder (never copied into the repository). The action's overhead over a direct
 upstream call is bench/bench_overhead.py (also side by side).
 
-CPU, not wall time: the machine is shared, so read the ratio of the two columns of one run.
+CPU, not wall time: the machine is shared, so read the ratio of the two columns of one run
+(each tree runs --rounds times, alternating; each figure is its least disturbed run).
 
-    .venv/bin/python bench/bench_unitcost.py [--calls N] [--watches N] [--baseline COMMIT]
+    .venv/bin/python bench/bench_unitcost.py [--calls N] [--watches N] [--rounds N] [--baseline COMMIT] [--no-postgres]
 """
 from __future__ import annotations
 
@@ -41,6 +42,17 @@ def probe(tree: str, database: str, fake: str, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def rounds(trees: dict, database, fake: str, args) -> dict:
+    """`--rounds` runs of each tree, alternating (baseline, now, baseline, ...) so both see the
+    same machine; per figure the least disturbed run (lowest CPU) counts."""
+    runs = {side: [] for side in trees}
+    for n in range(args.rounds):
+        for side, tree in trees.items():
+            runs[side].append(probe(tree, database(side, n), fake, args))
+    return {side: {key: min((run[key] for run in found), key=lambda figure: figure["cpu_ms"])
+                   for key in found[0]} for side, found in runs.items()}
+
+
 def table(name: str, before: dict, after: dict) -> None:
     print(f"\n{name}: CPU ms (median per call) | statements | transactions   baseline -> now")
     print(f"{'':30}{'CPU base':>10}{'CPU now':>9}{'ratio':>7}{'stmts':>12}{'txns':>10}  target")
@@ -53,8 +65,9 @@ def table(name: str, before: dict, after: dict) -> None:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--watches", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--watches", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default="e4e027f")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
@@ -63,9 +76,7 @@ def main():
     try:
         with baseline_tree(args.baseline) as base, tempfile.TemporaryDirectory(prefix="unitcost-") as folder:
             trees = {"baseline": base, "now": str(ROOT)}
-            results = {}
-            for side, tree in trees.items():
-                results[side] = probe(tree, f"sqlite:///{folder}/{side}.db", fake.url, args)
+            results = rounds(trees, lambda side, n: f"sqlite:///{folder}/{side}{n}.db", fake.url, args)
             table(f"SQLite (baseline {args.baseline})", results["baseline"], results["now"])
             if args.no_postgres:
                 return
@@ -73,7 +84,7 @@ def main():
                 if pg is None:
                     print("\nPostgreSQL not found: its column is skipped")
                     return
-                results = {side: probe(tree, pg.database(side), fake.url, args) for side, tree in trees.items()}
+                results = rounds(trees, lambda side, n: pg.database(f"{side}{n}"), fake.url, args)
                 table(f"PostgreSQL (baseline {args.baseline})", results["baseline"], results["now"])
     finally:
         fake.stop()
