@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import http.client
+import json
 import os
+import threading
 import shutil
 import subprocess
 import sys
@@ -121,3 +124,54 @@ def postgres_cluster():
         subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", f"{folder}/data", "-m", "fast", "stop"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def closed_loop(url: str, path: str, bodies: list[dict], seconds: float, warm_up: bool = False) -> tuple[list[float], list[str]]:
+    """One client thread per body, each POSTing it to `path` again and again over one keep-alive
+    connection for `seconds`: (latencies of the calls completed inside the window, errors).
+    http.client keeps the load generator cheap: its threads share the machine with the service.
+    `warm_up`: each client's first call happens before the window opens (all clients at once)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(len(bodies) + 1)
+    stop_at = [0.0]
+    host, port = url.split("//")[1].split(":")
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+    def call(conn, payload):
+        conn.request("POST", path, body=payload, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    def client(body: dict):
+        payload = json.dumps(body)
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        if warm_up:
+            call(conn, payload)
+        ready.wait()
+        while time.monotonic() < stop_at[0]:
+            began = time.monotonic()
+            try:
+                status = call(conn, payload)
+            except (OSError, http.client.HTTPException) as exc:
+                status = type(exc).__name__
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            finished = time.monotonic()
+            with lock:
+                if status != 200:
+                    errors.append(str(status)[:80])
+                elif finished <= stop_at[0]:  # count only what completes inside the window
+                    latencies.append(finished - began)
+
+    threads = [threading.Thread(target=client, args=(body,), daemon=True) for body in bodies]
+    for thread in threads:
+        thread.start()
+    stop_at[0] = float("inf")  # set before the barrier releases the clients
+    ready.wait(120)
+    stop_at[0] = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(seconds + 40)
+    return latencies, errors
