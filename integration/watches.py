@@ -102,7 +102,7 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
         if "window" not in fresh and (watch.check_every_minutes is not None or watch.check_auto):
             with svc.reads() as session:
                 fresh["window"] = interval_for(session, watch, now).total_seconds()
-        if _fresh(svc, watch, now, fresh.get("window")):
+        if _refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, fresh.get("window"))):
             # Refreshed inside the window as of the read above: the journal answers, without the
             # claim's write transaction (ensure_fresh would find the same and answer the same).
             return watch_id, RefreshResult(refreshed=False, fresh=True)
@@ -115,9 +115,15 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     raise RuntimeError("the watch kept disappearing")
 
 
-def _fresh(svc: Services, watch: Watch, now: dt.datetime, window: float | None) -> bool:
+def _fresh_cutoff(svc: Services, now: dt.datetime, window: float | None) -> dt.datetime:
+    """A refresh at or after this answers a call made `now` (REFRESH_WINDOW_SECONDS unless a
+    `window` is given)."""
     window = svc.settings.refresh_window_seconds if window is None else window
-    return watch.last_refresh_at is not None and watch.last_refresh_at >= now - dt.timedelta(seconds=window)
+    return now - dt.timedelta(seconds=window)
+
+
+def _refreshed_since(last_refresh_at: dt.datetime | None, cutoff: dt.datetime) -> bool:
+    return last_refresh_at is not None and last_refresh_at >= cutoff
 
 
 def _delete_unborn(svc: Services, watch_id: int) -> None:
@@ -131,9 +137,7 @@ def _delete_unborn(svc: Services, watch_id: int) -> None:
 def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform, meter: Meter,
                  *, window: float | None = None, wait_seconds: float = WAIT_SECONDS) -> RefreshResult:
     """Refresh the watch unless a refresh finished inside the window (or while we waited)."""
-    window = svc.settings.refresh_window_seconds if window is None else window
-    started = svc.clock()
-    fresh_cutoff = started - dt.timedelta(seconds=window)
+    fresh_cutoff = _fresh_cutoff(svc, svc.clock(), window)
     deadline = time.monotonic() + wait_seconds
     while True:
         token = _claim(svc, watch_id, fresh_cutoff)
@@ -156,7 +160,7 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
         row = session.execute(select(Watch.last_refresh_at).where(Watch.id == watch_id)).first()  # not the whole row
         if row is None:
             raise WatchGone(watch_id)
-        if row.last_refresh_at is not None and row.last_refresh_at >= fresh_cutoff:
+        if _refreshed_since(row.last_refresh_at, fresh_cutoff):
             return _FRESH
         claimed = session.execute(
             update(Watch)
