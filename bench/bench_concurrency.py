@@ -7,13 +7,9 @@ session each) call POST /v1/api/following on one instance started as `make run` 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
-import http.client
-import json
-
-from harness import API_KEY, FakeProcess, fresh_sqlite, percentile, service_env, start_service, stop_service
+from harness import FakeProcess, closed_loop, fresh_sqlite, percentile, service_env, start_service, stop_service
 
 CLIENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
@@ -28,49 +24,9 @@ def main():
     import gunicorn_settings  # noqa: F401  (prints the configuration used)
     service = start_service(fresh_sqlite(), fake.url, workers=gunicorn_settings.WORKERS,
                             threads=gunicorn_settings.THREADS, extra_env=service_env())
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    start_gate = threading.Event()
-    stop_at = [0.0]
-
-    host, port = service.url.split("//")[1].split(":")
-    payload = json.dumps({"handle": "alice", "count": 30})
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-
-    def client():
-        # http.client keeps the load generator itself cheap: 200 threads share our 2 cores
-        # with the service and the fake upstream.
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        start_gate.wait()
-        while time.monotonic() < stop_at[0]:
-            began = time.monotonic()
-            try:
-                conn.request("POST", "/v1/api/following", body=payload, headers=headers)
-                r = conn.getresponse()
-                r.read()
-                ok = r.status == 200
-                r.status_code = r.status
-            except (OSError, http.client.HTTPException) as exc:
-                ok, r = False, exc
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
-            finished = time.monotonic()
-            with lock:
-                if ok:
-                    if finished <= stop_at[0]:  # count only what completes inside the window
-                        latencies.append(finished - began)
-                else:
-                    errors.append(str(getattr(r, "status_code", r))[:80])
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
-    for t in threads:
-        t.start()
     began = time.monotonic()
-    stop_at[0] = began + SECONDS
-    start_gate.set()
-    for t in threads:
-        t.join(SECONDS + 40)
+    latencies, errors = closed_loop(service.url, "/v1/api/following", [{"handle": "alice", "count": 30}] * CLIENTS,
+                                    SECONDS)
     elapsed = time.monotonic() - began
     stop_service(service)
     fake.stop()

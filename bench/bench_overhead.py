@@ -1,20 +1,26 @@
-"""Overhead of our service: p50/p99 of POST /v1/api/following against calling the fake
-upstream directly, same client (one keep-alive requests.Session each), same run, the
-upstream answering at once. Goal: under 2 ms added at p50.
+"""Overhead of our service, side by side with the baseline commit: p50/p99 of
+POST /v1/api/following against calling the fake upstream directly (same client, one
+keep-alive requests.Session each, interleaved, the upstream answering at once), and the CPU
+the service's gunicorn workers spend per call (utime + stime from /proc). Goal: under 1 ms
+added at p50 (issue 14 item 2).
 
-    .venv/bin/python bench/bench_overhead.py [N]
+    .venv/bin/python bench/bench_overhead.py [N] [--baseline COMMIT]
 """
 from __future__ import annotations
 
-import sys
+import argparse
+import os
 import time
+from pathlib import Path
 
 import requests
 
-from harness import API_KEY, FakeProcess, fresh_sqlite, percentile, service_env, start_service, stop_service
+from harness import (API_KEY, ROOT, FakeProcess, baseline_tree, fresh_sqlite, percentile, service_env,
+                     start_service, stop_service)
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+BODY = {"handle": "alice", "count": 30}
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def timed(session: requests.Session, url: str, body: dict) -> float:
@@ -25,31 +31,58 @@ def timed(session: requests.Session, url: str, body: dict) -> float:
     return elapsed
 
 
-def main():
-    fake = FakeProcess()
-    fake.control("handles/alice/seed", {"n": 100})
-    service = start_service(fresh_sqlite(), fake.url, workers=2, threads=128,
-                            extra_env=service_env())
+def service_cpu(master_pid: int) -> float:
+    """CPU seconds of gunicorn's workers (the master's children) so far."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # ppid
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICKS
+
+
+def measure(tree: Path, fake: FakeProcess, n: int) -> dict:
+    service = start_service(fresh_sqlite(), fake.url, workers=2, threads=128, root=tree,
+                            extra_env=service_env(PYTHONPATH=str(tree)))
     try:
         direct, ours = requests.Session(), requests.Session()
-        direct_url = fake.url + "/api/v1/get-tiktok-user-following"
-        body = {"handle": "alice", "count": 30}
+        direct_url, our_url = fake.url + "/api/v1/get-tiktok-user-following", service.url + "/v1/api/following"
         for _ in range(100):  # warm up connections and code paths
-            timed(direct, direct_url, body)
-            timed(ours, service.url + "/v1/api/following", body)
+            timed(direct, direct_url, BODY)
+            timed(ours, our_url, BODY)
         d, o = [], []
-        for _ in range(N):  # interleaved: both see the same machine state
-            d.append(timed(direct, direct_url, body))
-            o.append(timed(ours, service.url + "/v1/api/following", body))
-        print(f"requests: {N} each, page of 30 accounts, upstream answering at once")
-        print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
-        print(f"{'upstream directly':24}{percentile(d, 50):>10.2f}{percentile(d, 99):>10.2f}")
-        print(f"{'through our service':24}{percentile(o, 50):>10.2f}{percentile(o, 99):>10.2f}")
-        print(f"{'added by the service':24}{percentile(o, 50) - percentile(d, 50):>10.2f}"
-              f"{percentile(o, 99) - percentile(d, 99):>10.2f}   (goal: < 2 ms at p50)")
+        cpu_before = service_cpu(service.process.pid)
+        for _ in range(n):  # interleaved: both see the same machine state
+            d.append(timed(direct, direct_url, BODY))
+            o.append(timed(ours, our_url, BODY))
+        cpu = (service_cpu(service.process.pid) - cpu_before) * 1000 / n
+        return {"direct": percentile(d, 50), "ours": percentile(o, 50), "added50": percentile(o, 50) - percentile(d, 50),
+                "added99": percentile(o, 99) - percentile(d, 99), "cpu": cpu}
     finally:
         stop_service(service)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("n", nargs="?", type=int, default=2000)
+    parser.add_argument("--baseline", default="e4e027f")
+    args = parser.parse_args()
+    fake = FakeProcess()
+    fake.control("handles/alice/seed", {"n": 100})
+    try:
+        with baseline_tree(args.baseline) as base:
+            rows = {"baseline": measure(Path(base), fake, args.n), "now": measure(ROOT, fake, args.n)}
+    finally:
         fake.stop()
+    print(f"action: {args.n} calls each, page of 30 accounts, upstream answering at once (baseline {args.baseline})")
+    print(f"{'':10}{'direct p50':>12}{'ours p50':>10}{'added p50':>11}{'added p99':>11}{'service CPU/call':>18}")
+    for side, r in rows.items():
+        print(f"{side:10}{r['direct']:>12.2f}{r['ours']:>10.2f}{r['added50']:>11.2f}{r['added99']:>11.2f}"
+              f"{r['cpu']:>15.2f} ms")
+    print("goal: added p50 < 1 ms")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,13 @@
 started the way `make run` starts it (gunicorn with gunicorn.conf.py)."""
 from __future__ import annotations
 
+import contextlib
+import glob
+import http.client
+import json
 import os
+import threading
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,3 +71,107 @@ def service_env(**extra) -> dict:
 def default_gunicorn() -> dict:
     """Workers and threads exactly as gunicorn.conf.py picks them (what `make run` starts)."""
     return {k: os.environ[k] for k in ("WEB_CONCURRENCY", "GUNICORN_THREADS") if k in os.environ}
+
+
+@contextlib.contextmanager
+def baseline_tree(commit: str):
+    """The tree of `commit` unpacked (`git archive`) into a temporary folder, for benches that
+    run the same measurement on it and on the working tree. Nothing is written to the repository."""
+    folder = tempfile.mkdtemp(prefix=f"baseline-{commit[:7]}-")
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class PostgresCluster:
+    def __init__(self, port: int):
+        self.port = port
+
+    def database(self, name: str) -> str:
+        """A new, empty database of this cluster."""
+        subprocess.run([self.bin + "/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
+                       check=True)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+
+@contextlib.contextmanager
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (as scripts/test.sh starts one), or None
+    when no server binary is installed."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        yield None
+        return
+    pgbin = os.path.dirname(found[-1])
+    folder = tempfile.mkdtemp(prefix="bench-pg-")
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    if as_pg:
+        shutil.chown(folder, "postgres")
+    cluster = PostgresCluster(free_port())
+    cluster.bin = pgbin
+    subprocess.run(as_pg + [f"{pgbin}/initdb", "-D", f"{folder}/data", "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", f"{folder}/data", "-l", f"{folder}/log", "-w", "-o",
+                            f"-p {cluster.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                            "-c max_connections=300", "start"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield cluster
+    finally:
+        subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", f"{folder}/data", "-m", "fast", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def closed_loop(url: str, path: str, bodies: list[dict], seconds: float, warm_up: bool = False) -> tuple[list[float], list[str]]:
+    """One client thread per body, each POSTing it to `path` again and again over one keep-alive
+    connection for `seconds`: (latencies of the calls completed inside the window, errors).
+    http.client keeps the load generator cheap: its threads share the machine with the service.
+    `warm_up`: each client's first call happens before the window opens (all clients at once)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(len(bodies) + 1)
+    stop_at = [0.0]
+    host, port = url.split("//")[1].split(":")
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+    def call(conn, payload):
+        conn.request("POST", path, body=payload, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    def client(body: dict):
+        payload = json.dumps(body)
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        if warm_up:
+            call(conn, payload)
+        ready.wait()
+        while time.monotonic() < stop_at[0]:
+            began = time.monotonic()
+            try:
+                status = call(conn, payload)
+            except (OSError, http.client.HTTPException) as exc:
+                status = type(exc).__name__
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            finished = time.monotonic()
+            with lock:
+                if status != 200:
+                    errors.append(str(status)[:80])
+                elif finished <= stop_at[0]:  # count only what completes inside the window
+                    latencies.append(finished - began)
+
+    threads = [threading.Thread(target=client, args=(body,), daemon=True) for body in bodies]
+    for thread in threads:
+        thread.start()
+    stop_at[0] = float("inf")  # set before the barrier releases the clients
+    ready.wait(120)
+    stop_at[0] = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(seconds + 40)
+    return latencies, errors

@@ -21,6 +21,7 @@ import datetime as dt
 import json
 
 from sqlalchemy import bindparam, delete, exists, func, or_, select, update
+from sqlalchemy.orm import load_only
 
 from integration import items, subscriptions
 from integration.db import transaction
@@ -31,6 +32,9 @@ from integration.platforms import Platform
 from integration.schedule import interval_for
 from integration.services import Services
 
+# What scheduling reads of a watch (schedule.interval_for): not its baseline and detection state.
+_SCHEDULE = load_only(Watch.id, Watch.owner_hash, Watch.check_every_minutes, Watch.check_auto, Watch.daily_budget,
+                      Watch.next_poll_at, Watch.last_refresh_at)
 SCAN_FACTOR = 8  # candidates per free slot: enough to see several owners, bounded work per claim
 _table = Delivery.__table__
 # One statement for every outcome (executemany); only a delivery still pending is changed.
@@ -77,8 +81,8 @@ def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJo
 
 def watch_interval(svc: Services, watch_id: int, now: dt.datetime) -> dt.timedelta | None:
     """The watch's checkEvery interval (fixed or adaptive); None: POLL_INTERVAL_SECONDS applies."""
-    with svc.sessions() as session:
-        watch = session.get(Watch, watch_id)
+    with svc.reads() as session:
+        watch = session.get(Watch, watch_id, options=[_SCHEDULE])
         return interval_for(session, watch, now) if watch is not None else None
 
 
@@ -88,7 +92,7 @@ def schedule_next(svc: Services, watch_id: int, now: dt.datetime, *, refreshed: 
     call refreshed it meanwhile (`refreshed` False), that refresh counts (never sooner than
     the shortest interval)."""
     with transaction(svc.sessions) as session:
-        watch = session.get(Watch, watch_id)
+        watch = session.get(Watch, watch_id, options=[_SCHEDULE])
         if watch is None or watch.next_poll_at is None:
             return
         interval = interval_for(session, watch, now) or dt.timedelta(seconds=svc.settings.poll_interval_seconds)

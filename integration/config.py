@@ -67,6 +67,9 @@ class Settings:
     sweep_page_cap: int = 100
     sweep_retry_minutes: int = 60  # an interrupted sweep is tried again after this (nothing was emitted)
     max_crowds_per_key: int = 100  # "followed by many" definitions one key may have (integration/crowds.py)
+    # Unit cost (issue 14): database connections per process, sized to its threads (0: automatic).
+    db_pool_size: int = 0
+    gunicorn_threads: int = 128  # GUNICORN_THREADS, also read by gunicorn.conf.py for gunicorn itself
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -107,6 +110,8 @@ class Settings:
             sweep_page_cap=_int("SWEEP_PAGE_CAP", cls.sweep_page_cap),
             sweep_retry_minutes=_int("SWEEP_RETRY_MINUTES", cls.sweep_retry_minutes),
             max_crowds_per_key=_int("MAX_CROWDS_PER_KEY", cls.max_crowds_per_key),
+            db_pool_size=_int("DB_POOL_SIZE", cls.db_pool_size),
+            gunicorn_threads=_int("GUNICORN_THREADS", cls.gunicorn_threads),
         )
         known = {f.name for f in fields(cls)}
         s = replace(s, **{k: v for k, v in overrides.items() if k in known})

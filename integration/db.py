@@ -10,12 +10,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+OVERFLOW = 8  # connections beyond the pool (watchlist threads, the lease keeper); closed when returned
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    """`pool_size`: the threads of the process that use the database at once, so no thread
+    waits for a connection and none is opened and closed per use (overflow churn)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:" and not path.startswith("file:"):  # file:...?mode=ro: opened as given
             _create_private(Path(path.split("?", 1)[0]))
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        on_disk = bool(path) and path != ":memory:"  # in memory: one connection per thread (SingletonThreadPool)
+        pool = {"pool_size": pool_size, "max_overflow": OVERFLOW} if on_disk else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -29,7 +36,9 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):
             # Take the write lock at BEGIN so two writers never deadlock upgrading a read lock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Sessions of `make_read_session_factory` only read: a plain BEGIN (a WAL snapshot)
+            # lets them run beside the writer instead of queueing for its lock.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         # pysqlite's own transaction handling must be off for the BEGIN above to be ours.
         @event.listens_for(engine, "connect")
@@ -37,7 +46,10 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping: it was a round trip on every checkout (two per trigger call). A connection a
+    # server restart killed fails its statement once (a 503, "try again"), and SQLAlchemy then
+    # replaces every older connection of the pool (pool invalidation on a disconnect error).
+    return create_engine(url, pool_size=pool_size, max_overflow=OVERFLOW)
 
 
 def _create_private(path: Path) -> None:
@@ -56,6 +68,19 @@ def _create_private(path: Path) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+READ_ONLY = "tiktok_read_only"  # an execution option of the engine the read sessions use
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker:
+    """Sessions that only read (never flush), on the same pool as `make_session_factory`'s.
+    SQLite: a plain BEGIN, not the write lock. PostgreSQL: autocommit, so a read costs no
+    BEGIN and no ROLLBACK round trip (each statement sees committed rows, as READ COMMITTED does)."""
+    options = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
+    return sessionmaker(engine.execution_options(**options), expire_on_commit=False, autoflush=False)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Sequence
 from enum import StrEnum
 
+import orjson
 from sqlalchemy import select
 
 from integration.filters import NO_FILTERS, Filters
@@ -53,7 +54,7 @@ def unpack_samples(stored: bytes | None) -> list[dict]:
 def event_item(watch_handle: str, event: Event) -> dict:
     # eventId: the journal row's id, unique among all events (of every key), never reused on
     # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
-    payload = json.loads(event.payload)
+    payload = orjson.loads(event.payload)
     if event.event == FOLLOWED_BY_MANY:  # the payload carries followedByHandles
         named = {"followedByCount": len(payload["followedByHandles"])}
     else:
@@ -62,37 +63,55 @@ def event_item(watch_handle: str, event: Event) -> dict:
             "eventId": str(event.id), "event": event.event}
 
 
+BATCH = 200  # journal rows read at a time when filters drop some
+# What a trigger item needs of a journal row: plain rows (a Core select), no ORM objects.
+_ITEM_COLUMNS = (Event.id, Event.sequence, Event.detected_at, Event.payload, Event.event)
+
+
 def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
                   since: dt.datetime | None = None, after_sequence: int | None = None,
                   filters: Filters = NO_FILTERS, kind: str = "new_following") -> list[dict]:
     """Newest first, only events of `kind` that pass `filters`. Zapier also gets the baseline
-    accounts after the journal (sequence 0) of new follows."""
-    with svc.sessions() as session:
-        watch = session.get(Watch, watch_id)
-        query = select(Event).where(Event.watch_id == watch_id, Event.event == kind)
+    accounts after the journal (sequence 0) of new follows.
+
+    The items are built once, in the documented shape (schemas.account.FollowEventSchema,
+    checked by tests/test_trigger_items_shape.py): the route sends them as they are."""
+    with svc.reads() as session:
+        # The handle comes with each row (one statement); an empty journal needs it only for samples.
+        query = (select(Watch.handle, *_ITEM_COLUMNS).join(Watch, Watch.id == Event.watch_id)
+                 .where(Event.watch_id == watch_id, Event.event == kind))
         if since is not None:
             query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
         if after_sequence is not None:
             query = query.where(Event.sequence > after_sequence)
         query = query.order_by(Event.sequence.desc())
-        if not filters.active:
-            query = query.limit(limit)
+        # Unfiltered, one LIMIT is the answer. Filtered, the journal (bounded: JOURNAL_MAX_EVENTS
+        # per watch) is read in batches, newest first, until `limit` items are kept: keyset
+        # pages, not a server-side cursor, so reads need no transaction (autocommit on PostgreSQL).
+        batch = BATCH if filters.active else limit
         items: list[dict] = []
-        # Filtered: walk the journal (bounded: JOURNAL_MAX_EVENTS per watch) until `limit` kept.
-        for event in session.scalars(query.execution_options(yield_per=200)):
-            item = event_item(watch.handle, event)
-            if filters.keep(item):
-                items.append(item)
-                if len(items) >= limit:
-                    break
+        page = query
+        while True:
+            rows = session.execute(page.limit(batch)).all()
+            for event in rows:
+                item = event_item(event.handle, event)
+                if filters.keep(item):
+                    items.append(item)
+                    if len(items) >= limit:
+                        break
+            if len(rows) < batch or len(items) >= limit:
+                break
+            page = query.where(Event.sequence < rows[-1].sequence)
         if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
                 and since is None and after_sequence is None:
+            handle, samples, created_at = session.execute(select(Watch.handle, Watch.samples, Watch.created_at)
+                                                           .where(Watch.id == watch_id)).one()
             listed = {item["id"] for item in items}
-            for account in unpack_samples(watch.samples):
+            for account in unpack_samples(samples):
                 if len(items) >= limit:
                     break
                 if account["id"] not in listed and filters.keep(account):
                     # Not an event: a sample that seeds Zapier's dedupe; its id cannot be a journal row's.
-                    items.append({**account, "followedBy": watch.handle, "detectedAt": iso(watch.created_at),
+                    items.append({**account, "followedBy": handle, "detectedAt": iso(created_at),
                                   "sequence": 0, "eventId": f"b{watch_id}-{account['id']}", "event": NEW_FOLLOWING})
         return items

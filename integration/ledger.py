@@ -15,9 +15,10 @@ budget stricter for the rest of that day.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration.db import transaction
@@ -41,13 +42,21 @@ def next_reset(now: dt.datetime) -> dt.datetime:
 def _upsert(session, model, keys: dict, increments: dict) -> None:
     """INSERT the row with `increments` as its values, or add them to the existing row: one
     statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = _upsert_statement(session.get_bind().dialect.name, model, tuple(keys), tuple(increments))
+    session.execute(stmt, {**keys, **{f"add_{k}": v for k, v in increments.items()}})
+
+
+@functools.cache
+def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple):
+    # Built once per shape, values bound at execution: building and hashing the statement on
+    # every credit cost more than running it (bench/bench_unitcost.py, refresh path).
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     table = model.__table__
-    defaults = {c.name: 0 for c in table.columns if c.name not in keys}
-    stmt = dialect.insert(table).values(**keys, **{**defaults, **increments})
-    stmt = stmt.on_conflict_do_update(index_elements=list(keys),
-                                      set_={k: table.c[k] + v for k, v in increments.items()})
-    session.execute(stmt)
+    values = {c.name: 0 for c in table.columns if c.name not in keys}
+    values.update({k: bindparam(k) for k in keys})
+    values.update({k: bindparam(f"add_{k}") for k in increments})
+    return dialect.insert(table).values(**values).on_conflict_do_update(
+        index_elements=list(keys), set_={k: table.c[k] + bindparam(f"add_{k}") for k in increments})
 
 
 def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int = 0, refreshes: int = 0) -> None:
@@ -106,8 +115,10 @@ class Account:
         add(self.sessions, self.owner, self.day, reserved=-reservations)
 
     def refreshed(self, watch_id: int, credits: int) -> None:
-        add(self.sessions, self.owner, self.day, refreshes=1)
-        add_watch(self.sessions, watch_id, self.day, credits=credits, refreshes=1)
+        # The owner's and the watch's lines in one transaction (one write lock on SQLite).
+        with transaction(self.sessions) as session:
+            _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, {"refreshes": 1})
+            _upsert(session, WatchDay, {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1})
 
 
 def spent_on(sessions, owner: str, day: dt.date) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from integration import rotate
 from integration.authcache import AuthMemory
 from integration.config import Settings
-from integration.db import make_engine, make_session_factory
+from integration.db import make_engine, make_read_session_factory, make_session_factory
 from integration.leases import LeaseKeeper
 from integration.models import utcnow
 from integration.observability import UPSTREAM_CALLS
@@ -29,10 +29,17 @@ class Services:
     leases: LeaseKeeper
     auth: AuthMemory = field(default_factory=AuthMemory)  # per-process key caches (integration.authcache)
     clock: Callable[[], dt.datetime] = utcnow  # naive UTC; tests pass a fake clock
+    reads: sessionmaker | None = None  # read-only sessions (no write lock on SQLite); from `engine` by default
+
+    def __post_init__(self):
+        if self.reads is None:
+            self.reads = make_read_session_factory(self.engine)
 
     @classmethod
-    def build(cls, settings: Settings) -> "Services":
-        engine = make_engine(settings.database_url)
+    def build(cls, settings: Settings, threads: int | None = None) -> "Services":
+        """`threads`: how many of this process's threads use the database at once (the web
+        process: GUNICORN_THREADS); DB_POOL_SIZE, when set, wins."""
+        engine = make_engine(settings.database_url, settings.db_pool_size or threads or settings.gunicorn_threads)
         client = DumplingClient(
             settings.dumpling_base_url,
             connect_timeout=settings.upstream_connect_timeout,

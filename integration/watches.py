@@ -53,7 +53,7 @@ class WatchGone(Exception):
 TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
 # What a trigger call reads of its watch (not the baseline and detection state it does not need).
 _SCHEDULE_COLUMNS = load_only(Watch.id, Watch.owner_hash, Watch.last_used_at, Watch.check_every_minutes,
-                              Watch.check_auto, Watch.daily_budget)
+                              Watch.check_auto, Watch.daily_budget, Watch.last_refresh_at)
 
 
 def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
@@ -68,7 +68,7 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     it has no journal yet)."""
     for _ in range(3):
         now = svc.clock()
-        with svc.sessions() as session:
+        with svc.reads() as session:  # no write lock: most calls only read (SQLite)
             watch = session.scalar(select(Watch).options(_SCHEDULE_COLUMNS)
                                    .where(Watch.owner_hash == owner, Watch.handle == handle))
             changes = wish.changes(watch) if watch is not None else {}
@@ -101,8 +101,12 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
         for name, value in changes.items():  # the row as it is now (a detached copy)
             setattr(watch, name, value)
         if "window" not in fresh and (watch.check_every_minutes is not None or watch.check_auto):
-            with svc.sessions() as session:
+            with svc.reads() as session:
                 fresh["window"] = interval_for(session, watch, now).total_seconds()
+        if _refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, fresh.get("window"))):
+            # Refreshed inside the window as of the read above: the journal answers, without the
+            # claim's write transaction (ensure_fresh would find the same and answer the same).
+            return watch_id, RefreshResult(refreshed=False, fresh=True)
         try:
             return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, **fresh)
         except WatchGone:
@@ -110,6 +114,17 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
         except ledger.BudgetReached:
             return watch_id, RefreshResult(refreshed=False, budget_reached=True)
     raise RuntimeError("the watch kept disappearing")
+
+
+def _fresh_cutoff(svc: Services, now: dt.datetime, window: float | None) -> dt.datetime:
+    """A refresh at or after this answers a call made `now` (REFRESH_WINDOW_SECONDS unless a
+    `window` is given)."""
+    window = svc.settings.refresh_window_seconds if window is None else window
+    return now - dt.timedelta(seconds=window)
+
+
+def _refreshed_since(last_refresh_at: dt.datetime | None, cutoff: dt.datetime) -> bool:
+    return last_refresh_at is not None and last_refresh_at >= cutoff
 
 
 def _delete_unborn(svc: Services, watch_id: int) -> None:
@@ -123,9 +138,7 @@ def _delete_unborn(svc: Services, watch_id: int) -> None:
 def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform, meter: Meter,
                  *, window: float | None = None, wait_seconds: float = WAIT_SECONDS) -> RefreshResult:
     """Refresh the watch unless a refresh finished inside the window (or while we waited)."""
-    window = svc.settings.refresh_window_seconds if window is None else window
-    started = svc.clock()
-    fresh_cutoff = started - dt.timedelta(seconds=window)
+    fresh_cutoff = _fresh_cutoff(svc, svc.clock(), window)
     deadline = time.monotonic() + wait_seconds
     while True:
         token = _claim(svc, watch_id, fresh_cutoff)
@@ -145,10 +158,10 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
     now = svc.clock()
     token = secrets.token_hex(16)
     with transaction(svc.sessions) as session:
-        watch = session.get(Watch, watch_id)
-        if watch is None:
+        row = session.execute(select(Watch.last_refresh_at).where(Watch.id == watch_id)).first()  # not the whole row
+        if row is None:
             raise WatchGone(watch_id)
-        if watch.last_refresh_at is not None and watch.last_refresh_at >= fresh_cutoff:
+        if _refreshed_since(row.last_refresh_at, fresh_cutoff):
             return _FRESH
         claimed = session.execute(
             update(Watch)
@@ -178,7 +191,7 @@ def release(svc: Services, watch_id: int, token: str) -> None:
 def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: Platform, meter: Meter) -> RefreshResult:
     before, done = meter.credits, False
     try:
-        with transaction(svc.sessions) as session:
+        with svc.reads() as session:  # our lease guards the state: a read, without the write lock
             watch = session.get(Watch, watch_id)
             handle = watch.handle
             state = WatchState(watch.watermark, idset.unpack_list(watch.top_ids), watch.watermark_exclusive)
@@ -240,7 +253,7 @@ def _hidden(page) -> bool:
 def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
     if not ids:
         return set()
-    with svc.sessions() as session:
+    with svc.reads() as session:
         return known.known_of(session, watch_id, ids)
 
 

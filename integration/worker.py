@@ -350,7 +350,8 @@ def main() -> int:
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    svc = Services.build(settings)
+    # Both lanes (refreshes, sends) plus the loop and the lease keeper use the database.
+    svc = Services.build(settings, threads=2 * max(1, settings.worker_concurrency) + 2)
     worker = Worker(svc)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())

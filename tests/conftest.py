@@ -141,7 +141,8 @@ class LiveService:
 
 
 def start_service(database_url: str, fake_url: str, *, extra_env: dict | None = None, workers: int = 2,
-                  threads: int = 16, log_path: Path | None = None) -> LiveService:
+                  threads: int = 16, log_path: Path | None = None, root: Path = ROOT) -> LiveService:
+    """`root`: the tree whose code gunicorn serves (bench/ compares a baseline commit's tree)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "DUMPLING_BASE_URL": fake_url, "PORT": str(port),
            "HOST": "127.0.0.1", "REFRESH_WINDOW_SECONDS": "0", "ALLOW_PRIVATE_WEBHOOK_TARGETS": "1",
@@ -153,7 +154,7 @@ def start_service(database_url: str, fake_url: str, *, extra_env: dict | None = 
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-                               cwd=ROOT, env=env, stdout=out, stderr=out)
+                               cwd=root, env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -1,11 +1,11 @@
 """Routes under /v1/<platform>/: the action, the auth test and the polling trigger."""
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g
 from flask.views import MethodView
 
 from integration import crowds, following, items, sweeps, usage, watchlists, watches
-from integration.api import Blueprint, Caller, key_required, services
+from integration.api import Blueprint, Caller, json_answer, key_required, services
 from integration.authcheck import check_key, remember
 from integration.filters import Filters
 from integration.schedule import Wish
@@ -54,7 +54,7 @@ class Following(MethodView):
         remember(svc, caller.owner)
         # Already in the documented shape (flatten builds it): skip a second serialization
         # pass through the schema, which cost more than the rest of our overhead.
-        return jsonify(result)
+        return json_answer(result)
 
 
 @blp.route("/triggers/new-following")
@@ -142,16 +142,19 @@ class FollowedByMany(MethodView):
                                     filters=Filters.from_request(args))
 
 
-def _answer(svc, args, platform, caller: Caller, open_one, kind: str) -> list[dict]:
+def _answer(svc, args, platform, caller: Caller, open_one, kind: str):
     """One handle or a watchlist (`handles`): each handle opened as its own watch, then the
-    items of every watch merged newest first; `limit` applies to the merged list."""
+    items of every watch merged newest first; `limit` applies to the merged list.
+
+    The items are already in the documented shape (items.trigger_items builds them once; a
+    test checks them against the schema): sent as they are, as the action's answer is."""
     handles = args.get("handles") or [args["handle"]]
     opened = _open(svc, handles, caller, open_one)
     filters = Filters.from_request(args)
     lists = [items.trigger_items(svc, watch_id, platform, limit=args["limit"], since=args.get("since"),
                                  after_sequence=args.get("afterSequence"), filters=filters, kind=kind)
              for watch_id in opened.values()]
-    return lists[0] if len(handles) == 1 else watchlists.merge(lists, args["limit"])
+    return json_answer(lists[0] if len(handles) == 1 else watchlists.merge(lists, args["limit"]))
 
 
 def _opener(svc, args, platform, caller: Caller) -> watchlists.OpenOne:
@@ -191,7 +194,7 @@ class FollowingCheck(MethodView):
             svc.client, caller.key, args["handle"], args["target"], platform,
             page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds, meter=g.meter)
         remember(svc, caller.owner)
-        return jsonify(result)
+        return json_answer(result)
 
 
 @blp.route("/usage")

@@ -1,0 +1,60 @@
+"""Trigger concurrency, side by side with the baseline commit: 200 concurrent callers poll the
+new-following trigger, each on its own handle, against an upstream answering in 1 s, on one
+instance started as `make run` starts it (gunicorn.conf.py, SQLite). With no refresh window
+every call pays a refresh; with the default one (60 s) most answer from the journal. Goal:
+>= 180 req/s, as the action (issue 14 item 1).
+
+    .venv/bin/python bench/bench_trigger_concurrency.py [CLIENTS] [SECONDS] [--baseline COMMIT]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness import (ROOT, FakeProcess, baseline_tree, closed_loop, fresh_sqlite, percentile, service_env,
+                     start_service, stop_service)
+
+DELAY = 1.0
+
+
+def run(tree: Path, fake: FakeProcess, handles: list[str], window: int, seconds: float) -> str:
+    import gunicorn_settings
+
+    service = start_service(fresh_sqlite(), fake.url, workers=gunicorn_settings.WORKERS,
+                            threads=gunicorn_settings.THREADS, root=tree,
+                            extra_env=service_env(PYTHONPATH=str(tree), REFRESH_WINDOW_SECONDS=window))
+    try:
+        latencies, errors = closed_loop(service.url, "/v1/api/triggers/new-following",
+                                        [{"handle": h} for h in handles], seconds, warm_up=True)
+    finally:
+        stop_service(service)
+    p50 = percentile(latencies, 50) * 1000 if latencies else float("nan")
+    return f"{len(latencies) / seconds:>8.1f} req/s  p50 {p50:>6.0f} ms  errors {len(errors)}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("clients", nargs="?", type=int, default=200)
+    parser.add_argument("seconds", nargs="?", type=float, default=15.0)
+    parser.add_argument("--baseline", default="e4e027f")
+    args = parser.parse_args()
+    fake = FakeProcess()
+    handles = [f"crowd{i}" for i in range(args.clients)]
+    for handle in handles:
+        fake.control(f"handles/{handle}/seed", {"n": 30})
+    fake.control("config", {"delay": DELAY})
+    rows = []
+    try:
+        with baseline_tree(args.baseline) as base:
+            for window in (0, 60):
+                for side, tree in (("baseline", Path(base)), ("now", ROOT)):
+                    rows.append(f"{side:9} window {window:>2} s: {run(tree, fake, handles, window, args.seconds)}")
+    finally:
+        fake.stop()
+    print(f"{args.clients} callers on {args.clients} handles, upstream {DELAY:.0f} s, {args.seconds:.0f} s each "
+          f"(baseline {args.baseline}); goal >= {0.9 * args.clients / DELAY:.0f} req/s")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Issue 14: what one trigger call costs the database, counted (not timed): at most two
+transactions when the journal answers, reads that do not take SQLite's write lock, and
+connection pools sized to the threads that use them. The CPU figures are in
+bench/bench_unitcost.py (side by side with the baseline commit)."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select, text
+
+from integration.config import Settings
+from integration.models import Watch
+from integration.services import Services
+from tests.conftest import AUTH, make_test_app, unique_handle
+
+
+class Recorder:
+    """Every transaction begun and statement run on an engine (SQLAlchemy's events)."""
+
+    def __init__(self, engine):
+        self.transactions, self.statements = 0, []
+        event.listen(engine, "begin", self._begin)
+        event.listen(engine, "before_cursor_execute", self._statement)
+
+    def _begin(self, _conn):
+        self.transactions += 1
+
+    def _statement(self, _conn, _cursor, statement, *_rest):
+        self.statements.append(statement)
+
+
+@pytest.fixture
+def env(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=3600)
+    svc = app.extensions["tiktok_following"]
+    yield app.test_client(), svc, fake_upstream
+    svc.client.close()
+    svc.engine.dispose()
+
+
+def poll(client, handle: str) -> list[dict]:
+    response = client.post("/v1/api/triggers/new-following", json={"handle": handle}, headers=AUTH)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def test_a_call_the_journal_answers_is_two_read_transactions(env):
+    client, svc, fake = env
+    handle = unique_handle()
+    fake.seed(handle, 5)
+    poll(client, handle)  # the baseline (a refresh: writes)
+    recorder = Recorder(svc.engine)
+    before = fake.credits_spent()
+    assert poll(client, handle) == []
+    assert fake.credits_spent() == before  # inside the refresh window: the journal answered
+    assert recorder.transactions <= 2
+    if svc.engine.dialect.name == "sqlite":
+        assert "BEGIN IMMEDIATE" not in recorder.statements  # no write lock for a read
+        assert recorder.statements.count("BEGIN") == recorder.transactions
+
+
+def test_sqlite_reads_run_beside_a_writer_and_writes_still_take_the_lock(env):
+    client, svc, fake = env
+    if svc.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock")
+    handle = unique_handle()
+    fake.seed(handle, 3)
+    poll(client, handle)
+    recorder = Recorder(svc.engine)
+    with svc.engine.connect() as writer:  # another writer holds the lock (BEGIN IMMEDIATE)
+        writer.execute(text("UPDATE watches SET truncations = truncations"))
+        assert recorder.statements[-2:] == ["BEGIN IMMEDIATE", "UPDATE watches SET truncations = truncations"]
+        with svc.reads() as session:  # would wait for the writer if it took the lock too
+            assert session.scalar(select(Watch.handle).where(Watch.handle == handle)) == handle
+        writer.rollback()
+
+
+def test_connection_pools_are_sized_to_the_threads(tmp_path):
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    web = Services.build(Settings.from_env(database_url=url, gunicorn_threads=64))
+    worker = Services.build(Settings.from_env(database_url=url), threads=66)
+    chosen = Services.build(Settings.from_env(database_url=url, db_pool_size=12), threads=66)
+    try:
+        assert [s.engine.pool.size() for s in (web, worker, chosen)] == [64, 66, 12]
+    finally:
+        for svc in (web, worker, chosen):
+            svc.client.close()
+            svc.engine.dispose()
