@@ -11,17 +11,26 @@ from .deviations import NAMES
 
 DEMO_KEY = "demo-key"
 DEMO_HANDLE = "dumplingdemo"
+DEMO_TWIN = "dumplingtwin"  # follows what DEMO_HANDLE follows, a tick later: "followed by many" fires
+UNFOLLOW_EVERY = 6          # every 6th tick DEMO_HANDLE unfollows its 5th newest: an unfollow a refresh sees
 
 
 def seed_demo(fake: FakeDumpling) -> None:
     fake.add_key(DEMO_KEY)  # unlimited credits
     fake.seed(DEMO_HANDLE, 45)
     fake.seed("charlidamelio", 120)
+    fake.seed(DEMO_TWIN, 10)
 
 
 def _follow_every(fake: FakeDumpling, seconds: float, stop: threading.Event) -> None:
+    tick, previous = 0, None
     while not stop.wait(seconds):
-        fake.follow(DEMO_HANDLE)
+        tick += 1
+        if tick % UNFOLLOW_EVERY == 0:
+            fake.unfollow(DEMO_HANDLE, fake.following(DEMO_HANDLE)[4][1]["user"]["id"])
+        if previous is not None and tick % 2 == 0:
+            fake.follow(DEMO_TWIN, previous)
+        previous = fake.follow(DEMO_HANDLE)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
     parser.add_argument("--demo", action="store_true", help=f"seed key {DEMO_KEY!r} and demo handles")
     parser.add_argument("--follow-every", type=float, metavar="SECONDS",
-                        help=f"make {DEMO_HANDLE!r} follow a new account every SECONDS")
+                        help=f"make {DEMO_HANDLE!r} follow a new account every SECONDS ({DEMO_TWIN!r} follows "
+                             f"every other one a tick later; every {UNFOLLOW_EVERY}th tick {DEMO_HANDLE!r} unfollows one)")
     parser.add_argument("--deviation", action="append", default=[], choices=NAMES, metavar="NAME",
                         help="break one documented behaviour (repeatable): " + ", ".join(NAMES))
     args = parser.parse_args(argv)

@@ -16,6 +16,10 @@ cat <<MSG
 Demo: API key 'demo-key'; handles 'dumplingdemo' (follows a new account every ${FOLLOW_EVERY:-20}s) and 'charlidamelio'.
   curl -s -X POST localhost:${PORT:-8000}/v1/api/following -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handle":"@charlidamelio","limit":50}'
   curl -s -X POST localhost:${PORT:-8000}/v1/zapier/triggers/new-following -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handle":"dumplingdemo"}'
+Accounts both 'dumplingdemo' and 'dumplingtwin' followed (the twin follows every other one a tick later), and unfollows ('dumplingdemo' unfollows one every 6th tick; a refresh sees it for free once a first sweep recorded the list):
+  curl -s -X POST localhost:${PORT:-8000}/v1/api/triggers/followed-by-many -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handles":["dumplingdemo","dumplingtwin"],"minHandles":2,"withinDays":1}'
+  curl -s -X POST localhost:${PORT:-8000}/v1/api/triggers/unfollowed -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handle":"dumplingdemo","sweepEvery":1}'
+  curl -s -X POST localhost:${PORT:-8000}/v1/api/following/check -H 'Authorization: Bearer demo-key' -H 'Content-Type: application/json' -d '{"handle":"dumplingtwin","target":"charlidamelio"}'
 Cost controls: check at most every 5 minutes, spend at most 20 credits a day, then see what it cost:
   curl -s -X POST localhost:${PORT:-8000}/v1/api/triggers/new-following -H 'Authorization: Bearer demo-key' -H 'X-Daily-Credit-Budget: 20' -H 'Content-Type: application/json' -d '{"handle":"dumplingdemo","checkEvery":5}'
   curl -s localhost:${PORT:-8000}/v1/api/usage -H 'Authorization: Bearer demo-key' -H 'X-Daily-Credit-Budget: 20'

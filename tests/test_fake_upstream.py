@@ -321,6 +321,15 @@ def test_cli_demo_serves_and_follows_until_sigterm():
         assert first >= 45
         time.sleep(0.7)
         assert len(post("dumplingdemo")["followingList"]) > first  # new follows keep coming
+        ids = lambda handle: [entry["user"]["id"] for entry in post(handle)["followingList"]]
+        seen = set(ids("dumplingdemo"))
+        for _ in range(10):  # past the 6th tick: the demo's unfollow
+            time.sleep(0.2)
+            seen |= set(ids("dumplingdemo"))
+        now_following = ids("dumplingdemo")
+        assert seen - set(now_following)  # one of the accounts seen was unfollowed
+        twin = ids("dumplingtwin")
+        assert len(twin) > 10 and set(twin[:2]) <= set(now_following)  # "followed by many" material
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:
