@@ -17,7 +17,7 @@ module.exports = {
     noun: 'Unfollowed Account',
     label: 'New Unfollow',
     description:
-      'Triggers when a TikTok user stops following an account. Seen by reading the whole following list at most every "Check for Unfollows Every" hours (default 24): about 1 DumplingAI credit per 100 accounts followed per sweep, plus 1 from the second sweep on; checks in between cost 1 credit.',
+      'Triggers when a TikTok user stops following an account. Seen by reading the whole following list at most every "Check for Unfollows Every" hours (default 24): about 1 DumplingAI credit per 100 accounts followed per sweep, plus 1 from the second sweep on; checks in between cost 1 credit and also notice unfollows among the newest accounts they read, at no extra credit.',
     perform: listUnfollowEvents,
     sample: UNFOLLOW_EVENT_SAMPLE,
   }),
