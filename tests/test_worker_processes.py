@@ -210,7 +210,9 @@ def test_receivers_dripping_their_answer_hurt_only_their_owner(client, svc, fake
             time.sleep(0.2)
         assert len(cut) >= 4
         assert all(error == "timeout: no complete answer within 2 s" for _, error, _ in cut)
-        # MAX_SENDS_PER_OWNER (4): B's fifth send started only when one of its first four was cut.
+        # MAX_SENDS_PER_OWNER (4): B's fifth send started only when one of its first four was cut
+        # (it starts just after the cut is recorded: wait for it to arrive).
+        assert drip.wait_started(5, timeout=20)
         arrivals = sorted(r.at for r in drip.requests)
         assert arrivals[3] - arrivals[0] < 1.0 and arrivals[4] - arrivals[3] > 1.0, arrivals[:6]
         stats = stop_worker(workers[0])
