@@ -165,7 +165,11 @@ class Postgres:
         with self.engine.connect() as conn:
             sizes = {t: conn.execute(text("SELECT pg_total_relation_size(:t)"), {"t": t}).scalar() for t in TABLES}
             pids = conn.execute(text("SELECT pid FROM pg_stat_activity")).scalars().all()
-            return {"lsn": conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar(), "sizes": sizes,
+            counters = conn.execute(text(
+                "SELECT xact_commit + xact_rollback AS transactions, tup_inserted, tup_updated, tup_deleted,"
+                " w.wal_records, w.wal_fpi FROM pg_stat_database, pg_stat_wal w"
+                " WHERE datname = current_database()")).mappings().one()
+            return {**counters, "lsn": conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar(), "sizes": sizes,
                     "database": conn.execute(text("SELECT pg_database_size(current_database())")).scalar(),
                     "cpu": sum(cpu_seconds(pid) for pid in pids), "at": time.monotonic()}
 
@@ -230,7 +234,12 @@ def run_one(svc: Services, fake: FakeDumpling, receiver: Receiver, args, concurr
           f"{left:,}{'' if left else ' (the backlog ran out: the rate is a floor)'}")
     print(f"   CPU per refresh: worker {per_refresh * 1000:.2f} ms ({1 / per_refresh:.0f} refreshes per worker "
           f"CPU-second), PostgreSQL {(after['cpu'] - before['cpu']) / refreshes * 1000:.2f} ms (all its processes)")
-    print(f"   WAL: {wal / refreshes:,.0f} B per refresh ({wal / elapsed / 1e6:.2f} MB/s)")
+    per = {name: (after[name] - before[name]) / refreshes
+           for name in ("transactions", "tup_inserted", "tup_updated", "tup_deleted", "wal_records", "wal_fpi")}
+    print(f"   WAL: {wal / refreshes:,.0f} B per refresh ({wal / elapsed / 1e6:.2f} MB/s): {per['wal_records']:.0f} "
+          f"records, {per['wal_fpi']:.1f} full-page images (a page's first change after a checkpoint)")
+    print(f"   per refresh: {per['transactions']:.1f} transactions (pg_stat_database, all of them), rows "
+          f"inserted {per['tup_inserted']:.1f}, updated {per['tup_updated']:.1f}, deleted {per['tup_deleted']:.1f}")
     print(f"   database: {before['database'] / 1e6:,.1f} MB -> {after['database'] / 1e6:,.1f} MB "
           f"({(after['database'] - before['database']) / refreshes:,.0f} B per refresh)")
     for table in TABLES:
