@@ -228,7 +228,7 @@ def run_one(svc: Services, fake: FakeDumpling, receiver: Receiver, args, concurr
     rate, per_refresh = refreshes / elapsed, worker_seconds / refreshes
     print(f"\n2. run: {args.workers} worker process(es), WORKER_CONCURRENCY {concurrency}, upstream "
           f"{UPSTREAM_DELAY * 1000:.0f} ms, {args.follows_per_second}/s new follows, {elapsed:.0f} s measured "
-          f"after {args.warmup:.0f} s warm-up")
+          f"after {args.warmup:.0f} s warm-up; worker log {log}")
     print(f"   refreshes/s: {rate:.1f} ({rate / args.workers:.1f} per worker process; ceiling "
           f"{concurrency / UPSTREAM_DELAY:.0f} per process); deliveries sent: {sent}; still due at the end: "
           f"{left:,}{'' if left else ' (the backlog ran out: the rate is a floor)'}")
