@@ -2,12 +2,14 @@
 # make demo  - the same against our fake DumplingAI with sample accounts (no key needed)
 # make test  - every test (SQLite, and PostgreSQL when it can be found or started)
 # make fuzz  - random exploration of the property tests (make test runs a fixed set)
+# make bench - every bench/bench_*.py (bench_scale.py in its quick mode, ~1-2 min)
+# make bench-scale - the simulated run at 100k watches quoted in docs/SCALING.md (< 10 min)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test fuzz bench clean
+.PHONY: install run demo test fuzz bench bench-scale clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +37,9 @@ fuzz: install
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+bench-scale: install
+	$(BIN)/python bench/bench_scale.py --full
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis
