@@ -80,3 +80,18 @@ def test_the_request_schema_is_built_once_per_route_not_per_request(client, fake
     bad = client.post("/v1/api/following", json={"handle": "schema_once", "count": 0}, headers=headers)
     assert bad.status_code == 400 and bad.get_json()["code"] == "invalid_request" and "count" in bad.get_json()["error"]  # validation still runs
     assert built == []
+
+
+def test_the_upstream_pool_keeps_a_connection_for_every_thread(tmp_path, fake_upstream):
+    from integration.config import Settings
+    from integration.services import Services
+
+    settings = Settings.from_env(database_url=f"sqlite:///{tmp_path / 'pool.db'}", dumpling_base_url=fake_upstream.url,
+                                 gunicorn_threads=96)
+    for threads, expected in ((None, 96), (10, 10)):  # the web process's threads, or the worker's
+        svc = Services.build(settings, threads=threads)
+        try:
+            assert svc.client.pool.connection_pool_kw["maxsize"] == expected
+        finally:
+            svc.client.close()
+            svc.engine.dispose()
