@@ -202,12 +202,12 @@ class DumplingClient:
             response.release_conn()
             return b"".join(chunks)
         except _TooLarge:
-            response.close()
+            _discard(response)
             self._record(meter, response.status, response.headers, "too_large")
             raise UpstreamFailure("malformed", response.status, detail=f"answer over {self.max_bytes} bytes")
         except (HTTPError, OSError) as exc:
             # Cut off mid-body (deadline, reset): the upstream may have charged; never retried.
-            response.close()
+            _discard(response)
             timed_out = isinstance(exc, ReadTimeoutError) or "timed out" in str(exc) or "deadline" in str(exc)
             self._record(meter, None, None, "timeout" if timed_out else "malformed")
             raise UpstreamFailure("timeout" if timed_out else "malformed", response.status,
@@ -266,6 +266,13 @@ class DumplingClient:
 
 class _TooLarge(Exception):
     pass
+
+
+def _discard(response) -> None:
+    """Close a half-read answer's connection and give its slot back to the pool (closed: the
+    next use reconnects), as requests' Response.close() did."""
+    response.close()
+    response.release_conn()
 
 
 def _decode(content: bytes):

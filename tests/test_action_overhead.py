@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from integration.errors import UpstreamFailure
 from integration.upstream import DumplingClient, _decode
 from schemas.following import FollowingRequestSchema
 from tests.conftest import API_KEY
@@ -95,3 +96,20 @@ def test_the_upstream_pool_keeps_a_connection_for_every_thread(tmp_path, fake_up
         finally:
             svc.client.close()
             svc.engine.dispose()
+
+
+def test_an_answer_cut_off_gives_its_connection_slot_back(fake_upstream):
+    fake_upstream.seed("cut", 30)
+    client = DumplingClient(fake_upstream.url, max_bytes=100, pool_size=2)
+    try:
+        for _ in range(3):
+            try:
+                client.fetch_page(API_KEY, "cut", "API", count=30)
+            except UpstreamFailure as failure:
+                assert failure.kind == "malformed"
+        pool = client.pool.connection_from_url(client.url)
+        assert pool.pool.qsize() == 2  # every slot back (closed connections reconnect on use)
+        client.max_bytes = 5 * 1024 * 1024
+        assert len(client.fetch_page(API_KEY, "cut", "API", count=30).accounts) == 30
+    finally:
+        client.close()
