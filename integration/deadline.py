@@ -6,8 +6,9 @@ one watchdog thread shuts down the sockets of every exchange past its deadline; 
 blocked read then fails at once and the connection is dropped.
 
 Use: `with WATCHDOG.guard(seconds) as guard: session.post(...)` with a session whose
-adapters were passed to `use_deadline_connections` (the connections register their
-sockets with the guard of the thread using them). `guard.expired` tells the caller the
+adapters were passed to `use_deadline_connections`, or `pool.request(...)` on a
+`deadline_pool_manager()` (the connections register their sockets with the guard of the
+thread using them). `guard.expired` tells the caller the
 deadline, not the peer, ended the exchange. The TLS handshake is bounded by the socket
 timeout as a whole (CPython's ssl applies it as a deadline to the handshake).
 """
@@ -20,6 +21,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -151,6 +153,17 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 def use_deadline_connections(adapter) -> None:
     """Make a requests adapter's pools use connections the watchdog can cut."""
-    adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    adapter.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+
+def deadline_pool_manager(num_pools: int, maxsize: int) -> PoolManager:
+    """A urllib3 PoolManager whose connections the watchdog can cut; never retries or
+    redirects by itself (the caller decides what may be retried)."""
+    manager = PoolManager(num_pools=num_pools, maxsize=maxsize, retries=False)
+    manager.pool_classes_by_scheme = _POOL_CLASSES
+    return manager

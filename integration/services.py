@@ -37,11 +37,15 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, threads: int | None = None) -> "Services":
-        """`threads`: how many of this process's threads use the database at once (the web
-        process: GUNICORN_THREADS); DB_POOL_SIZE, when set, wins."""
-        engine = make_engine(settings.database_url, settings.db_pool_size or threads or settings.gunicorn_threads)
+        """`threads`: how many of this process's threads use the database and the upstream at
+        once (the web process: GUNICORN_THREADS); DB_POOL_SIZE, when set, wins for the database."""
+        threads = threads or settings.gunicorn_threads
+        engine = make_engine(settings.database_url, settings.db_pool_size or threads)
         client = DumplingClient(
             settings.dumpling_base_url,
+            # A kept-alive upstream connection for every thread that may call at once: a smaller pool
+            # opened a new connection per call past it and closed it after (it was 64).
+            pool_size=threads,
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
             total_seconds=settings.upstream_total_seconds,

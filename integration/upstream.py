@@ -1,6 +1,8 @@
 """The one DumplingAI client.
 
-Pooled session; per-attempt timeouts inside an overall deadline that leaves room in
+Pooled urllib3 connections (not requests: its per-call preparation - URL parsing, settings
+merging, hooks - was 0.45 ms of CPU and 0.8 ms of wall time per call here, more than half the
+client's cost; bench/bench_overhead.py, docs/SCALING.md "The action's overhead"); per-attempt timeouts inside an overall deadline that leaves room in
 Zapier's 30 s, that holds across headers and body whatever the upstream does (a server
 dripping bytes cannot hold a thread past it: integration/deadline.py, as for webhook sends); answers bounded in
 bytes (a longer one is malformed); retries with backoff and jitter only where a retry cannot cost the user
@@ -10,23 +12,28 @@ the work.
 """
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from dataclasses import dataclass, field
 
-import requests
-from requests.adapters import HTTPAdapter
+import orjson
+import urllib3
 from marshmallow import ValidationError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from integration.accounts import flatten
-from integration.deadline import WATCHDOG, use_deadline_connections
+from integration.deadline import WATCHDOG, deadline_pool_manager
 from integration.errors import UpstreamFailure, kind_for_status
 from integration.retry_after import parse_retry_after
 from integration.upstream_shape import UpstreamPageSchema
 
 PATH = "/api/v1/get-tiktok-user-following"
 RETRY_STATUSES = {429, 502, 503}
+# What requests sent by default, so the upstream sees the same request as before.
+_BASE_HEADERS = {"Content-Type": "application/json", "Accept": "*/*", "Accept-Encoding": "gzip, deflate",
+                 "User-Agent": "tiktok-following/1"}
 _page_schema = UpstreamPageSchema()
 
 
@@ -113,14 +120,9 @@ class DumplingClient:
         self.max_bytes = max_bytes
         self._on_call = on_call or (lambda outcome: None)  # metrics hook: outcome label
         self._sleep = sleep
-        self.session = requests.Session()
-        # No proxy/.netrc lookups from the environment on every call (7% of a request's CPU);
-        # set DUMPLING_BASE_URL to a proxy explicitly if one is ever needed.
-        self.session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        use_deadline_connections(adapter)  # the watchdog can cut an exchange past its deadline
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # No proxy from the environment (as before, requests' trust_env=False); the watchdog
+        # can cut an exchange past its deadline.
+        self.pool = deadline_pool_manager(num_pools=4, maxsize=pool_size)
 
     def fetch_page(self, api_key: str, handle: str, request_source: str, *,
                    count: int | None = None, min_time: int | None = None,
@@ -142,42 +144,40 @@ class DumplingClient:
             body["count"] = count
         if min_time is not None:
             body["minTime"] = min_time
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        payload = orjson.dumps(body)
+        headers = {**_BASE_HEADERS, "Authorization": f"Bearer {api_key}"}
         attempt = 0
         while True:
             attempt += 1
             if meter is not None:
                 meter.before_call()  # the daily budget: no credit left, no call
             remaining = deadline - time.monotonic()
+            timeout = urllib3.Timeout(connect=min(self.connect_timeout, remaining),
+                                      read=max(0.1, min(self.read_timeout, remaining)))
             try:
-                response = self.session.post(
-                    self.url, json=body, headers=headers, stream=True,  # the body is read below, capped
-                    timeout=(min(self.connect_timeout, remaining), max(0.1, min(self.read_timeout, remaining))),
-                )
-            except requests.ConnectTimeout:
-                failure = UpstreamFailure("unreachable", detail="connect timeout")
-                self._record(meter, None, None, "unreachable")
-                retry_after = None
-            except requests.ConnectionError as exc:
-                # A read timeout surfaces as ReadTimeout (a subclass of Timeout, not ConnectionError),
-                # handled below; what lands here never reached the upstream's handler.
-                failure = UpstreamFailure("unreachable", detail=type(exc).__name__)
-                self._record(meter, None, None, "unreachable")
-                retry_after = None
-            except requests.Timeout:
+                response = self.pool.urlopen("POST", self.url, body=payload, headers=headers, timeout=timeout,
+                                             retries=False, redirect=False, preload_content=False)
+            except ReadTimeoutError:
+                # Sent, no answer in time: the upstream may have done (and charged) the work.
                 self._record(meter, None, None, "timeout")
                 raise UpstreamFailure("timeout", detail="read timeout")
+            except (HTTPError, OSError) as exc:
+                # Never reached the upstream's handler (refused, connect timeout, reset, TLS).
+                connect_timeout = isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError)
+                failure = UpstreamFailure("unreachable", detail="connect timeout" if connect_timeout else type(exc).__name__)
+                self._record(meter, None, None, "unreachable")
+                retry_after = None
             else:
-                self._read_capped(response, meter)
+                content = self._read_capped(response, meter)
                 rate = {k: response.headers[k] for k in ("X-RateLimit-Limit", "X-RateLimit-Remaining") if k in response.headers}
-                if response.status_code == 200:
+                if response.status == 200:
                     self._record(meter, 200, response.headers, "ok")
-                    return self._parse(response, rate)
-                self._record(meter, response.status_code, response.headers, f"http_{response.status_code}")
+                    return self._parse(content, rate)
+                self._record(meter, response.status, response.headers, f"http_{response.status}")
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                failure = UpstreamFailure(kind_for_status(response.status_code), response.status_code,
-                                          _error_text(response), retry_after, rate)
-                if response.status_code not in RETRY_STATUSES:
+                failure = UpstreamFailure(kind_for_status(response.status), response.status,
+                                          _error_text(content, response.status), retry_after, rate)
+                if response.status not in RETRY_STATUSES:
                     raise failure
             if attempt > self.retries:
                 raise failure
@@ -187,29 +187,30 @@ class DumplingClient:
                 raise failure  # no time left for another attempt within the overall bound
             self._sleep(delay)
 
-    def _read_capped(self, response, meter) -> None:
-        """Read the body (at most max_bytes, by the deadline) so _parse / _error_text find it in memory."""
+    def _read_capped(self, response, meter) -> bytes:
+        """The body (at most max_bytes, by the deadline); the connection goes back to the pool."""
         try:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
                 raise _TooLarge
             chunks, size = [], 0
-            for chunk in response.iter_content(64 * 1024):  # decoded: a compressed bomb is counted unpacked
+            for chunk in response.stream(64 * 1024, decode_content=True):  # a compressed bomb is counted unpacked
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise _TooLarge
                 chunks.append(chunk)
-            response._content = b"".join(chunks)  # what response.json() reads
+            response.release_conn()
+            return b"".join(chunks)
         except _TooLarge:
-            response.close()
-            self._record(meter, response.status_code, response.headers, "too_large")
-            raise UpstreamFailure("malformed", response.status_code, detail=f"answer over {self.max_bytes} bytes")
-        except (requests.RequestException, OSError) as exc:
+            _discard(response)
+            self._record(meter, response.status, response.headers, "too_large")
+            raise UpstreamFailure("malformed", response.status, detail=f"answer over {self.max_bytes} bytes")
+        except (HTTPError, OSError) as exc:
             # Cut off mid-body (deadline, reset): the upstream may have charged; never retried.
-            response.close()
-            timed_out = "timed out" in str(exc) or "deadline" in str(exc)
+            _discard(response)
+            timed_out = isinstance(exc, ReadTimeoutError) or "timed out" in str(exc) or "deadline" in str(exc)
             self._record(meter, None, None, "timeout" if timed_out else "malformed")
-            raise UpstreamFailure("timeout" if timed_out else "malformed", response.status_code,
+            raise UpstreamFailure("timeout" if timed_out else "malformed", response.status,
                                   detail="answer cut off")
 
     def _record(self, meter, status, headers, outcome):
@@ -217,9 +218,9 @@ class DumplingClient:
             meter.record(status, headers)
         self._on_call(outcome)
 
-    def _parse(self, response, rate) -> UpstreamPage:
+    def _parse(self, content: bytes, rate) -> UpstreamPage:
         try:
-            data = _page_schema.load(response.json())
+            data = _page_schema.load(_decode(content))
             accounts = tuple(flatten(entry) for entry in data["followingList"])
         except (ValueError, ValidationError, KeyError, TypeError) as exc:
             raise UpstreamFailure("malformed", 200, detail=type(exc).__name__, rate_limit=rate)
@@ -232,42 +233,62 @@ class DumplingClient:
         A non-200 raises UpstreamFailure as fetch_page does."""
         body = {"handle": handle, "requestSource": request_source}
         body.update({k: v for k, v in (("count", count), ("minTime", min_time)) if v is not None})
+        headers = {**_BASE_HEADERS, "Authorization": f"Bearer {api_key}"}
         started = time.monotonic()
         try:
-            response = self.session.post(self.url, json=body, headers={"Authorization": f"Bearer {api_key}"},
-                                         timeout=(self.connect_timeout, self.read_timeout))
-        except requests.Timeout as exc:
-            self._on_call("timeout")
-            raise UpstreamFailure("timeout", detail=type(exc).__name__) from None
-        except requests.ConnectionError as exc:
+            response = self.pool.urlopen("POST", self.url, body=orjson.dumps(body), headers=headers, retries=False,
+                                         redirect=False, timeout=urllib3.Timeout(connect=self.connect_timeout,
+                                                                                 read=self.read_timeout))
+        except (ConnectTimeoutError, ReadTimeoutError) as exc:  # NewConnectionError is a ConnectTimeoutError
+            kind = "unreachable" if isinstance(exc, NewConnectionError) else "timeout"
+            self._on_call(kind)
+            raise UpstreamFailure(kind, detail=type(exc).__name__) from None
+        except (HTTPError, OSError) as exc:
             self._on_call("unreachable")
             raise UpstreamFailure("unreachable", detail=type(exc).__name__) from None
         seconds = time.monotonic() - started
         headers = dict(response.headers)
-        if response.status_code != 200:
-            self._on_call(f"http_{response.status_code}")
-            raise UpstreamFailure(kind_for_status(response.status_code), response.status_code,
-                                  _error_text(response), parse_retry_after(headers.get("Retry-After")))
+        if response.status != 200:
+            self._on_call(f"http_{response.status}")
+            raise UpstreamFailure(kind_for_status(response.status), response.status,
+                                  _error_text(response.data, response.status),
+                                  parse_retry_after(headers.get("Retry-After")))
         self._on_call("ok")
         try:
-            parsed = response.json()
+            parsed = _decode(response.data)
         except ValueError:
             parsed = None
         return RawAnswer(parsed, headers, seconds)
 
     def close(self):
-        self.session.close()
+        self.pool.clear()
 
 
 class _TooLarge(Exception):
     pass
 
 
-def _error_text(response) -> str:
+def _discard(response) -> None:
+    """Close a half-read answer's connection and give its slot back to the pool (closed: the
+    next use reconnects), as requests' Response.close() did."""
+    response.close()
+    response.release_conn()
+
+
+def _decode(content: bytes):
+    """JSON as requests' `.json()` read it: orjson first (a fraction of the CPU), the json module
+    for what orjson refuses and json accepts (NaN, integers past 64 bits, UTF-16)."""
     try:
-        message = response.json().get("error")
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return json.loads(content)
+
+
+def _error_text(content: bytes, status: int) -> str:
+    try:
+        message = _decode(content).get("error")
         if isinstance(message, str):
             return message[:200]
     except (ValueError, AttributeError):
         pass
-    return f"status {response.status_code}"
+    return f"status {status}"

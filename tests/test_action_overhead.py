@@ -1,0 +1,115 @@
+"""The action's own cost (issue 14 item 2), checked without timing anything: the Python
+calls one upstream page costs, and the request schema built once per route, not per request.
+Timings are in bench/bench_overhead.py and docs/SCALING.md ("The action's overhead")."""
+from __future__ import annotations
+
+import sys
+
+from integration.errors import UpstreamFailure
+from integration.upstream import DumplingClient, _decode
+from schemas.following import FollowingRequestSchema
+from tests.conftest import API_KEY
+
+# One page of 30 accounts, after warm-up: 838 Python calls on urllib3 (most of them the
+# validation of the 30 accounts), 1311 on requests (its per-call URL parsing, settings merging
+# and hooks). Between the two, so a return to a heavier client stack fails here.
+PAGE_CALL_BUDGET = 1000
+
+
+def _python_calls(fn) -> int:
+    calls = [0]
+
+    def count(_frame, event, _arg):
+        if event == "call":
+            calls[0] += 1
+
+    sys.setprofile(count)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return calls[0]
+
+
+def test_one_upstream_page_stays_within_its_python_call_budget(fake_upstream):
+    fake_upstream.seed("budgeted", 30)
+    client = DumplingClient(fake_upstream.url)
+    try:
+        for _ in range(3):  # pools, the watchdog thread, lazy imports
+            client.fetch_page(API_KEY, "budgeted", "API", count=30)
+        page = [None]
+        calls = _python_calls(lambda: page.__setitem__(0, client.fetch_page(API_KEY, "budgeted", "API", count=30)))
+    finally:
+        client.close()
+    assert len(page[0].accounts) == 30
+    assert calls <= PAGE_CALL_BUDGET, calls
+
+
+def test_the_upstream_sees_the_request_it_saw_through_requests(fake_upstream):
+    fake_upstream.seed("headers", 3)
+    client = DumplingClient(fake_upstream.url)
+    try:
+        client.fetch_page(API_KEY, "headers", "API", count=3, min_time=5)
+    finally:
+        client.close()
+    seen = fake_upstream.requests[-1]
+    assert seen.body == {"handle": "headers", "requestSource": "API", "count": 3, "minTime": 5}
+    assert seen.key == API_KEY and seen.status == 200
+
+
+def test_answers_orjson_refuses_are_read_as_the_json_module_reads_them():
+    assert _decode(b'{"total": 18446744073709551616}') == {"total": 18446744073709551616}  # past 64 bits
+    assert _decode('{"a": 1}'.encode("utf-16")) == {"a": 1}
+    assert _decode(b'{"a": [1, 2]}') == {"a": [1, 2]}
+
+
+def test_the_request_schema_is_built_once_per_route_not_per_request(client, fake_upstream, monkeypatch):
+    fake_upstream.seed("schema_once", 3)
+    built = []
+    original = FollowingRequestSchema.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FollowingRequestSchema, "__init__", counting)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    for _ in range(2):
+        response = client.post("/v1/api/following", json={"handle": "schema_once", "count": 3}, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        assert response.headers["X-Credits-Used"] == "1"
+    bad = client.post("/v1/api/following", json={"handle": "schema_once", "count": 0}, headers=headers)
+    assert bad.status_code == 400 and bad.get_json()["code"] == "invalid_request" and "count" in bad.get_json()["error"]  # validation still runs
+    assert built == []
+
+
+def test_the_upstream_pool_keeps_a_connection_for_every_thread(tmp_path, fake_upstream):
+    from integration.config import Settings
+    from integration.services import Services
+
+    settings = Settings.from_env(database_url=f"sqlite:///{tmp_path / 'pool.db'}", dumpling_base_url=fake_upstream.url,
+                                 gunicorn_threads=96)
+    for threads, expected in ((None, 96), (10, 10)):  # the web process's threads, or the worker's
+        svc = Services.build(settings, threads=threads)
+        try:
+            assert svc.client.pool.connection_pool_kw["maxsize"] == expected
+        finally:
+            svc.client.close()
+            svc.engine.dispose()
+
+
+def test_an_answer_cut_off_gives_its_connection_slot_back(fake_upstream):
+    fake_upstream.seed("cut", 30)
+    client = DumplingClient(fake_upstream.url, max_bytes=100, pool_size=2)
+    try:
+        for _ in range(3):
+            try:
+                client.fetch_page(API_KEY, "cut", "API", count=30)
+            except UpstreamFailure as failure:
+                assert failure.kind == "malformed"
+        pool = client.pool.connection_from_url(client.url)
+        assert pool.pool.qsize() == 2  # every slot back (closed connections reconnect on use)
+        client.max_bytes = 5 * 1024 * 1024
+        assert len(client.fetch_page(API_KEY, "cut", "API", count=30).accounts) == 30
+    finally:
+        client.close()
