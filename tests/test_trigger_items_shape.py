@@ -12,22 +12,16 @@ from marshmallow import Schema
 from integration import items
 from schemas.account import FollowEventSchema
 from schemas.unfollows import UnfollowEventSchema
-from tests.conftest import AUTH, make_test_app, unique_handle
+from tests.conftest import AUTH, clocked_app, unique_handle
 
 START = dt.datetime(2026, 11, 26, 12, 0)
 
 
 @pytest.fixture
 def env(database_url, fake_upstream):
-    app = make_test_app(database_url, fake_upstream.url, page_size=30, page_cap=4)
-    svc = app.extensions["tiktok_following"]
-    now = [START]
-    svc.clock = lambda: now[0]
-    client = app.test_client()
-    client.now = now
-    yield client, fake_upstream, now
-    svc.client.close()
-    svc.engine.dispose()
+    with clocked_app(database_url, fake_upstream.url, START, page_size=30, page_cap=4) as (client, _, now):
+        client.now = now  # poll() moves it
+        yield client, fake_upstream, now
 
 
 def poll(client, route: str, **body) -> list[dict]:

@@ -14,20 +14,15 @@ from integration.models import Delivery, Event, UnfollowSweep, Watch
 from integration.platforms import Platform
 from integration.upstream import Meter
 from integration.worker import Worker
-from tests.conftest import API_KEY, AUTH, make_test_app, unique_handle
+from tests.conftest import API_KEY, AUTH, clocked_app, make_test_app, unique_handle
 
 START = dt.datetime(2026, 11, 26, 12, 0)
 
 
 @pytest.fixture
 def env(database_url, fake_upstream):
-    app = make_test_app(database_url, fake_upstream.url, page_size=30, page_cap=4)
-    svc = app.extensions["tiktok_following"]
-    now = [START]
-    svc.clock = lambda: now[0]
-    yield app.test_client(), svc, fake_upstream, now
-    svc.client.close()
-    svc.engine.dispose()
+    with clocked_app(database_url, fake_upstream.url, START, page_size=30, page_cap=4) as (client, svc, now):
+        yield client, svc, fake_upstream, now
 
 
 def unfollows(client, handle, **body):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from integration.models import Delivery, Event, Subscription
 from integration.worker import Worker
-from tests.conftest import API_KEY, AUTH, make_test_app, unique_handle
+from tests.conftest import API_KEY, AUTH, clocked_app, unique_handle
 
 START = dt.datetime(2026, 11, 26, 12, 0)
 NEW, UNFOLLOWED, HOOKS = "/v1/make/triggers/new-following", "/v1/make/triggers/unfollowed", "/v1/make/hooks"
@@ -18,13 +18,8 @@ NEW, UNFOLLOWED, HOOKS = "/v1/make/triggers/new-following", "/v1/make/triggers/u
 
 @pytest.fixture
 def env(database_url, fake_upstream):
-    app = make_test_app(database_url, fake_upstream.url, page_size=30, max_subscriptions_per_key=5)
-    svc = app.extensions["tiktok_following"]
-    now = [START]
-    svc.clock = lambda: now[0]
-    yield app.test_client(), svc, fake_upstream, now
-    svc.client.close()
-    svc.engine.dispose()
+    with clocked_app(database_url, fake_upstream.url, START, page_size=30, max_subscriptions_per_key=5) as (client, svc, now):
+        yield client, svc, fake_upstream, now
 
 
 def post(client, url, body, status=200):
