@@ -196,12 +196,13 @@ class Worker:
         meter = Meter(account=Account.for_owner(self.svc, job.owner_hash, job.daily_budget))
         # With a checkEvery, a refresh a trigger call made inside the interval counts ("whoever
         # asks"): the worker then only moves its next poll. Without one, as before: every poll.
-        interval = claims.watch_interval(self.svc, job.watch_id, self.svc.clock())
+        interval = claims.job_interval(self.svc, job, self.svc.clock())
         try:
             # wait_seconds=0: if another process holds the lease it is refreshing right now,
             # and its commit writes the outbox for our subscriptions too.
             result = watches.ensure_fresh(self.svc, job.watch_id, api_key, job.platform, meter,
-                                          window=interval.total_seconds() if interval else 0, wait_seconds=0)
+                                          window=interval.total_seconds() if interval else 0, wait_seconds=0,
+                                          schedule=claims.poll_interval(self.svc))
         except BudgetReached as reached:
             # The key's budget is spent for today: check again when it resets.
             self._change_watch(job, {"next_poll_at": reached.resets_at})
@@ -224,7 +225,9 @@ class Worker:
             meter.close()
             if meter.credits:
                 CREDITS_SPENT.labels(job.platform.value).inc(meter.credits)
-        if result.refreshed or result.fresh:  # else another process holds the refresh: the claim's retry stands
+        if (result.refreshed or result.fresh) and not result.scheduled:
+            # else another process holds the refresh: the claim's retry stands. A refresh that
+            # committed has scheduled the next poll in its own transaction.
             claims.schedule_next(self.svc, job.watch_id, self.svc.clock(), refreshed=result.refreshed)
         if result.refreshed:
             self._count("refreshed")
@@ -233,7 +236,7 @@ class Worker:
             if self.rotating:
                 self._change_watch(job, {"api_key_enc": self.svc.vault.reencrypt(job.key_enc)})
             log(logger, logging.DEBUG, "watch refreshed", watch_id=job.watch_id, new_events=result.new_events)
-        if result.refreshed or result.fresh:
+        if (result.refreshed or result.fresh) and job.crowds:
             self._evaluate_crowds(job.watch_id)
 
     def _evaluate_crowds(self, watch_id: int) -> None:
