@@ -54,6 +54,7 @@ class _Claimed:
     handle: str
     state: WatchState
     record: int | None  # sweeps.record_version, before the first page
+    sequence: int       # the journal's last number: unchanged at the commit, no id was forgotten meanwhile
 
 
 class WatchGone(Exception):
@@ -175,7 +176,7 @@ _TAKE = (_W.update()
          .where(_W.c.id == bindparam("w"), or_(_W.c.lease_until.is_(None), _W.c.lease_until < bindparam("now")),
                 or_(_W.c.last_refresh_at.is_(None), _W.c.last_refresh_at < bindparam("cutoff")))
          .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
-         .returning(_W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive))
+         .returning(_W.c.id, _W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive, _W.c.last_sequence))
 
 
 def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
@@ -191,13 +192,14 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
             if last is None:
                 raise WatchGone(watch_id)
             return _FRESH if _refreshed_since(last.last_refresh_at, fresh_cutoff) else None
-        claimed = _Claimed(row.handle, _state(row), sweeps.record_version(session, watch_id))
+        claimed = _claimed(session, row)
     svc.leases.hold(token, watch_id)
     return token, claimed
 
 
-def _state(watch) -> WatchState:
-    return WatchState(watch.watermark, idset.unpack_list(watch.top_ids), watch.watermark_exclusive)
+def _claimed(session, watch) -> _Claimed:
+    state = WatchState(watch.watermark, idset.unpack_list(watch.top_ids), watch.watermark_exclusive)
+    return _Claimed(watch.handle, state, sweeps.record_version(session, watch.id), watch.last_sequence)
 
 
 def _lease_until(svc: Services) -> dt.datetime:
@@ -217,10 +219,9 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
     try:
         if claimed is None:  # a new watch, its lease taken at its insert
             with svc.reads() as session:  # our lease guards the state: a read, without the write lock
-                watch = session.get(Watch, watch_id)
-                claimed = _Claimed(watch.handle, _state(watch), sweeps.record_version(session, watch_id))
-        outcome, pages = _detect(svc, watch_id, claimed.handle, claimed.state, api_key, platform, meter)
-        result = _commit(svc, watch_id, token, outcome, pages, claimed.record, meter=meter,
+                claimed = _claimed(session, session.get(Watch, watch_id))
+        outcome, pages, known_ids = _detect(svc, watch_id, claimed.handle, claimed.state, api_key, platform, meter)
+        result = _commit(svc, watch_id, token, outcome, pages, claimed, known_ids, meter=meter,
                          credits=meter.credits - before, schedule=schedule)
         done = True
         return result
@@ -247,7 +248,8 @@ def _count_unfinished(meter: Meter, watch_id: int, credits: int) -> None:
         pass  # the watch was deleted meanwhile; the owner's credits are counted all the same
 
 
-def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, list[Page]]:
+def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, list[Page], set[str]]:
+    """The outcome, the pages read, and which of their accounts the watch knew."""
     settings = svc.settings
     pages: list[Page] = []
     verifies: list[Page] = []
@@ -255,7 +257,7 @@ def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Out
     while True:
         wanted = step(state, known, pages, verifies, page_cap=settings.page_cap, page_size=settings.page_size)
         if isinstance(wanted, Outcome):
-            return wanted, pages
+            return wanted, pages, known
         count = getattr(wanted, "count", None) or settings.page_size
         page = svc.client.fetch_page(api_key, handle, platform.request_source,
                                      count=count, min_time=wanted.min_time, meter=meter)
@@ -281,7 +283,7 @@ def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
 
 
 def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: list[Page],
-            record: int | None = None, *, meter: Meter | None = None, credits: int = 0,
+            claimed: _Claimed, known_ids: set[str], *, meter: Meter | None = None, credits: int = 0,
             schedule: dt.timedelta | None = None) -> RefreshResult:
     clock = svc.clock()
     now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
@@ -294,11 +296,16 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: l
             if account is not None:
                 account.refreshed(session, watch_id, credits)
             return RefreshResult(refreshed=True)
-        known.remember(session, watch_id, outcome.seen_ids)  # under the watch row's lock, taken above
+        # Under the watch row's lock, taken above. Only a sweep's unfollows forget ids, and they
+        # add to the journal: with its number unchanged since the claim, the ids our lookups
+        # found known still are, and only the others need writing (most refreshes: none).
+        unchanged = watch.last_sequence == claimed.sequence
+        known.remember(session, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
+                       else outcome.seen_ids)
         watch.last_sequence = _journal(session, watch_id, watch.last_sequence, outcome.new_follows, now)
         # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
         # not from a safe-mode refresh, whose cursors proved nothing.
-        unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, record, pages, now)
+        unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, claimed.record, pages, now)
         if outcome.baseline:
             # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
             watch.samples = pack_samples(pages[0].accounts)
