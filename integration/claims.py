@@ -47,23 +47,30 @@ _RECORD = (_table.update()
 # ---------------------------------------------------------------- watches
 
 
-def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJob]:
-    if limit <= 0:
-        return []
+def watch_claim(now: dt.datetime, limit: int, interval: dt.timedelta):
+    """The claim of up to `limit` due watches, oldest due first (fair: none waits behind a
+    younger one). An index walk of `ix_watches_next_poll` from its start, stopping after
+    `limit` claimable rows: flat as the table grows (bench/bench_claims.py, EXPLAIN at 1k,
+    100k and 1M watches), since a watch that is not polled (paused, no subscription left)
+    has no `next_poll_at` and is not in the walk."""
     has_subscription = exists().where(Subscription.watch_id == Watch.id)
     due = (select(Watch.id)
            .where(Watch.next_poll_at <= now, Watch.status.in_(CLAIMABLE), Watch.api_key_enc.is_not(None),
                   has_subscription)
            .order_by(Watch.next_poll_at).limit(limit)
            .with_for_update(skip_locked=True, of=Watch))
-    interval = poll_interval(svc)
-    with transaction(svc.sessions) as session:
-        rows = session.execute(
-            update(Watch).where(Watch.id.in_(due.scalar_subquery()))
+    return (update(Watch).where(Watch.id.in_(due.scalar_subquery()))
             .values(next_poll_at=now + interval)
             .returning(Watch.id, Watch.api_key_enc, Watch.status, Watch.status_reason, Watch.owner_hash,
                        Watch.daily_budget, Watch.check_every_minutes, Watch.check_auto)
-            .execution_options(synchronize_session=False)).all()
+            .execution_options(synchronize_session=False))
+
+
+def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJob]:
+    if limit <= 0:
+        return []
+    with transaction(svc.sessions) as session:
+        rows = session.execute(watch_claim(now, limit, poll_interval(svc))).all()
         if not rows:
             return []
         # requestSource follows the platform the user subscribed from (the oldest one if mixed).
