@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -289,7 +290,10 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: l
     now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
     account = meter.account if meter is not None else None
     with transaction(svc.sessions) as session:
-        watch = session.get(Watch, watch_id, with_for_update=True)
+        conn = session.connection()
+        # A plain copy of the columns the rules below read (and change, e.g. a sweep's
+        # unfollows number events): no ORM object to load and flush on every refresh.
+        watch = SimpleNamespace(**conn.execute(_LOCK, {"w": watch_id}).one()._mapping)
         if watch.lease_token != token:
             # Our lease expired and another refresh took over: its result stands, ours is dropped.
             log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
@@ -306,23 +310,22 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: l
         # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
         # not from a safe-mode refresh, whose cursors proved nothing.
         unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, claimed.record, pages, now)
+        values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
+                  "watermark_exclusive": outcome.state.exclusive,
+                  "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
+                  "top_ids": idset.pack_list(outcome.state.top_ids),  # capped by detection.TOP_IDS_CAP
+                  "last_refresh_at": now, "lease_token": None, "lease_until": None}
         if outcome.baseline:
             # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
-            watch.samples = pack_samples(pages[0].accounts)
-        watch.watermark = outcome.state.watermark
-        watch.watermark_exclusive = outcome.state.exclusive
-        watch.detection_mode = outcome.safe_mode.value if outcome.safe_mode else None
-        watch.top_ids = idset.pack_list(outcome.state.top_ids)  # capped by detection.TOP_IDS_CAP
-        watch.last_refresh_at = now
-        watch.lease_token = None
-        watch.lease_until = None
+            values["samples"] = pack_samples(pages[0].accounts)
         if outcome.truncated:
-            watch.truncations += 1
+            values["truncations"] = watch.truncations + 1
         _prune(svc, session, watch)
         scheduled = schedule is not None and watch.next_poll_at is not None
         if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
-            watch.next_poll_at = next_poll(session, watch, clock, schedule, refreshed=True)
-        session.flush()
+            values["next_poll_at"] = next_poll(session, watch, clock, schedule, refreshed=True)
+        session.flush()  # a sweep's unfollows (ORM rows) first, as before
+        conn.execute(_W.update().where(_W.c.id == watch_id).values(**values))
         if account is not None:
             # Last: on PostgreSQL the owner's ledger row stays locked until the commit.
             account.refreshed(session, watch_id, credits)
@@ -340,6 +343,11 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: l
                          unfollows=unfollows, scheduled=scheduled)
 
 
+# The watch row under its lock at the commit: what the rules of the commit read.
+_LOCK = (select(_W.c.id, _W.c.owner_hash, _W.c.lease_token, _W.c.last_sequence, _W.c.truncations,
+                _W.c.next_poll_at, _W.c.last_refresh_at, _W.c.check_every_minutes, _W.c.check_auto,
+                _W.c.daily_budget)
+         .where(_W.c.id == bindparam("w")).with_for_update())
 _E, _D = Event.__table__, Delivery.__table__
 # Core statements built once: the journal and the outbox of a refresh's new follows.
 _ADD_EVENTS = _E.insert().returning(_E.c.id, sort_by_parameter_order=True)
