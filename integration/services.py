@@ -49,8 +49,8 @@ class Services:
             max_bytes=settings.upstream_max_bytes,
             on_call=lambda outcome: UPSTREAM_CALLS.labels(outcome).inc(),
             # A kept connection per thread that calls upstream: past the pool, every call opened
-            # and closed one (a worker at WORKER_CONCURRENCY 160: "pool is full" on each refresh).
-            pool_size=max(64, threads or 0),
+            # and closed one ("pool is full": a worker at WORKER_CONCURRENCY 128, the web at 128 threads).
+            pool_size=max(64, threads or settings.gunicorn_threads),
         )
         sessions = make_session_factory(engine)
         return cls(settings, engine, sessions, client,
