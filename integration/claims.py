@@ -27,9 +27,8 @@ from integration import items, subscriptions
 from integration.db import transaction
 from integration.jobs import CLAIMABLE, DeliveryJob, DeliveryOutcome, DeliveryStatus, Outcome, RefreshJob, WatchStatus
 from integration.models import Delivery, Event, Subscription, Watch
-from integration.adaptive import MIN_INTERVAL, next_check
 from integration.platforms import Platform
-from integration.schedule import interval_for
+from integration.schedule import interval_for, next_poll
 from integration.services import Services
 
 # What scheduling reads of a watch (schedule.interval_for): not its baseline and detection state.
@@ -48,35 +47,47 @@ _RECORD = (_table.update()
 # ---------------------------------------------------------------- watches
 
 
-def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJob]:
-    if limit <= 0:
-        return []
+def watch_claim(now: dt.datetime, limit: int, interval: dt.timedelta):
+    """The claim of up to `limit` due watches, oldest due first (fair: none waits behind a
+    younger one). An index walk of `ix_watches_next_poll` from its start, stopping after
+    `limit` claimable rows: flat as the table grows (bench/bench_claims.py, EXPLAIN at 1k,
+    100k and 1M watches), since a watch that is not polled (paused, no subscription left)
+    has no `next_poll_at` and is not in the walk."""
     has_subscription = exists().where(Subscription.watch_id == Watch.id)
     due = (select(Watch.id)
            .where(Watch.next_poll_at <= now, Watch.status.in_(CLAIMABLE), Watch.api_key_enc.is_not(None),
                   has_subscription)
            .order_by(Watch.next_poll_at).limit(limit)
            .with_for_update(skip_locked=True, of=Watch))
-    interval = dt.timedelta(seconds=svc.settings.poll_interval_seconds)
-    with transaction(svc.sessions) as session:
-        rows = session.execute(
-            update(Watch).where(Watch.id.in_(due.scalar_subquery()))
+    return (update(Watch).where(Watch.id.in_(due.scalar_subquery()))
             .values(next_poll_at=now + interval)
             .returning(Watch.id, Watch.api_key_enc, Watch.status, Watch.status_reason, Watch.owner_hash,
-                       Watch.daily_budget)
-            .execution_options(synchronize_session=False)).all()
+                       Watch.daily_budget, Watch.check_every_minutes, Watch.check_auto)
+            .execution_options(synchronize_session=False))
+
+
+def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJob]:
+    if limit <= 0:
+        return []
+    with transaction(svc.sessions) as session:
+        rows = session.execute(watch_claim(now, limit, poll_interval(svc))).all()
         if not rows:
             return []
         # requestSource follows the platform the user subscribed from (the oldest one if mixed).
+        # Crowds ("followed by many") subscribed on a watch are evaluated after its refresh.
         platforms: dict[int, Platform] = {}
-        for watch_id, platform in session.execute(
-                select(Subscription.watch_id, Subscription.platform)
+        crowded: set[int] = set()
+        for watch_id, platform, crowd_id in session.execute(
+                select(Subscription.watch_id, Subscription.platform, Subscription.crowd_id)
                 .where(Subscription.watch_id.in_([r[0] for r in rows]))
                 .order_by(Subscription.created_at)):
             platforms.setdefault(watch_id, Platform(platform))
+            if crowd_id is not None:
+                crowded.add(watch_id)
     return [RefreshJob(watch_id, key_enc, platforms.get(watch_id, Platform.API),
-                       status == WatchStatus.ACTIVE and reason is None, owner, budget)
-            for watch_id, key_enc, status, reason, owner, budget in rows]
+                       status == WatchStatus.ACTIVE and reason is None, owner, budget,
+                       check_every, bool(auto), watch_id in crowded)
+            for watch_id, key_enc, status, reason, owner, budget, check_every, auto in rows]
 
 
 def watch_interval(svc: Services, watch_id: int, now: dt.datetime) -> dt.timedelta | None:
@@ -87,19 +98,24 @@ def watch_interval(svc: Services, watch_id: int, now: dt.datetime) -> dt.timedel
 
 
 def schedule_next(svc: Services, watch_id: int, now: dt.datetime, *, refreshed: bool) -> None:
-    """After the worker's turn: the next poll one interval (checkEvery, adaptive, or
-    POLL_INTERVAL_SECONDS) after the watch's last refresh, whoever made it. When a trigger
-    call refreshed it meanwhile (`refreshed` False), that refresh counts (never sooner than
-    the shortest interval)."""
+    """After the worker's turn, when its refresh's commit did not already (schedule.next_poll)."""
     with transaction(svc.sessions) as session:
         watch = session.get(Watch, watch_id, options=[_SCHEDULE])
         if watch is None or watch.next_poll_at is None:
             return
-        interval = interval_for(session, watch, now) or dt.timedelta(seconds=svc.settings.poll_interval_seconds)
-        if refreshed or watch.last_refresh_at is None:
-            watch.next_poll_at = now + interval
-        else:
-            watch.next_poll_at = next_check(watch.last_refresh_at, interval, now + MIN_INTERVAL)
+        watch.next_poll_at = next_poll(session, watch, now, poll_interval(svc), refreshed=refreshed)
+
+
+def poll_interval(svc: Services) -> dt.timedelta:
+    return dt.timedelta(seconds=svc.settings.poll_interval_seconds)
+
+
+def job_interval(svc: Services, job: RefreshJob, now: dt.datetime) -> dt.timedelta | None:
+    """`watch_interval` from the columns the claim returned: a read only for an adaptive
+    ("auto") watch, whose interval depends on its peers' recent follows."""
+    if job.check_auto and job.check_every_minutes is None:
+        return watch_interval(svc, job.watch_id, now)
+    return dt.timedelta(minutes=job.check_every_minutes) if job.check_every_minutes is not None else None
 
 
 def change_watch(svc: Services, watch_id: int, key_enc: str, **values) -> None:

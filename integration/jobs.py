@@ -44,6 +44,9 @@ class RefreshJob:
     was_clean: bool     # active without a reason: a success needs no status write
     owner_hash: str = ""          # whose ledger the refresh's credits go to
     daily_budget: int | None = None  # the budget stored with the watch (X-Daily-Credit-Budget)
+    check_every_minutes: int | None = None  # its checkEvery (claims.job_interval: no read for it)
+    check_auto: bool = False
+    crowds: bool = False          # "followed by many" subscriptions on it: evaluated after the refresh
 
 
 @dataclass(frozen=True)

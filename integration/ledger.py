@@ -114,11 +114,11 @@ class Account:
     def give_back(self, reservations: int) -> None:
         add(self.sessions, self.owner, self.day, reserved=-reservations)
 
-    def refreshed(self, watch_id: int, credits: int) -> None:
-        # The owner's and the watch's lines in one transaction (one write lock on SQLite).
-        with transaction(self.sessions) as session:
-            _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, {"refreshes": 1})
-            _upsert(session, WatchDay, {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1})
+    def refreshed(self, session, watch_id: int, credits: int) -> None:
+        """The owner's and the watch's lines of a refresh, in the caller's transaction (the
+        refresh's commit: no transaction, and on SQLite no write lock, of their own)."""
+        _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, {"refreshes": 1})
+        _upsert(session, WatchDay, {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1})
 
 
 def spent_on(sessions, owner: str, day: dt.date) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from integration import adaptive
+from integration.adaptive import MIN_INTERVAL, next_check
 from integration.models import Event, Watch
 
 AUTO = "auto"
@@ -65,3 +66,14 @@ def interval_for(session, watch: Watch, now: dt.datetime) -> dt.timedelta | None
     checks = (watch.daily_budget if watch.daily_budget is not None
               else adaptive.default_checks_per_day(len(ids)))
     return adaptive.intervals(rates, checks)[watch.id]
+
+
+def next_poll(session, watch: Watch, now: dt.datetime, default: dt.timedelta, *, refreshed: bool) -> dt.datetime:
+    """When the worker polls the watch next, after its turn at `now`: one interval (checkEvery,
+    adaptive, or `default`) after the watch's last refresh, whoever made it. When a trigger
+    call refreshed it meanwhile (`refreshed` False), that refresh counts (never sooner than
+    the shortest interval)."""
+    interval = interval_for(session, watch, now) or default
+    if refreshed or watch.last_refresh_at is None:
+        return now + interval
+    return next_check(watch.last_refresh_at, interval, now + MIN_INTERVAL)

@@ -25,7 +25,7 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from integration import known
@@ -216,8 +216,12 @@ def write_unfollows(session, watch: Watch, gone: list[dict], now: dt.datetime) -
 def record_version(session, watch_id: int) -> int | None:
     """The number of complete sweeps of the watch, None without a record: read before a
     refresh reads its first page, checked by `free_unfollows` at its commit."""
-    return session.scalar(select(UnfollowSweep.sweeps).where(UnfollowSweep.watch_id == watch_id,
-                                                              UnfollowSweep.accounts.is_not(None)))
+    return session.connection().execute(_RECORD_VERSION, {"w": watch_id}).scalar()
+
+
+_SWEEPS = UnfollowSweep.__table__
+# Built once: every refresh reads it in its claim.
+_RECORD_VERSION = select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == bindparam("w"), _SWEEPS.c.accounts.is_not(None))
 
 
 def free_unfollows(session, watch: Watch, version: int | None, pages, now: dt.datetime) -> int:

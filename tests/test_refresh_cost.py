@@ -1,0 +1,124 @@
+"""Issue 14 item 3: what one worker refresh costs the database, counted (not timed), and the
+rules its shortcuts rest on. The CPU figures are in bench/bench_unitcost.py and
+bench/bench_worker.py (side by side with the baseline)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from integration import known, sweeps, watches
+from integration.models import CreditDay, Watch, WatchDay, utcnow
+from integration.worker import Worker
+from tests.conftest import AUTH, unique_handle
+from tests.receiver import Receiver
+from tests.test_unit_cost import Recorder
+
+INTERVAL = 300  # POLL_INTERVAL_SECONDS of the test app
+
+
+class Clock:
+    def __init__(self):
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return utcnow() + self.offset
+
+
+@pytest.fixture
+def env(app, client, fake_upstream):
+    clock = Clock()
+    shared = app.extensions["tiktok_following"]
+    svc = dataclasses.replace(shared, clock=clock)
+    worker = Worker(svc)
+    receiver = Receiver()
+    yield client, svc, worker, clock, fake_upstream, receiver
+    worker.close()
+    receiver.close()
+
+
+def subscribed(client, fake, receiver, seeded: int = 5) -> tuple[str, int]:
+    handle = unique_handle()
+    fake.seed(handle, seeded)
+    response = client.post("/v1/zapier/hooks", json={"handle": handle, "targetUrl": receiver.url}, headers=AUTH)
+    assert response.status_code == 201, response.get_json()
+    with client.application.extensions["tiktok_following"].reads() as session:
+        return handle, session.scalar(select(Watch.id).where(Watch.handle == handle))
+
+
+def row(svc, model, **keys):
+    with svc.reads() as session:
+        return session.scalar(select(model).filter_by(**keys))
+
+
+def test_a_refresh_with_nothing_new_is_five_transactions_and_schedules_in_its_commit(env):
+    client, svc, worker, clock, fake, receiver = env
+    handle, watch_id = subscribed(client, fake, receiver)
+    clock.offset += dt.timedelta(seconds=INTERVAL + 1)
+    spent = fake.credits_spent()
+    owner_refreshes = sum(r.refreshes for r in _credit_days(svc))
+    recorder = Recorder(svc.engine)
+
+    assert worker.refresh_due() == 1
+
+    assert fake.credits_spent() == spent + 1
+    # The claim of due watches, the lease with the state, the credit as the answer arrived,
+    # the known-ids lookup (a read), the commit: nothing more (9 transactions before issue 14).
+    assert recorder.transactions == 5
+    # The known ids are read once (the lookup: segment bounds, then the segments), not again
+    # by the commit (all were known); no new follow: the subscriptions' filters are not read.
+    assert sum("known_segments" in s for s in recorder.statements) == 2
+    assert not any("subscriptions.filters" in s for s in recorder.statements)
+    watch = row(svc, Watch, id=watch_id)
+    assert watch.lease_token is None and watch.last_refresh_at is not None
+    # The next poll, one interval on, set by the commit (not a transaction of its own).
+    assert abs(watch.next_poll_at - watch.last_refresh_at - dt.timedelta(seconds=INTERVAL)) < dt.timedelta(seconds=1)
+    # The ledger lines, written in the same commit.
+    assert sum(r.refreshes for r in _credit_days(svc)) == owner_refreshes + 1
+    day = row(svc, WatchDay, watch_id=watch_id, day=svc.clock().date())
+    assert day.refreshes >= 1 and day.credits >= 1
+
+
+def test_a_refresh_with_new_follows_journals_and_delivers_them_in_order(env):
+    client, svc, worker, clock, fake, receiver = env
+    handle, watch_id = subscribed(client, fake, receiver)
+    followed = [fake.follow(handle) for _ in range(3)]  # oldest first
+    clock.offset += dt.timedelta(seconds=INTERVAL + 1)
+    assert worker.run_once() >= 1
+    items = client.post("/v1/zapier/triggers/new-following", json={"handle": handle}, headers=AUTH).get_json()
+    # Newest first (then the baseline's samples), each once: numbered oldest first.
+    assert [i["id"] for i in items][:3] == [str(a["user"]["id"]) for a in reversed(followed)]
+    assert len(receiver.received) == 3 and len(set(receiver.ids())) == 3
+    assert row(svc, Watch, id=watch_id).last_sequence == 3
+
+
+def test_an_id_a_sweep_forgets_during_a_refresh_is_remembered_by_its_commit(env, monkeypatch):
+    """The commit skips writing ids its lookups found known, unless the journal moved since
+    the claim: a sweep's unfollows (which forget ids) add to it. A refresh that saw the
+    account on its page still remembers it, as before the shortcut."""
+    client, svc, worker, clock, fake, receiver = env
+    handle, watch_id = subscribed(client, fake, receiver, seeded=3)
+    with svc.reads() as session:
+        ids = sorted(known.all_of(session, watch_id))
+    gone = ids[0]
+    lookup = watches._known_among
+
+    def lookup_then_sweep(svc_, watch_id_, page_ids):
+        found = lookup(svc_, watch_id_, page_ids)
+        with svc.sessions.begin() as session:  # what a sweep's commit does, under the watch's lock
+            watch = session.get(Watch, watch_id, with_for_update=True)
+            sweeps.write_unfollows(session, watch, [{"id": gone}], svc.clock())
+        return found
+
+    monkeypatch.setattr(watches, "_known_among", lookup_then_sweep)
+    clock.offset += dt.timedelta(seconds=INTERVAL + 1)
+    assert worker.refresh_due() == 1
+    with svc.reads() as session:
+        assert gone in known.all_of(session, watch_id)
+
+
+def _credit_days(svc):
+    with svc.reads() as session:
+        return session.scalars(select(CreditDay)).all()
