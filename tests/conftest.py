@@ -3,6 +3,7 @@ TEST_DATABASE_URL is set), an in-process app, and a live service under gunicorn.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from sqlalchemy import text
 from fakeupstream import FakeDumpling
 from integration.db import make_engine
 from integration.migrate import upgrade
-from integration.models import Base
+from integration.models import Base, utcnow
 
 # Property tests: `make test` (and CI) run a fixed, derandomized set of examples, so a run
 # is the same on every machine; `make fuzz` explores at random (and keeps what fails in
@@ -133,6 +134,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Clock:
+    """A service clock that tests move forward (`svc.clock`): the real time plus an offset."""
+
+    def __init__(self):
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return utcnow() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += dt.timedelta(seconds=seconds)
 
 
 class LiveService:

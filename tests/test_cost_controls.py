@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from integration.models import CreditDay, Watch, WatchDay, utcnow
 from integration.worker import Worker
-from tests.conftest import AUTH, unique_handle
+from tests.conftest import AUTH, Clock, unique_handle
 
 BUDGET = "X-Daily-Credit-Budget"
 
@@ -27,14 +27,6 @@ def usage(client, headers=AUTH) -> dict:
 
 def trigger(client, handle, headers=AUTH, **body):
     return client.post("/v1/zapier/triggers/new-following", json={"handle": handle, **body}, headers=headers)
-
-
-class Clock:
-    def __init__(self):
-        self.offset = dt.timedelta()
-
-    def __call__(self) -> dt.datetime:
-        return utcnow() + self.offset
 
 
 @pytest.fixture

@@ -10,21 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from integration import known, sweeps, watches
-from integration.models import CreditDay, Watch, WatchDay, utcnow
+from integration.models import CreditDay, Watch, WatchDay
 from integration.worker import Worker
-from tests.conftest import AUTH, unique_handle
+from tests.conftest import AUTH, Clock, unique_handle
 from tests.receiver import Receiver
 from tests.test_unit_cost import Recorder
 
 INTERVAL = 300  # POLL_INTERVAL_SECONDS of the test app
-
-
-class Clock:
-    def __init__(self):
-        self.offset = dt.timedelta()
-
-    def __call__(self) -> dt.datetime:
-        return utcnow() + self.offset
 
 
 @pytest.fixture

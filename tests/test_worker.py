@@ -16,11 +16,11 @@ from standardwebhooks.webhooks import Webhook
 from integration import claims, policies
 from integration.delivery import RETRY_SCHEDULE, SendResult
 from integration.jobs import DeliveryJob, Outcome
-from integration.models import Delivery, Subscription, Watch, utcnow
+from integration.models import Delivery, Subscription, Watch
 from integration.security import KeyVault
 from integration.sendgate import SendGate
 from integration.worker import Worker
-from tests.conftest import API_KEY, AUTH, unique_handle
+from tests.conftest import API_KEY, AUTH, Clock, unique_handle
 from tests.receiver import Receiver
 
 INTERVAL = 300  # the default POLL_INTERVAL_SECONDS of the test app
@@ -32,17 +32,6 @@ def verified(secret: str, headers: dict, body: bytes) -> dict:
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-class Clock:
-    def __init__(self):
-        self.offset = dt.timedelta()
-
-    def __call__(self) -> dt.datetime:
-        return utcnow() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture
