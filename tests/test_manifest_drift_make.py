@@ -67,13 +67,14 @@ def _range(field: fields.Field) -> tuple[int | None, int | None]:
     return None, None
 
 
-@pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
-                                            (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
-                                            (CHECK, CheckResponseSchema), (UNFOLLOWS, UnfollowEventSchema),
-                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema),
-                                            (CROWDS, FollowedByManyEventSchema),
-                                            (CROWDS_INSTANT, FollowedByManyEventSchema)],
-                         ids=lambda v: getattr(v, "name", ""))
+# Every module with an output (interface and samples) and the schema of its items.
+OUTPUTS = [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema), (LEGACY_TRIGGER, FollowEventSchema),
+           (INSTANT, FollowEventSchema), (CHECK, CheckResponseSchema), (UNFOLLOWS, UnfollowEventSchema),
+           (UNFOLLOWS_INSTANT, UnfollowEventSchema), (CROWDS, FollowedByManyEventSchema),
+           (CROWDS_INSTANT, FollowedByManyEventSchema)]
+
+
+@pytest.mark.parametrize("module, schema", OUTPUTS, ids=lambda v: getattr(v, "name", ""))
 def test_interface_matches_schema(module, schema):
     interface = module.code("interface")
     declared = schema().fields
@@ -88,13 +89,7 @@ def test_interface_matches_schema(module, schema):
                 assert sub["type"] in _make_type(nested[sub["name"]], sub["name"]), sub
 
 
-@pytest.mark.parametrize("module, schema", [(SEARCH, AccountSchema), (TRIGGER, FollowEventSchema),
-                                            (LEGACY_TRIGGER, FollowEventSchema), (INSTANT, FollowEventSchema),
-                                            (CHECK, CheckResponseSchema), (UNFOLLOWS, UnfollowEventSchema),
-                                            (UNFOLLOWS_INSTANT, UnfollowEventSchema),
-                                            (CROWDS, FollowedByManyEventSchema),
-                                            (CROWDS_INSTANT, FollowedByManyEventSchema)],
-                         ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize("module, schema", OUTPUTS, ids=lambda v: getattr(v, "name", ""))
 def test_samples_are_valid_items(module, schema):
     sample = module.code("samples")
     assert schema().validate(sample) == {}
