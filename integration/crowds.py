@@ -30,7 +30,7 @@ from integration import errors
 from integration.crossings import Crossing, Follow, crossings, window_start
 from integration.db import lock_owner, transaction
 from integration.filters import NO_FILTERS, Filters
-from integration.items import FOLLOWED_BY_MANY, NEW_FOLLOWING, event_item
+from integration.items import FOLLOWED_BY_MANY, NEW_FOLLOWING, detected_after, event_item
 from integration.models import Crowd, CrowdFired, CrowdWatch, Delivery, Event, Subscription, Watch
 from integration.services import Services
 
@@ -220,7 +220,7 @@ def trigger_items(svc: Services, crowd_id: int, *, limit: int, since: dt.datetim
     """The crowd's events, newest first, those passing `filters`, at most `limit`."""
     query = select(Event).where(Event.crowd_id == crowd_id, Event.event == FOLLOWED_BY_MANY)
     if since is not None:
-        query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
+        query = query.where(detected_after(since))
     query = query.order_by(Event.detected_at.desc(), Event.id.desc())
     if not filters.active:
         query = query.limit(limit)

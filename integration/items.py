@@ -51,6 +51,11 @@ def unpack_samples(stored: bytes | None) -> list[dict]:
     return json.loads(zlib.decompress(stored)) if stored else []
 
 
+def detected_after(since: dt.datetime):
+    """The `since` filter of every trigger: journal times are naive UTC (models.utcnow)."""
+    return Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
 def event_item(watch_handle: str, event: Event) -> dict:
     # eventId: the journal row's id, unique among all events (of every key), never reused on
     # PostgreSQL; numeric, so Make's (date, id) order breaks same-instant ties in detection order.
@@ -81,7 +86,7 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: in
         query = (select(Watch.handle, *_ITEM_COLUMNS).join(Watch, Watch.id == Event.watch_id)
                  .where(Event.watch_id == watch_id, Event.event == kind))
         if since is not None:
-            query = query.where(Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None))
+            query = query.where(detected_after(since))
         if after_sequence is not None:
             query = query.where(Event.sequence > after_sequence)
         query = query.order_by(Event.sequence.desc())
