@@ -73,50 +73,57 @@ BATCH = 200  # journal rows read at a time when filters drop some
 _ITEM_COLUMNS = (Event.id, Event.sequence, Event.detected_at, Event.payload, Event.event)
 
 
-def trigger_items(svc: Services, watch_id: int, platform: Platform, *, limit: int,
-                  since: dt.datetime | None = None, after_sequence: int | None = None,
-                  filters: Filters = NO_FILTERS, kind: str = "new_following") -> list[dict]:
+def trigger_items(svc: Services, watch_id: int, platform: Platform, *, session=None, **query) -> list[dict]:
     """Newest first, only events of `kind` that pass `filters`. Zapier also gets the baseline
-    accounts after the journal (sequence 0) of new follows.
+    accounts after the journal (sequence 0) of new follows. Read in `session` when given (a
+    transaction the trigger call made anyway: watches.open_watch's `answer`).
 
     The items are built once, in the documented shape (schemas.account.FollowEventSchema,
     checked by tests/test_trigger_items_shape.py): the route sends them as they are."""
+    if session is not None:
+        return _trigger_items(session, watch_id, platform, **query)
     with svc.reads() as session:
-        # The handle comes with each row (one statement); an empty journal needs it only for samples.
-        query = (select(Watch.handle, *_ITEM_COLUMNS).join(Watch, Watch.id == Event.watch_id)
-                 .where(Event.watch_id == watch_id, Event.event == kind))
-        if since is not None:
-            query = query.where(detected_after(since))
-        if after_sequence is not None:
-            query = query.where(Event.sequence > after_sequence)
-        query = query.order_by(Event.sequence.desc())
-        # Unfiltered, one LIMIT is the answer. Filtered, the journal (bounded: JOURNAL_MAX_EVENTS
-        # per watch) is read in batches, newest first, until `limit` items are kept: keyset
-        # pages, not a server-side cursor, so reads need no transaction (autocommit on PostgreSQL).
-        batch = BATCH if filters.active else limit
-        items: list[dict] = []
-        page = query
-        while True:
-            rows = session.execute(page.limit(batch)).all()
-            for event in rows:
-                item = event_item(event.handle, event)
-                if filters.keep(item):
-                    items.append(item)
-                    if len(items) >= limit:
-                        break
-            if len(rows) < batch or len(items) >= limit:
-                break
-            page = query.where(Event.sequence < rows[-1].sequence)
-        if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
-                and since is None and after_sequence is None:
-            handle, samples, created_at = session.execute(select(Watch.handle, Watch.samples, Watch.created_at)
-                                                           .where(Watch.id == watch_id)).one()
-            listed = {item["id"] for item in items}
-            for account in unpack_samples(samples):
+        return _trigger_items(session, watch_id, platform, **query)
+
+
+def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, since: dt.datetime | None = None,
+                   after_sequence: int | None = None, filters: Filters = NO_FILTERS,
+                   kind: str = "new_following") -> list[dict]:
+    # The handle comes with each row (one statement); an empty journal needs it only for samples.
+    query = (select(Watch.handle, *_ITEM_COLUMNS).join(Watch, Watch.id == Event.watch_id)
+             .where(Event.watch_id == watch_id, Event.event == kind))
+    if since is not None:
+        query = query.where(detected_after(since))
+    if after_sequence is not None:
+        query = query.where(Event.sequence > after_sequence)
+    query = query.order_by(Event.sequence.desc())
+    # Unfiltered, one LIMIT is the answer. Filtered, the journal (bounded: JOURNAL_MAX_EVENTS
+    # per watch) is read in batches, newest first, until `limit` items are kept: keyset
+    # pages, not a server-side cursor, so reads need no transaction (autocommit on PostgreSQL).
+    batch = BATCH if filters.active else limit
+    items: list[dict] = []
+    page = query
+    while True:
+        rows = session.execute(page.limit(batch)).all()
+        for event in rows:
+            item = event_item(event.handle, event)
+            if filters.keep(item):
+                items.append(item)
                 if len(items) >= limit:
                     break
-                if account["id"] not in listed and filters.keep(account):
-                    # Not an event: a sample that seeds Zapier's dedupe; its id cannot be a journal row's.
-                    items.append({**account, "followedBy": handle, "detectedAt": iso(created_at),
-                                  "sequence": 0, "eventId": f"b{watch_id}-{account['id']}", "event": NEW_FOLLOWING})
-        return items
+        if len(rows) < batch or len(items) >= limit:
+            break
+        page = query.where(Event.sequence < rows[-1].sequence)
+    if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
+            and since is None and after_sequence is None:
+        handle, samples, created_at = session.execute(select(Watch.handle, Watch.samples, Watch.created_at)
+                                                       .where(Watch.id == watch_id)).one()
+        listed = {item["id"] for item in items}
+        for account in unpack_samples(samples):
+            if len(items) >= limit:
+                break
+            if account["id"] not in listed and filters.keep(account):
+                # Not an event: a sample that seeds Zapier's dedupe; its id cannot be a journal row's.
+                items.append({**account, "followedBy": handle, "detectedAt": iso(created_at),
+                              "sequence": 0, "eventId": f"b{watch_id}-{account['id']}", "event": NEW_FOLLOWING})
+    return items

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from integration.db import transaction
 from integration.models import CreditDay, WatchDay
@@ -66,27 +67,32 @@ def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int =
             _upsert(session, CreditDay, {"owner_hash": owner, "day": day}, increments)
 
 
-def add_watch(sessions, watch_id: int, day: dt.date, *, credits: int, refreshes: int) -> None:
-    with transaction(sessions) as session:
-        _upsert(session, WatchDay, {"watch_id": watch_id, "day": day}, {"credits": credits, "refreshes": refreshes})
-
-
 def try_reserve(sessions, owner: str, day: dt.date, budget: int) -> bool:
     """Take one credit of today's budget for a call about to be made; False when none is left."""
     if budget <= 0:
         return False
     with transaction(sessions) as session:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        session.execute(dialect.insert(CreditDay.__table__)
-                        .values(owner_hash=owner, day=day, credits=0, reserved=0, refreshes=0)
-                        .on_conflict_do_nothing(index_elements=["owner_hash", "day"]))
-        taken = session.execute(
-            update(CreditDay)
-            .where(CreditDay.owner_hash == owner, CreditDay.day == day,
-                   CreditDay.credits + CreditDay.reserved < budget)
-            .values(reserved=CreditDay.reserved + 1)
-            .execution_options(synchronize_session=False)).rowcount
-    return taken == 1
+        return reserve_in(session, owner, day, budget)
+
+
+def reserve_in(session, owner: str, day: dt.date, budget: int) -> bool:
+    """`try_reserve` in the caller's transaction (a refresh's claim): one statement, the
+    day's row inserted holding the reservation, or updated only while the budget has room."""
+    if budget <= 0:
+        return False
+    stmt = _reserve_statement(session.get_bind().dialect.name)
+    # RETURNING, not rowcount: psycopg reports -1 for an upsert here.
+    return session.execute(stmt, {"owner_hash": owner, "day": day, "budget": budget}).first() is not None
+
+
+@functools.cache
+def _reserve_statement(dialect_name: str):
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    table = CreditDay.__table__
+    return dialect.insert(table).values(owner_hash=bindparam("owner_hash"), day=bindparam("day"), credits=0,
+                                        reserved=1, refreshes=0).on_conflict_do_update(
+        index_elements=["owner_hash", "day"], set_={"reserved": table.c.reserved + 1},
+        where=table.c.credits + table.c.reserved < bindparam("budget")).returning(table.c.reserved)
 
 
 @dataclass
@@ -114,11 +120,37 @@ class Account:
     def give_back(self, reservations: int) -> None:
         add(self.sessions, self.owner, self.day, reserved=-reservations)
 
-    def refreshed(self, session, watch_id: int, credits: int) -> None:
+    def reserve_in(self, session) -> bool:
+        """One reservation in the caller's transaction (no budget: none needed, True)."""
+        return self.budget is None or reserve_in(session, self.owner, self.day, self.budget)
+
+    def refreshed(self, session, watch_id: int, credits: int, spent: tuple[int, int] = (0, 0)) -> None:
         """The owner's and the watch's lines of a refresh, in the caller's transaction (the
-        refresh's commit: no transaction, and on SQLite no write lock, of their own)."""
-        _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, {"refreshes": 1})
+        refresh's commit: no transaction, and on SQLite no write lock, of their own).
+        `spent`: the refresh's credits not written yet and the reservations they used
+        (RefreshMeter.unwritten): the owner's credits, counted in the same commit."""
+        _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1))
         _upsert(session, WatchDay, {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1})
+
+    def unfinished(self, watch_id: int, credits: int, spent: tuple[int, int]) -> None:
+        """A refresh that did not commit: its credits (the owner's `spent`, not written yet,
+        and the watch's line), in one transaction of their own."""
+        with transaction(self.sessions) as session:
+            increments = _spent(*spent)
+            if increments:
+                _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, increments)
+            if credits:
+                try:
+                    with session.begin_nested():
+                        _upsert(session, WatchDay, {"watch_id": watch_id, "day": self.day},
+                                {"credits": credits, "refreshes": 0})
+                except IntegrityError:
+                    pass  # the watch was deleted meanwhile; the owner's credits are counted all the same
+
+
+def _spent(credits: int, reserved: int, refreshes: int = 0) -> dict:
+    """CreditDay increments: credits spent, the reservations they used given back."""
+    return {k: v for k, v in (("credits", credits), ("reserved", -reserved), ("refreshes", refreshes)) if v}
 
 
 def spent_on(sessions, owner: str, day: dt.date) -> int:

@@ -60,14 +60,16 @@ class Meter:
     """What one of our answers cost: upstream calls, credits, latest rate-limit headers.
 
     With an `account` (integration.ledger.Account), every credit goes to the ledger as it
-    is spent, and under a budget every call first reserves one (`before_call`); a failed
-    call's reservation is kept for the next attempt, `close()` gives back the rest."""
+    is spent (a refresh's credits go in its commit instead: RefreshMeter), and under a
+    budget every call first reserves one (`before_call`); a failed call's reservation is
+    kept for the next attempt, `close()` gives back the rest."""
 
     calls: int = 0
     credits: int = 0
     rate_limit: dict = field(default_factory=dict)
     account: object | None = None
-    _spare: int = 0  # reservations taken and not yet spent
+    _spare: int = 0  # reservations taken and not yet used by a call
+    _held: int = 0   # reservations used by calls in flight
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def before_call(self) -> None:
@@ -77,13 +79,26 @@ class Meter:
         with self._lock:
             if self._spare:
                 self._spare -= 1
+                self._held += 1
                 return
         self.account.reserve()
+        with self._lock:
+            self._held += 1
 
-    def record(self, status: int | None, headers) -> None:
-        reserved = self.account is not None and self.account.budget is not None
+    def hold(self, reservations: int) -> None:
+        """Reservations taken in the caller's own transaction (a refresh's claim), for the
+        calls to come."""
+        with self._lock:
+            self._spare += reservations
+
+    def record(self, status: int | None, headers, *, write: bool = True) -> bool:
+        """Counts one call. A 200 is written to the ledger at once unless `write` is False
+        (the caller writes it: RefreshMeter). Returns whether the call used a reservation."""
         with self._lock:
             self.calls += 1
+            reserved = self._held > 0
+            if reserved:
+                self._held -= 1
             if status == 200:
                 self.credits += 1
             elif reserved:
@@ -92,8 +107,9 @@ class Meter:
                 for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining"):
                     if headers.get(name) is not None:
                         self.rate_limit[name] = headers[name]
-        if status == 200 and self.account is not None:
+        if status == 200 and self.account is not None and write:
             self.account.spent(reserved)
+        return reserved
 
     def close(self) -> None:
         """The request is over: unused reservations go back to the budget."""
@@ -106,6 +122,43 @@ class Meter:
         out = {"X-Credits-Used": str(self.credits)}
         out.update(self.rate_limit)
         return out
+
+
+class RefreshMeter:
+    """One refresh's share of its request's Meter. Its credits are not written call by call
+    but by the refresh's commit, with the journal they paid for (one transaction per page
+    fewer): `pending()` before it, `written()` once it committed; a refresh that does not commit writes them
+    at once (watches._refresh). The request's Meter still counts every call (X-Credits-Used,
+    budget reservations)."""
+
+    def __init__(self, meter: Meter):
+        self.meter = meter
+        self.credits = 0      # this refresh's 200s
+        self._credits = 0     # ... not written to the ledger yet
+        self._reserved = 0    # ... of which used a reservation (turned into credits when written)
+
+    @property
+    def account(self):
+        return self.meter.account
+
+    def before_call(self) -> None:
+        self.meter.before_call()
+
+    def record(self, status: int | None, headers) -> None:
+        reserved = self.meter.record(status, headers, write=False)
+        if status == 200:
+            self.credits += 1
+            self._credits += 1
+            self._reserved += reserved
+
+    def pending(self) -> tuple[int, int]:
+        """(credits, reservations they used) not written to the ledger yet."""
+        return self._credits, self._reserved
+
+    def written(self, spent: tuple[int, int]) -> None:
+        """`spent` (a `pending()`) is in the ledger now: its transaction committed."""
+        self._credits -= spent[0]
+        self._reserved -= spent[1]
 
 
 class DumplingClient:

@@ -12,17 +12,18 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, delete, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import load_only
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from integration import idset, known, ledger, sweeps
 from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
-from integration.models import Delivery, Event, Subscription, Watch
+from integration.models import Delivery, Event, Subscription, UnfollowSweep, Watch
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
 from integration.items import NEW_FOLLOWING, pack_samples
@@ -30,7 +31,7 @@ from integration.observability import DETECTION_SAFE_MODE, DETECTION_TRUNCATED, 
 from integration.platforms import Platform
 from integration.schedule import Wish, interval_for, next_poll
 from integration.services import Services
-from integration.upstream import Meter
+from integration.upstream import Meter, RefreshMeter
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class RefreshResult:
     fresh: bool = False           # not needed: another refresh finished inside the window
     unfollows: int = 0            # unfollows this refresh's pages proved (integration/unfollows.py)
     scheduled: bool = False       # its commit also set the worker's next poll (ensure_fresh's `schedule`)
+    answer: object = None         # the caller's `answer`, when read in one of the call's own transactions
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,19 @@ class WatchGone(Exception):
 
 
 TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
+_W = Watch.__table__
 # What a trigger call reads of its watch (not the baseline and detection state it does not need).
-_SCHEDULE_COLUMNS = load_only(Watch.id, Watch.owner_hash, Watch.last_used_at, Watch.check_every_minutes,
-                              Watch.check_auto, Watch.daily_budget, Watch.last_refresh_at)
+_OPEN = select(_W.c.id, _W.c.owner_hash, _W.c.last_used_at, _W.c.check_every_minutes, _W.c.check_auto,
+               _W.c.daily_budget, _W.c.last_refresh_at).where(_W.c.owner_hash == bindparam("owner"),
+                                                               _W.c.handle == bindparam("handle"))
+
+# What a trigger call wants once its watch is fresh: its answer, read in the transaction that
+# found the watch fresh or committed its refresh (one transaction fewer per call).
+Answer = Callable[[Session, int], object]
 
 
 def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
-               wish: Wish = Wish(), **fresh) -> tuple[int, RefreshResult]:
+               wish: Wish = Wish(), answer: Answer | None = None, **fresh) -> tuple[int, RefreshResult]:
     """The watch for (owner, handle), refreshed as `ensure_fresh` does, and marked used.
 
     A new watch is inserted holding its lease (so concurrent callers wait for its baseline
@@ -77,41 +85,58 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     refused leaves no row behind. The caller's `wish` (checkEvery, budget) is stored on the
     watch; a `checkEvery` makes the refresh window that long, whoever asks. Over the daily
     budget an existing watch is answered from its journal (a new one raises BudgetReached:
-    it has no journal yet)."""
+    it has no journal yet). With `answer`, the result carries `answer(session, watch_id)`
+    when it could be read in a transaction the call made anyway (else None: read it after).
+
+    Transactions: a watch found fresh is one (the read and its answer); a refresh is two,
+    the read that takes its lease and the commit that writes and answers (`_refresh`)."""
     for _ in range(3):
         now = svc.clock()
-        with svc.reads() as session:  # no write lock: most calls only read (SQLite)
-            watch = session.scalar(select(Watch).options(_SCHEDULE_COLUMNS)
-                                   .where(Watch.owner_hash == owner, Watch.handle == handle))
-            changes = wish.changes(watch) if watch is not None else {}
+        watch, changes, opened = None, {}, None
+        try:
+            with svc.reads() as session:  # no write lock unless the lease is taken (SQLite)
+                row = session.connection().execute(_OPEN, {"owner": owner, "handle": handle}).first()
+                watch = SimpleNamespace(**row._mapping) if row is not None else None
+                changes = wish.changes(watch) if watch is not None else {}
+                if watch is not None and not changes and not _touch_due(watch, now):
+                    opened = _fresh_or_lease(svc, session, watch, now, meter, fresh, answer)
+                    if opened is not None:
+                        session.commit()  # the lease (SQLite; PostgreSQL's reads are autocommit)
+                        break
+        except OperationalError as error:
+            if watch is None or not _lock_conflict(error):
+                raise
+            # SQLite: another writer committed since our read began, so the read could not
+            # take the write lock for the lease: the path below takes it in a write transaction.
+            opened = None
         if watch is None:
             token = secrets.token_hex(16)
             try:
                 with transaction(svc.sessions) as session:
-                    watch = Watch(owner_hash=owner, handle=handle, last_used_at=now, lease_token=token,
-                                  lease_until=_lease_until(svc), check_auto=False)
-                    for name, value in wish.changes(watch).items():
-                        setattr(watch, name, value)
-                    session.add(watch)
+                    created = Watch(owner_hash=owner, handle=handle, last_used_at=now, lease_token=token,
+                                    lease_until=_lease_until(svc), check_auto=False)
+                    for name, value in wish.changes(created).items():
+                        setattr(created, name, value)
+                    session.add(created)
                     session.flush()
-                    watch_id = watch.id
+                    watch_id = created.id
             except IntegrityError:
                 continue  # created concurrently: wait for its refresh on the next turn
             svc.leases.hold(token, watch_id)
             try:
-                return watch_id, _refresh(svc, watch_id, token, api_key, platform, meter)
+                return watch_id, _refresh(svc, watch_id, token, api_key, platform, meter, answer=answer)
             except BaseException:
                 _delete_unborn(svc, watch_id)
                 raise
-        watch_id, used = watch.id, watch.last_used_at
-        if used is None or used < now - TOUCH_EVERY:
+        watch_id = watch.id
+        if _touch_due(watch, now):
             changes["last_used_at"] = now
         if changes:
             with transaction(svc.sessions) as session:
                 session.execute(update(Watch).where(Watch.id == watch_id).values(**changes)
                                 .execution_options(synchronize_session=False))
-        for name, value in changes.items():  # the row as it is now (a detached copy)
-            setattr(watch, name, value)
+            for name, value in changes.items():  # the row as it is now
+                setattr(watch, name, value)
         if "window" not in fresh and (watch.check_every_minutes is not None or watch.check_auto):
             with svc.reads() as session:
                 fresh["window"] = interval_for(session, watch, now).total_seconds()
@@ -120,12 +145,45 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
             # claim's write transaction (ensure_fresh would find the same and answer the same).
             return watch_id, RefreshResult(refreshed=False, fresh=True)
         try:
-            return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, **fresh)
+            return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, answer=answer, **fresh)
         except WatchGone:
             continue
         except ledger.BudgetReached:
             return watch_id, RefreshResult(refreshed=False, budget_reached=True)
-    raise RuntimeError("the watch kept disappearing")
+    else:
+        raise RuntimeError("the watch kept disappearing")
+    # Decided inside the first read: fresh (answered there), over budget, or our lease taken.
+    if isinstance(opened, RefreshResult):
+        return watch.id, opened
+    _held(svc, watch.id, opened, meter)
+    return watch.id, _refresh(svc, watch.id, opened.token, api_key, platform, meter, opened.claimed, answer=answer)
+
+
+def _touch_due(watch, now: dt.datetime) -> bool:
+    return watch.last_used_at is None or watch.last_used_at < now - TOUCH_EVERY
+
+
+def _fresh_or_lease(svc: Services, session, watch, now: dt.datetime, meter: Meter, fresh: dict,
+                    answer: Answer | None):
+    """Inside open_watch's read: a RefreshResult when the journal answers (fresh, or over the
+    budget), _Taken when the lease was taken here, None when another refresh holds
+    it (the caller waits for it as ensure_fresh does)."""
+    window = fresh.get("window")
+    if window is None and (watch.check_every_minutes is not None or watch.check_auto):
+        window = interval_for(session, watch, now).total_seconds()
+    cutoff = _fresh_cutoff(svc, now, window)
+    if _refreshed_since(watch.last_refresh_at, cutoff):
+        return RefreshResult(refreshed=False, fresh=True,
+                             answer=answer(session, watch.id) if answer is not None else None)
+    try:
+        return _take(svc, session, watch.id, cutoff, meter)
+    except ledger.BudgetReached:
+        return RefreshResult(refreshed=False, budget_reached=True)
+
+
+def _lock_conflict(error: OperationalError) -> bool:
+    """SQLite could not turn a read into a write (busy, or its snapshot is out of date)."""
+    return "locked" in str(error.orig) or "busy" in str(error.orig).lower()
 
 
 def _fresh_cutoff(svc: Services, now: dt.datetime, window: float | None) -> dt.datetime:
@@ -149,19 +207,19 @@ def _delete_unborn(svc: Services, watch_id: int) -> None:
 
 def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform, meter: Meter,
                  *, window: float | None = None, wait_seconds: float = WAIT_SECONDS,
-                 schedule: dt.timedelta | None = None) -> RefreshResult:
+                 schedule: dt.timedelta | None = None, answer: Answer | None = None) -> RefreshResult:
     """Refresh the watch unless a refresh finished inside the window (or while we waited).
     `schedule` (the worker: its default poll interval): the refresh's commit also sets the
-    watch's next poll (schedule.next_poll), in the same transaction."""
+    watch's next poll (schedule.next_poll), in the same transaction. `answer`: as for open_watch."""
     fresh_cutoff = _fresh_cutoff(svc, svc.clock(), window)
     deadline = time.monotonic() + wait_seconds
     while True:
-        claimed = _claim(svc, watch_id, fresh_cutoff)
-        if claimed is _FRESH:
+        taken = _claim(svc, watch_id, fresh_cutoff, meter)
+        if taken is _FRESH:
             return RefreshResult(refreshed=False, fresh=True)
-        if claimed is not None:
-            token, state = claimed
-            return _refresh(svc, watch_id, token, api_key, platform, meter, state, schedule=schedule)
+        if taken is not None:
+            return _refresh(svc, watch_id, taken.token, api_key, platform, meter, taken.claimed,
+                            schedule=schedule, answer=answer)
         if time.monotonic() >= deadline:
             return RefreshResult(refreshed=False)  # answer from the journal; the next poll catches up
         time.sleep(0.05)
@@ -170,35 +228,73 @@ def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform,
 _FRESH = object()
 
 
-_W = Watch.__table__
+_SWEEPS = UnfollowSweep.__table__
 # The lease and the state a refresh reads, in one statement built once: free (or expired) and
 # not refreshed since the cutoff. Most calls take it; the others learn why with a second read.
+# `record`: the watch's complete sweeps (sweeps.record_version), before the first page.
 _TAKE = (_W.update()
          .where(_W.c.id == bindparam("w"), or_(_W.c.lease_until.is_(None), _W.c.lease_until < bindparam("now")),
                 or_(_W.c.last_refresh_at.is_(None), _W.c.last_refresh_at < bindparam("cutoff")))
          .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
-         .returning(_W.c.id, _W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive, _W.c.last_sequence))
+         .returning(_W.c.id, _W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive,
+                    _W.c.last_sequence,
+                    select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == _W.c.id, _SWEEPS.c.accounts.is_not(None))
+                    .correlate(_W).scalar_subquery().label("record")))
 
 
-def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime):
-    """(token, _Claimed) with the watch's lease taken; _FRESH when a refresh finished since
-    `fresh_cutoff`; None while another refresh holds the lease. One transaction."""
+_UNTAKE = (_W.update().where(_W.c.id == bindparam("w"), _W.c.lease_token == bindparam("token"))
+           .values(lease_token=None, lease_until=None))
+
+
+@dataclass(frozen=True)
+class _Taken:
+    token: str
+    claimed: _Claimed
+    reserved: int  # budget reservations taken with the lease, for the refresh's first call
+
+
+def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Meter) -> _Taken | None:
+    """The lease (and under a budget, the first call's reservation) in the caller's
+    transaction; None when the watch is leased or was refreshed since `cutoff`. Raises
+    BudgetReached after taking the lease: the caller rolls it back (or releases it)."""
     token = secrets.token_hex(16)
+    row = session.connection().execute(_TAKE, {"w": watch_id, "now": svc.clock(), "cutoff": cutoff, "token": token,
+                                               "until": _lease_until(svc)}).first()
+    if row is None:
+        return None
+    account = meter.account
+    if account is not None and not account.reserve_in(session):
+        # Undone here, whether the caller's transaction commits (PostgreSQL's autocommit reads) or not.
+        session.connection().execute(_UNTAKE, {"w": watch_id, "token": token})
+        raise ledger.BudgetReached(account.resets_at)
+    state = WatchState(row.watermark, idset.unpack_list(row.top_ids), row.watermark_exclusive)
+    return _Taken(token, _Claimed(row.handle, state, row.record, row.last_sequence),
+                  int(account is not None and account.budget is not None))
+
+
+def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime, meter: Meter):
+    """_Taken with the watch's lease held; _FRESH when a refresh finished since
+    `fresh_cutoff`; None while another refresh holds the lease. One transaction."""
     with transaction(svc.sessions) as session:
-        conn = session.connection()
-        row = conn.execute(_TAKE, {"w": watch_id, "now": svc.clock(), "cutoff": fresh_cutoff, "token": token,
-                                   "until": _lease_until(svc)}).first()
-        if row is None:
-            last = conn.execute(select(_W.c.last_refresh_at).where(_W.c.id == watch_id)).first()
+        taken = _take(svc, session, watch_id, fresh_cutoff, meter)
+        if taken is None:
+            last = session.connection().execute(select(_W.c.last_refresh_at).where(_W.c.id == watch_id)).first()
             if last is None:
                 raise WatchGone(watch_id)
             return _FRESH if _refreshed_since(last.last_refresh_at, fresh_cutoff) else None
-        claimed = _claimed(session, row)
-    svc.leases.hold(token, watch_id)
-    return token, claimed
+    _held(svc, watch_id, taken, meter)
+    return taken
 
 
-def _claimed(session, watch) -> _Claimed:
+def _held(svc: Services, watch_id: int, taken: _Taken, meter: Meter) -> None:
+    """After the commit of the transaction that took the lease."""
+    svc.leases.hold(taken.token, watch_id)
+    meter.hold(taken.reserved)
+
+
+def _claimed(session, watch_id: int) -> _Claimed:
+    """A new watch's state (its lease taken at its insert): read under our lease."""
+    watch = session.get(Watch, watch_id)
     state = WatchState(watch.watermark, idset.unpack_list(watch.top_ids), watch.watermark_exclusive)
     return _Claimed(watch.handle, state, sweeps.record_version(session, watch.id), watch.last_sequence)
 
@@ -215,17 +311,15 @@ def release(svc: Services, watch_id: int, token: str) -> None:
 
 
 def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: Platform, meter: Meter,
-             claimed: _Claimed | None = None, *, schedule: dt.timedelta | None = None) -> RefreshResult:
-    before, done = meter.credits, False
+             claimed: _Claimed | None = None, *, schedule: dt.timedelta | None = None,
+             answer: Answer | None = None) -> RefreshResult:
+    share = RefreshMeter(meter)  # this refresh's credits: written by its commit
     try:
         if claimed is None:  # a new watch, its lease taken at its insert
             with svc.reads() as session:  # our lease guards the state: a read, without the write lock
-                claimed = _claimed(session, session.get(Watch, watch_id))
-        outcome, pages, known_ids = _detect(svc, watch_id, claimed.handle, claimed.state, api_key, platform, meter)
-        result = _commit(svc, watch_id, token, outcome, pages, claimed, known_ids, meter=meter,
-                         credits=meter.credits - before, schedule=schedule)
-        done = True
-        return result
+                claimed = _claimed(session, watch_id)
+        return _detect_and_commit(svc, watch_id, token, claimed, api_key, platform, share,
+                                  schedule=schedule, answer=answer)
     except BaseException:
         # Nothing was written (the commit is one transaction): free the watch at once rather
         # than making every caller wait for the lease to expire.
@@ -233,41 +327,65 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
         raise
     finally:
         svc.leases.drop(token)
-        if not done:
-            _count_unfinished(meter, watch_id, meter.credits - before)
+        _count_unwritten(share, watch_id)
 
 
-def _count_unfinished(meter: Meter, watch_id: int, credits: int) -> None:
-    """The watch's line of the ledger for a refresh that did not commit (a committed one
-    writes it in its commit): the credits its pages cost (the owner's were counted call by call)."""
-    account = meter.account
-    if account is None or not credits:
+def _count_unwritten(share: RefreshMeter, watch_id: int) -> None:
+    """The credits of a refresh that did not commit (a committed one writes them in its
+    commit): the owner's and the watch's lines, at once."""
+    account, spent = share.account, share.pending()
+    if account is None or not spent[0]:
         return
-    try:
-        ledger.add_watch(account.sessions, watch_id, account.day, credits=credits, refreshes=0)
-    except IntegrityError:
-        pass  # the watch was deleted meanwhile; the owner's credits are counted all the same
+    account.unfinished(watch_id, spent[0], spent)
+    share.written(spent)
 
 
-def _detect(svc, watch_id, handle, state, api_key, platform, meter) -> tuple[Outcome, list[Page], set[str]]:
-    """The outcome, the pages read, and which of their accounts the watch knew."""
+def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claimed, api_key: str,
+                       platform: Platform, share: RefreshMeter, *, schedule, answer) -> RefreshResult:
+    """Pages until detection has its outcome. Each page's accounts are looked up among the
+    known ids in a transaction holding the watch's row; the one that reaches the outcome
+    also writes it (so a refresh of one page is one transaction after its claim)."""
     settings = svc.settings
     pages: list[Page] = []
     verifies: list[Page] = []
-    known: set[str] = set()
+    known_ids: set[str] = set()
+    wanted = step(claimed.state, known_ids, pages, verifies, page_cap=settings.page_cap, page_size=settings.page_size)
     while True:
-        wanted = step(state, known, pages, verifies, page_cap=settings.page_cap, page_size=settings.page_size)
-        if isinstance(wanted, Outcome):
-            return wanted, pages, known
         count = getattr(wanted, "count", None) or settings.page_size
-        page = svc.client.fetch_page(api_key, handle, platform.request_source,
-                                     count=count, min_time=wanted.min_time, meter=meter)
+        page = svc.client.fetch_page(api_key, claimed.handle, platform.request_source,
+                                     count=count, min_time=wanted.min_time, meter=share)
         if not pages and wanted.min_time is None and _hidden(page):
             raise UpstreamFailure("list_hidden", 200, detail=f"total {page.total}, no accounts")
-        known |= _known_among(svc, watch_id, [a["id"] for a in page.accounts])
-        as_page = Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more, page.total,
-                       asked_min_time=wanted.min_time, asked_count=count)
-        (verifies if isinstance(wanted, NeedVerify) else pages).append(as_page)
+        (verifies if isinstance(wanted, NeedVerify) else pages).append(
+            Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more, page.total,
+                 asked_min_time=wanted.min_time, asked_count=count))
+        spent = share.pending()
+        with transaction(svc.sessions) as session:
+            conn = session.connection()
+            # A plain copy of the columns the rules of the commit read (and change, e.g. a
+            # sweep's unfollows number events): no ORM object to load and flush per refresh.
+            watch = SimpleNamespace(**conn.execute(_LOCK, {"w": watch_id}).one()._mapping)
+            if watch.lease_token != token:
+                # Our lease expired and another refresh took over: its result stands, ours is dropped.
+                log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
+                if share.account is not None:
+                    share.account.refreshed(session, watch_id, share.credits, spent)
+                result = RefreshResult(refreshed=True)
+                outcome = None
+            else:
+                if page.accounts:
+                    known_ids |= known.known_of(session, watch_id, [a["id"] for a in page.accounts])
+                wanted = step(claimed.state, known_ids, pages, verifies, page_cap=settings.page_cap,
+                              page_size=settings.page_size)
+                outcome = wanted if isinstance(wanted, Outcome) else None
+                if outcome is None:
+                    continue  # another page first; this transaction only read
+                result = _write(svc, session, watch, outcome, pages, claimed, known_ids, share, spent,
+                                schedule=schedule, answer=answer)
+        share.written(spent)
+        if outcome is not None:
+            _report(svc, watch_id, outcome)
+        return result
 
 
 def _hidden(page) -> bool:
@@ -276,59 +394,48 @@ def _hidden(page) -> bool:
     return not page.accounts and not page.has_more and bool(page.total)
 
 
-def _known_among(svc: Services, watch_id: int, ids: list[str]) -> set[str]:
-    if not ids:
-        return set()
-    with svc.reads() as session:
-        return known.known_of(session, watch_id, ids)
-
-
-def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: list[Page],
-            claimed: _Claimed, known_ids: set[str], *, meter: Meter | None = None, credits: int = 0,
-            schedule: dt.timedelta | None = None) -> RefreshResult:
+def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
+           known_ids: set[str], share: RefreshMeter, spent: tuple[int, int], *, schedule, answer) -> RefreshResult:
+    """The outcome written, in the transaction holding the watch's row (`watch`, locked)."""
     clock = svc.clock()
     now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
-    account = meter.account if meter is not None else None
-    with transaction(svc.sessions) as session:
-        conn = session.connection()
-        # A plain copy of the columns the rules below read (and change, e.g. a sweep's
-        # unfollows number events): no ORM object to load and flush on every refresh.
-        watch = SimpleNamespace(**conn.execute(_LOCK, {"w": watch_id}).one()._mapping)
-        if watch.lease_token != token:
-            # Our lease expired and another refresh took over: its result stands, ours is dropped.
-            log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
-            if account is not None:
-                account.refreshed(session, watch_id, credits)
-            return RefreshResult(refreshed=True)
-        # Under the watch row's lock, taken above. Only a sweep's unfollows forget ids, and they
-        # add to the journal: with its number unchanged since the claim, the ids our lookups
-        # found known still are, and only the others need writing (most refreshes: none).
-        unchanged = watch.last_sequence == claimed.sequence
-        known.remember(session, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
-                       else outcome.seen_ids)
-        watch.last_sequence = _journal(session, watch_id, watch.last_sequence, outcome.new_follows, now)
-        # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
-        # not from a safe-mode refresh, whose cursors proved nothing.
-        unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, claimed.record, pages, now)
-        values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
-                  "watermark_exclusive": outcome.state.exclusive,
-                  "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
-                  "top_ids": idset.pack_list(outcome.state.top_ids),  # capped by detection.TOP_IDS_CAP
-                  "last_refresh_at": now, "lease_token": None, "lease_until": None}
-        if outcome.baseline:
-            # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
-            values["samples"] = pack_samples(pages[0].accounts)
-        if outcome.truncated:
-            values["truncations"] = watch.truncations + 1
-        _prune(svc, session, watch)
-        scheduled = schedule is not None and watch.next_poll_at is not None
-        if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
-            values["next_poll_at"] = next_poll(session, watch, clock, schedule, refreshed=True)
-        session.flush()  # a sweep's unfollows (ORM rows) first, as before
-        conn.execute(_W.update().where(_W.c.id == watch_id).values(**values))
-        if account is not None:
-            # Last: on PostgreSQL the owner's ledger row stays locked until the commit.
-            account.refreshed(session, watch_id, credits)
+    watch_id, conn = watch.id, session.connection()
+    # Only a sweep's unfollows forget ids, and they add to the journal: with its number
+    # unchanged since the claim, the ids our lookups found known still are, and only the
+    # others need writing (most refreshes: none).
+    unchanged = watch.last_sequence == claimed.sequence
+    known.remember(session, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
+                   else outcome.seen_ids)
+    watch.last_sequence = _journal(session, watch_id, watch.last_sequence, outcome.new_follows, now)
+    # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
+    # not from a safe-mode refresh, whose cursors proved nothing.
+    unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, claimed.record, pages, now)
+    values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
+              "watermark_exclusive": outcome.state.exclusive,
+              "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
+              "top_ids": idset.pack_list(outcome.state.top_ids),  # capped by detection.TOP_IDS_CAP
+              "last_refresh_at": now, "lease_token": None, "lease_until": None,
+              "truncations": watch.truncations + 1 if outcome.truncated else watch.truncations,
+              "next_poll_at": watch.next_poll_at}
+    if outcome.baseline:
+        # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
+        values["samples"] = pack_samples(pages[0].accounts)
+    _prune(svc, session, watch)
+    scheduled = schedule is not None and watch.next_poll_at is not None
+    if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
+        values["next_poll_at"] = next_poll(session, watch, clock, schedule, refreshed=True)
+    session.flush()  # a sweep's unfollows (ORM rows) first, as before
+    conn.execute(_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
+    items = answer(session, watch_id) if answer is not None else None
+    if share.account is not None:
+        # Last: on PostgreSQL the owner's ledger row stays locked until the commit.
+        share.account.refreshed(session, watch_id, share.credits, spent)
+    return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
+                         unfollows=unfollows, scheduled=scheduled, answer=items)
+
+
+def _report(svc: Services, watch_id: int, outcome: Outcome) -> None:
+    """Metrics and warnings of a committed outcome."""
     if outcome.new_follows:
         EVENTS_DETECTED.inc(len(outcome.new_follows))
     if outcome.safe_mode:
@@ -339,8 +446,6 @@ def _commit(svc: Services, watch_id: int, token: str, outcome: Outcome, pages: l
         DETECTION_TRUNCATED.inc()
         log(logger, logging.WARNING, "burst larger than the page cap: only the newest follows were emitted",
             watch_id=watch_id, emitted=len(outcome.new_follows), page_cap=svc.settings.page_cap)
-    return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
-                         unfollows=unfollows, scheduled=scheduled)
 
 
 # The watch row under its lock at the commit: what the rules of the commit read.
@@ -348,6 +453,12 @@ _LOCK = (select(_W.c.id, _W.c.owner_hash, _W.c.lease_token, _W.c.last_sequence, 
                 _W.c.next_poll_at, _W.c.last_refresh_at, _W.c.check_every_minutes, _W.c.check_auto,
                 _W.c.daily_budget)
          .where(_W.c.id == bindparam("w")).with_for_update())
+# The watch row written by the commit, built once (with the samples: a baseline's).
+_SAVED = ("last_sequence", "watermark", "watermark_exclusive", "detection_mode", "top_ids", "last_refresh_at",
+          "lease_token", "lease_until", "truncations", "next_poll_at")
+_SAVE = _W.update().where(_W.c.id == bindparam("w")).values({c: bindparam(f"v_{c}") for c in _SAVED})
+_SAVE_BASELINE = _W.update().where(_W.c.id == bindparam("w")).values(
+    {c: bindparam(f"v_{c}") for c in (*_SAVED, "samples")})
 _E, _D = Event.__table__, Delivery.__table__
 # Core statements built once: the journal and the outbox of a refresh's new follows.
 _ADD_EVENTS = _E.insert().returning(_E.c.id, sort_by_parameter_order=True)

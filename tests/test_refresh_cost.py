@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from integration import known, sweeps, watches
+from integration.detection import NeedVerify
 from integration.models import CreditDay, Watch, WatchDay
 from integration.worker import Worker
 from tests.conftest import AUTH, Clock, unique_handle
@@ -45,20 +46,21 @@ def row(svc, model, **keys):
         return session.scalar(select(model).filter_by(**keys))
 
 
-def test_a_refresh_with_nothing_new_is_five_transactions_and_schedules_in_its_commit(env):
+def test_a_refresh_with_nothing_new_is_three_transactions_and_schedules_in_its_commit(env):
     client, svc, worker, clock, fake, receiver = env
     handle, watch_id = subscribed(client, fake, receiver)
     clock.offset += dt.timedelta(seconds=INTERVAL + 1)
     spent = fake.credits_spent()
     owner_refreshes = sum(r.refreshes for r in _credit_days(svc))
+    owner_credits = sum(r.credits for r in _credit_days(svc))
     recorder = Recorder(svc.engine)
 
     assert worker.refresh_due() == 1
 
     assert fake.credits_spent() == spent + 1
-    # The claim of due watches, the lease with the state, the credit as the answer arrived,
-    # the known-ids lookup (a read), the commit: nothing more (9 transactions before issue 14).
-    assert recorder.transactions == 5
+    # The claim of due watches, the lease with the state, the commit (with the known-ids
+    # lookup and the credit): nothing more (9 transactions before issue 14).
+    assert recorder.transactions == 3
     # The known ids are read once (the lookup: segment bounds, then the segments), not again
     # by the commit (all were known); no new follow: the subscriptions' filters are not read.
     assert sum("known_segments" in s for s in recorder.statements) == 2
@@ -67,8 +69,9 @@ def test_a_refresh_with_nothing_new_is_five_transactions_and_schedules_in_its_co
     assert watch.lease_token is None and watch.last_refresh_at is not None
     # The next poll, one interval on, set by the commit (not a transaction of its own).
     assert abs(watch.next_poll_at - watch.last_refresh_at - dt.timedelta(seconds=INTERVAL)) < dt.timedelta(seconds=1)
-    # The ledger lines, written in the same commit.
+    # The ledger lines, written in the same commit: the refresh and its credit.
     assert sum(r.refreshes for r in _credit_days(svc)) == owner_refreshes + 1
+    assert sum(r.credits for r in _credit_days(svc)) == owner_credits + 1
     day = row(svc, WatchDay, watch_id=watch_id, day=svc.clock().date())
     assert day.refreshes >= 1 and day.credits >= 1
 
@@ -88,25 +91,37 @@ def test_a_refresh_with_new_follows_journals_and_delivers_them_in_order(env):
 
 def test_an_id_a_sweep_forgets_during_a_refresh_is_remembered_by_its_commit(env, monkeypatch):
     """The commit skips writing ids its lookups found known, unless the journal moved since
-    the claim: a sweep's unfollows (which forget ids) add to it. A refresh that saw the
-    account on its page still remembers it, as before the shortcut."""
+    the claim: a sweep's unfollows (which forget ids) add to it. A refresh of two pages looks
+    up its first page in a transaction of its own, so a sweep can forget an id between that
+    lookup and the commit; the refresh saw the account on its page and still remembers it."""
     client, svc, worker, clock, fake, receiver = env
     handle, watch_id = subscribed(client, fake, receiver, seeded=3)
     with svc.reads() as session:
         ids = sorted(known.all_of(session, watch_id))
     gone = ids[0]
-    lookup = watches._known_among
+    real_step, fetch = watches.step, svc.client.fetch_page
+    forced, swept = [], []
 
-    def lookup_then_sweep(svc_, watch_id_, page_ids):
-        found = lookup(svc_, watch_id_, page_ids)
-        with svc.sessions.begin() as session:  # what a sweep's commit does, under the watch's lock
-            watch = session.get(Watch, watch_id, with_for_update=True)
-            sweeps.write_unfollows(session, watch, [{"id": gone}], svc.clock())
-        return found
+    def step_asking_twice(state, known_ids, pages, verifies=(), **kwargs):
+        if pages and not forced:  # a second request after the first page (its lookup committed)
+            forced.append(known_ids.copy())
+            return NeedVerify(0)
+        return real_step(state, known_ids, pages, (), **kwargs)
 
-    monkeypatch.setattr(watches, "_known_among", lookup_then_sweep)
+    def fetch_then_sweep(*args, **kwargs):
+        page = fetch(*args, **kwargs)
+        if forced and not swept:  # between the first page's lookup and the commit
+            with svc.sessions.begin() as session:  # what a sweep's commit does, under the watch's lock
+                watch = session.get(Watch, watch_id, with_for_update=True)
+                sweeps.write_unfollows(session, watch, [{"id": gone}], svc.clock())
+            swept.append(True)
+        return page
+
+    monkeypatch.setattr(watches, "step", step_asking_twice)
+    monkeypatch.setattr(svc.client, "fetch_page", fetch_then_sweep)
     clock.offset += dt.timedelta(seconds=INTERVAL + 1)
     assert worker.refresh_due() == 1
+    assert swept and gone in forced[0]  # the first lookup found it known, then the sweep forgot it
     with svc.reads() as session:
         assert gone in known.all_of(session, watch_id)
 

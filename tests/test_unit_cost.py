@@ -1,14 +1,17 @@
-"""Issue 14: what one trigger call costs the database, counted (not timed): at most two
-transactions when the journal answers, reads that do not take SQLite's write lock, and
+"""Issue 14: what one trigger call costs the database, counted (not timed): one
+transaction when the journal answers, two through a refresh, reads that do not take SQLite's write lock, and
 connection pools sized to the threads that use them. The CPU figures are in
 bench/bench_unitcost.py (side by side with the baseline commit)."""
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.exc import OperationalError
+
+from integration import watches
 
 from integration.config import Settings
-from integration.models import Watch
+from integration.models import CreditDay, Watch
 from integration.services import Services
 from tests.conftest import AUTH, make_test_app, unique_handle
 
@@ -43,7 +46,7 @@ def poll(client, handle: str) -> list[dict]:
     return response.get_json()
 
 
-def test_a_call_the_journal_answers_is_two_read_transactions(env):
+def test_a_call_the_journal_answers_is_one_read_transaction(env):
     client, svc, fake = env
     handle = unique_handle()
     fake.seed(handle, 5)
@@ -52,10 +55,38 @@ def test_a_call_the_journal_answers_is_two_read_transactions(env):
     before = fake.credits_spent()
     assert poll(client, handle) == []
     assert fake.credits_spent() == before  # inside the refresh window: the journal answered
-    assert recorder.transactions <= 2
+    assert recorder.transactions == 1  # the watch's row and the journal, in one read
     if svc.engine.dialect.name == "sqlite":
         assert "BEGIN IMMEDIATE" not in recorder.statements  # no write lock for a read
         assert recorder.statements.count("BEGIN") == recorder.transactions
+
+
+def test_a_call_through_a_refresh_is_two_transactions_and_answers_what_it_committed(database_url, fake_upstream):
+    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=0)
+    svc = app.extensions["tiktok_following"]
+    client = app.test_client()
+    try:
+        handle = unique_handle()
+        fake_upstream.seed(handle, 5)
+        poll(client, handle)  # the baseline
+        followed = fake_upstream.follow(handle)
+        with svc.reads() as session:
+            credits_before = sum(session.scalars(select(CreditDay.credits)))
+        recorder = Recorder(svc.engine)
+        before = fake_upstream.credits_spent()
+        items = poll(client, handle)
+        assert fake_upstream.credits_spent() == before + 1
+        assert [i["id"] for i in items] == [str(followed["user"]["id"])]
+        # The read that takes the lease, and the commit (known ids, journal, credit, answer).
+        assert recorder.transactions == 2
+        with svc.reads() as session:
+            assert sum(session.scalars(select(CreditDay.credits))) == credits_before + 1
+            assert session.scalar(select(Watch.lease_token).where(Watch.handle == handle)) is None
+        # The next refresh finds nothing new: the same journal answers (one event, not two).
+        assert [i["eventId"] for i in poll(client, handle)] == [items[0]["eventId"]]
+    finally:
+        svc.client.close()
+        svc.engine.dispose()
 
 
 def test_sqlite_reads_run_beside_a_writer_and_writes_still_take_the_lock(env):
@@ -85,3 +116,38 @@ def test_connection_pools_are_sized_to_the_threads(tmp_path):
         for svc in (web, worker, chosen):
             svc.client.close()
             svc.engine.dispose()
+
+
+def test_a_read_that_cannot_take_sqlites_write_lock_falls_back_to_a_write_transaction(database_url, fake_upstream,
+                                                                                         monkeypatch):
+    """SQLite: the read that finds the watch stale takes its lease by turning into a write;
+    if another writer committed since the read began, SQLite refuses (its snapshot is out
+    of date) and the call takes the lease in a transaction of its own instead."""
+    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=0)
+    svc = app.extensions["tiktok_following"]
+    if svc.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock")
+    client = app.test_client()
+    try:
+        handle = unique_handle()
+        fake_upstream.seed(handle, 3)
+        poll(client, handle)
+        followed = fake_upstream.follow(handle)
+        take, refused = watches._take, []
+
+        def another_writer_first(svc_, session, *args):
+            with svc.engine.begin() as other:  # commits after our read's snapshot
+                other.execute(text("UPDATE watches SET truncations = truncations + 1"))
+            try:
+                return take(svc_, session, *args)
+            except OperationalError:
+                refused.append(True)
+                raise
+
+        monkeypatch.setattr(watches, "_take", another_writer_first)
+        items = poll(client, handle)
+        assert refused  # SQLite refused the read's write, as it does under concurrent writers
+        assert [i["id"] for i in items] == [str(followed["user"]["id"])]
+    finally:
+        svc.client.close()
+        svc.engine.dispose()

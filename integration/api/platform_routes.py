@@ -77,7 +77,13 @@ class NewFollowing(MethodView):
         their journals (a handle never watched before then has no items yet).
         """
         svc = services()
-        return _answer(svc, args, platform, caller, _opener(svc, args, platform, caller), items.NEW_FOLLOWING)
+        query = _item_query(args, items.NEW_FOLLOWING)
+        answers: dict[int, list] = {}  # read in each watch's own transaction (open_watch's `answer`)
+
+        def answer(session, watch_id: int) -> list:
+            return items.trigger_items(svc, watch_id, platform, session=session, **query)
+        return _answer(svc, args, platform, caller, _opener(svc, args, platform, caller, answer, answers),
+                       query, answers)
 
 
 @blp.route("/triggers/unfollowed")
@@ -111,7 +117,7 @@ class Unfollowed(MethodView):
                                       budget_seconds=svc.settings.action_budget_seconds)
             return watch_id, result.refreshed or swept is not None
 
-        return _answer(svc, args, platform, caller, open_one, items.UNFOLLOWED)
+        return _answer(svc, args, platform, caller, open_one, _item_query(args, items.UNFOLLOWED))
 
 
 @blp.route("/triggers/followed-by-many")
@@ -142,27 +148,37 @@ class FollowedByMany(MethodView):
                                     filters=Filters.from_request(args))
 
 
-def _answer(svc, args, platform, caller: Caller, open_one, kind: str):
+def _item_query(args, kind: str) -> dict:
+    """What items.trigger_items reads for a polling trigger's arguments."""
+    return {"limit": args["limit"], "since": args.get("since"), "after_sequence": args.get("afterSequence"),
+            "filters": Filters.from_request(args), "kind": kind}
+
+
+def _answer(svc, args, platform, caller: Caller, open_one, query: dict, answers: dict | None = None):
     """One handle or a watchlist (`handles`): each handle opened as its own watch, then the
-    items of every watch merged newest first; `limit` applies to the merged list.
+    items of every watch merged newest first; `limit` applies to the merged list. A watch's
+    items in `answers` were read while it was opened; the others are read now.
 
     The items are already in the documented shape (items.trigger_items builds them once; a
     test checks them against the schema): sent as they are, as the action's answer is."""
     handles = args.get("handles") or [args["handle"]]
     opened = _open(svc, handles, caller, open_one)
-    filters = Filters.from_request(args)
-    lists = [items.trigger_items(svc, watch_id, platform, limit=args["limit"], since=args.get("since"),
-                                 after_sequence=args.get("afterSequence"), filters=filters, kind=kind)
+    answers = answers or {}
+    lists = [answers[watch_id] if watch_id in answers else items.trigger_items(svc, watch_id, platform, **query)
              for watch_id in opened.values()]
     return json_answer(lists[0] if len(handles) == 1 else watchlists.merge(lists, args["limit"]))
 
 
-def _opener(svc, args, platform, caller: Caller) -> watchlists.OpenOne:
-    """Open (refresh) one handle's watch as the new-following trigger does."""
+def _opener(svc, args, platform, caller: Caller, answer: watches.Answer | None = None,
+            answers: dict | None = None) -> watchlists.OpenOne:
+    """Open (refresh) one handle's watch as the new-following trigger does; with `answer`,
+    the items read while opening it go to `answers` (only once its transaction committed)."""
     wish, meter = Wish(args.get("checkEvery"), caller.budget), g.meter
 
     def open_one(handle: str) -> tuple[int, bool]:
-        watch_id, result = watches.open_watch(svc, caller.owner, handle, caller.key, platform, meter, wish)
+        watch_id, result = watches.open_watch(svc, caller.owner, handle, caller.key, platform, meter, wish, answer)
+        if result.answer is not None:
+            answers[watch_id] = result.answer
         return watch_id, result.refreshed
     return open_one
 
