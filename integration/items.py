@@ -3,13 +3,14 @@ rendered for the user. Read-only; the journal is written by `integration.watches
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import zlib
 from collections.abc import Sequence
 from enum import StrEnum
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from integration.filters import NO_FILTERS, Filters
 from integration.models import Event, Watch
@@ -51,9 +52,14 @@ def unpack_samples(stored: bytes | None) -> list[dict]:
     return json.loads(zlib.decompress(stored)) if stored else []
 
 
+def naive_utc(since: dt.datetime) -> dt.datetime:
+    """The `since` of every trigger as journal times are stored: naive UTC (models.utcnow)."""
+    return since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
 def detected_after(since: dt.datetime):
-    """The `since` filter of every trigger: journal times are naive UTC (models.utcnow)."""
-    return Event.detected_at > since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    """The `since` filter of every trigger."""
+    return Event.detected_at > naive_utc(since)
 
 
 def event_item(watch_handle: str, event: Event) -> dict:
@@ -71,6 +77,23 @@ def event_item(watch_handle: str, event: Event) -> dict:
 BATCH = 200  # journal rows read at a time when filters drop some
 # What a trigger item needs of a journal row: plain rows (a Core select), no ORM objects.
 _ITEM_COLUMNS = (Event.id, Event.sequence, Event.detected_at, Event.payload, Event.event)
+_SAMPLES = select(Watch.handle, Watch.samples, Watch.created_at).where(Watch.id == bindparam("w"))
+
+
+@functools.cache
+def _journal_query(since: bool, after: bool, before: bool):
+    """A watch's journal of one kind, newest first, `n` rows: built once per shape (building
+    and hashing a statement per call cost more than running it). The handle comes with each
+    row (one statement); an empty journal needs it only for samples."""
+    query = (select(Watch.handle, *_ITEM_COLUMNS).join(Watch, Watch.id == Event.watch_id)
+             .where(Event.watch_id == bindparam("w"), Event.event == bindparam("kind")))
+    if since:
+        query = query.where(Event.detected_at > bindparam("since"))
+    if after:
+        query = query.where(Event.sequence > bindparam("after"))
+    if before:  # the next batch (keyset)
+        query = query.where(Event.sequence < bindparam("before"))
+    return query.order_by(Event.sequence.desc()).limit(bindparam("n"))
 
 
 def trigger_items(svc: Services, watch_id: int, platform: Platform, *, session=None, **query) -> list[dict]:
@@ -89,22 +112,17 @@ def trigger_items(svc: Services, watch_id: int, platform: Platform, *, session=N
 def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, since: dt.datetime | None = None,
                    after_sequence: int | None = None, filters: Filters = NO_FILTERS,
                    kind: str = "new_following") -> list[dict]:
-    # The handle comes with each row (one statement); an empty journal needs it only for samples.
-    query = (select(Watch.handle, *_ITEM_COLUMNS).join(Watch, Watch.id == Event.watch_id)
-             .where(Event.watch_id == watch_id, Event.event == kind))
-    if since is not None:
-        query = query.where(detected_after(since))
-    if after_sequence is not None:
-        query = query.where(Event.sequence > after_sequence)
-    query = query.order_by(Event.sequence.desc())
     # Unfiltered, one LIMIT is the answer. Filtered, the journal (bounded: JOURNAL_MAX_EVENTS
     # per watch) is read in batches, newest first, until `limit` items are kept: keyset
     # pages, not a server-side cursor, so reads need no transaction (autocommit on PostgreSQL).
     batch = BATCH if filters.active else limit
+    params = {"w": watch_id, "kind": kind, "n": batch, "since": None if since is None else naive_utc(since),
+              "after": after_sequence}
     items: list[dict] = []
-    page = query
+    before = None
     while True:
-        rows = session.execute(page.limit(batch)).all()
+        query = _journal_query(since is not None, after_sequence is not None, before is not None)
+        rows = session.connection().execute(query, {**params, "before": before}).all()
         for event in rows:
             item = event_item(event.handle, event)
             if filters.keep(item):
@@ -113,11 +131,10 @@ def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, si
                     break
         if len(rows) < batch or len(items) >= limit:
             break
-        page = query.where(Event.sequence < rows[-1].sequence)
+        before = rows[-1].sequence
     if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
             and since is None and after_sequence is None:
-        handle, samples, created_at = session.execute(select(Watch.handle, Watch.samples, Watch.created_at)
-                                                       .where(Watch.id == watch_id)).one()
+        handle, samples, created_at = session.connection().execute(_SAMPLES, {"w": watch_id}).one()
         listed = {item["id"] for item in items}
         for account in unpack_samples(samples):
             if len(items) >= limit:
