@@ -44,7 +44,8 @@ ANALYZE watches; ANALYZE subscriptions;
 
 
 def explain(url: str, limit: int) -> str:
-    statement = watch_claim(T0 + dt.timedelta(seconds=1), limit, dt.timedelta(minutes=5))
+    statement = watch_claim(T0 + dt.timedelta(seconds=1), limit, dt.timedelta(minutes=5), "bench",
+                            T0 + dt.timedelta(seconds=11))
     compiled = statement.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"render_postcompile": True})
     engine = create_engine(url)
     try:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 
-from sqlalchemy import bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import String, bindparam, case, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.orm import load_only
 
-from integration import items, subscriptions
+from integration import items, subscriptions, watches
 from integration.db import transaction
 from integration.jobs import CLAIMABLE, DeliveryJob, DeliveryOutcome, DeliveryStatus, Outcome, RefreshJob, WatchStatus
 from integration.models import Delivery, Event, Subscription, Watch
@@ -47,30 +48,41 @@ _RECORD = (_table.update()
 # ---------------------------------------------------------------- watches
 
 
-def watch_claim(now: dt.datetime, limit: int, interval: dt.timedelta):
+def watch_claim(now: dt.datetime, limit: int, interval: dt.timedelta, batch: str, lease_until: dt.datetime):
     """The claim of up to `limit` due watches, oldest due first (fair: none waits behind a
     younger one). An index walk of `ix_watches_next_poll` from its start, stopping after
     `limit` claimable rows: flat as the table grows (bench/bench_claims.py, EXPLAIN at 1k,
     100k and 1M watches), since a watch that is not polled (paused, no subscription left)
-    has no `next_poll_at` and is not in the walk."""
+    has no `next_poll_at` and is not in the walk.
+
+    The same statement takes each free watch's refresh lease (token `batch`-id, until
+    `lease_until`) and returns the state its refresh starts from (watches.LEASE_STATE), so
+    a refresh needs no transaction of its own to begin. A watch leased by a trigger call's
+    refresh is claimed without its lease (`leased` false): that refresh is its poll."""
     has_subscription = exists().where(Subscription.watch_id == Watch.id)
     due = (select(Watch.id)
            .where(Watch.next_poll_at <= now, Watch.status.in_(CLAIMABLE), Watch.api_key_enc.is_not(None),
                   has_subscription)
            .order_by(Watch.next_poll_at).limit(limit)
            .with_for_update(skip_locked=True, of=Watch))
+    free = or_(Watch.lease_until.is_(None), Watch.lease_until < now)
+    token = literal(batch) + "-" + cast(Watch.id, String)
     return (update(Watch).where(Watch.id.in_(due.scalar_subquery()))
-            .values(next_poll_at=now + interval)
+            .values(next_poll_at=now + interval,
+                    lease_token=case((free, token), else_=Watch.lease_token),
+                    lease_until=case((free, lease_until), else_=Watch.lease_until))
             .returning(Watch.id, Watch.api_key_enc, Watch.status, Watch.status_reason, Watch.owner_hash,
-                       Watch.daily_budget, Watch.check_every_minutes, Watch.check_auto)
+                       Watch.daily_budget, Watch.check_every_minutes, Watch.check_auto,
+                       (Watch.lease_token == token).label("leased"), Watch.last_refresh_at, *watches.LEASE_STATE)
             .execution_options(synchronize_session=False))
 
 
 def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJob]:
     if limit <= 0:
         return []
+    batch = secrets.token_hex(12)
     with transaction(svc.sessions) as session:
-        rows = session.execute(watch_claim(now, limit, poll_interval(svc))).all()
+        rows = session.execute(watch_claim(now, limit, poll_interval(svc), batch, watches.lease_until(svc))).all()
         if not rows:
             return []
         # requestSource follows the platform the user subscribed from (the oldest one if mixed).
@@ -79,15 +91,21 @@ def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJo
         crowded: set[int] = set()
         for watch_id, platform, crowd_id in session.execute(
                 select(Subscription.watch_id, Subscription.platform, Subscription.crowd_id)
-                .where(Subscription.watch_id.in_([r[0] for r in rows]))
+                .where(Subscription.watch_id.in_([r.id for r in rows]))
                 .order_by(Subscription.created_at)):
             platforms.setdefault(watch_id, Platform(platform))
             if crowd_id is not None:
                 crowded.add(watch_id)
-    return [RefreshJob(watch_id, key_enc, platforms.get(watch_id, Platform.API),
-                       status == WatchStatus.ACTIVE and reason is None, owner, budget,
-                       check_every, bool(auto), watch_id in crowded)
-            for watch_id, key_enc, status, reason, owner, budget, check_every, auto in rows]
+    jobs = [RefreshJob(row.id, row.api_key_enc, platforms.get(row.id, Platform.API),
+                       row.status == WatchStatus.ACTIVE and row.status_reason is None, row.owner_hash,
+                       row.daily_budget, row.check_every_minutes, bool(row.check_auto), row.id in crowded,
+                       lease=watches.lease_of(row, f"{batch}-{row.id}") if row.leased else None,
+                       last_refresh_at=row.last_refresh_at)
+            for row in rows]
+    for job in jobs:  # held (renewed while they run) from the claim's commit on
+        if job.lease is not None:
+            svc.leases.hold(job.lease.token, job.watch_id)
+    return jobs
 
 
 def watch_interval(svc: Services, watch_id: int, now: dt.datetime) -> dt.timedelta | None:

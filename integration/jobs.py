@@ -47,6 +47,8 @@ class RefreshJob:
     check_every_minutes: int | None = None  # its checkEvery (claims.job_interval: no read for it)
     check_auto: bool = False
     crowds: bool = False          # "followed by many" subscriptions on it: evaluated after the refresh
+    lease: object | None = None   # watches.Lease: the refresh lease the claim took (None: another refresh held it)
+    last_refresh_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ while a refresh runs, wait for it and read the journal instead of paying again.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -114,7 +115,7 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
             try:
                 with transaction(svc.sessions) as session:
                     created = Watch(owner_hash=owner, handle=handle, last_used_at=now, lease_token=token,
-                                    lease_until=_lease_until(svc), check_auto=False)
+                                    lease_until=lease_until(svc), check_auto=False)
                     for name, value in wish.changes(created).items():
                         setattr(created, name, value)
                     session.add(created)
@@ -166,7 +167,7 @@ def _touch_due(watch, now: dt.datetime) -> bool:
 def _fresh_or_lease(svc: Services, session, watch, now: dt.datetime, meter: Meter, fresh: dict,
                     answer: Answer | None):
     """Inside open_watch's read: a RefreshResult when the journal answers (fresh, or over the
-    budget), _Taken when the lease was taken here, None when another refresh holds
+    budget), Lease when the lease was taken here, None when another refresh holds
     it (the caller waits for it as ensure_fresh does)."""
     window = fresh.get("window")
     if window is None and (watch.check_every_minutes is not None or watch.check_auto):
@@ -228,18 +229,27 @@ def ensure_fresh(svc: Services, watch_id: int, api_key: str, platform: Platform,
 _FRESH = object()
 
 
+def refresh_leased(svc: Services, watch_id: int, lease: Lease, api_key: str, platform: Platform, meter: Meter, *,
+                   schedule: dt.timedelta | None = None) -> RefreshResult:
+    """The refresh of a watch whose lease the worker's claim took (claims.watch_claim), held
+    from that claim's commit on."""
+    return _refresh(svc, watch_id, lease.token, api_key, platform, meter, lease.claimed, schedule=schedule)
+
+
 _SWEEPS = UnfollowSweep.__table__
-# The lease and the state a refresh reads, in one statement built once: free (or expired) and
-# not refreshed since the cutoff. Most calls take it; the others learn why with a second read.
-# `record`: the watch's complete sweeps (sweeps.record_version), before the first page.
+# What a refresh starts from, returned by the statement that takes its lease (here, or the
+# worker's claim): `record` is the watch's complete sweeps (sweeps.record_version), read
+# before the first page.
+LEASE_STATE = (_W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive, _W.c.last_sequence,
+               select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == _W.c.id, _SWEEPS.c.accounts.is_not(None))
+               .correlate(_W).scalar_subquery().label("record"))
+# The lease and the state, in one statement built once: free (or expired) and not refreshed
+# since the cutoff. Most calls take it; the others learn why with a second read.
 _TAKE = (_W.update()
          .where(_W.c.id == bindparam("w"), or_(_W.c.lease_until.is_(None), _W.c.lease_until < bindparam("now")),
                 or_(_W.c.last_refresh_at.is_(None), _W.c.last_refresh_at < bindparam("cutoff")))
          .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
-         .returning(_W.c.id, _W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive,
-                    _W.c.last_sequence,
-                    select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == _W.c.id, _SWEEPS.c.accounts.is_not(None))
-                    .correlate(_W).scalar_subquery().label("record")))
+         .returning(_W.c.id, *LEASE_STATE))
 
 
 _UNTAKE = (_W.update().where(_W.c.id == bindparam("w"), _W.c.lease_token == bindparam("token"))
@@ -247,19 +257,27 @@ _UNTAKE = (_W.update().where(_W.c.id == bindparam("w"), _W.c.lease_token == bind
 
 
 @dataclass(frozen=True)
-class _Taken:
+class Lease:
+    """A refresh's lease on its watch, and the state read with it."""
+
     token: str
     claimed: _Claimed
-    reserved: int  # budget reservations taken with the lease, for the refresh's first call
+    reserved: int = 0  # budget reservations taken with the lease, for the refresh's first call
 
 
-def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Meter) -> _Taken | None:
+def lease_of(row, token: str) -> Lease:
+    """The Lease a statement returning LEASE_STATE took."""
+    state = WatchState(row.watermark, idset.unpack_list(row.top_ids), row.watermark_exclusive)
+    return Lease(token, _Claimed(row.handle, state, row.record, row.last_sequence))
+
+
+def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Meter) -> Lease | None:
     """The lease (and under a budget, the first call's reservation) in the caller's
     transaction; None when the watch is leased or was refreshed since `cutoff`. Raises
     BudgetReached after taking the lease: the caller rolls it back (or releases it)."""
     token = secrets.token_hex(16)
     row = session.connection().execute(_TAKE, {"w": watch_id, "now": svc.clock(), "cutoff": cutoff, "token": token,
-                                               "until": _lease_until(svc)}).first()
+                                               "until": lease_until(svc)}).first()
     if row is None:
         return None
     account = meter.account
@@ -267,13 +285,11 @@ def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Met
         # Undone here, whether the caller's transaction commits (PostgreSQL's autocommit reads) or not.
         session.connection().execute(_UNTAKE, {"w": watch_id, "token": token})
         raise ledger.BudgetReached(account.resets_at)
-    state = WatchState(row.watermark, idset.unpack_list(row.top_ids), row.watermark_exclusive)
-    return _Taken(token, _Claimed(row.handle, state, row.record, row.last_sequence),
-                  int(account is not None and account.budget is not None))
+    return dataclasses.replace(lease_of(row, token), reserved=int(account is not None and account.budget is not None))
 
 
 def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime, meter: Meter):
-    """_Taken with the watch's lease held; _FRESH when a refresh finished since
+    """Lease with the watch's lease held; _FRESH when a refresh finished since
     `fresh_cutoff`; None while another refresh holds the lease. One transaction."""
     with transaction(svc.sessions) as session:
         taken = _take(svc, session, watch_id, fresh_cutoff, meter)
@@ -286,7 +302,7 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime, meter: Meter
     return taken
 
 
-def _held(svc: Services, watch_id: int, taken: _Taken, meter: Meter) -> None:
+def _held(svc: Services, watch_id: int, taken: Lease, meter: Meter) -> None:
     """After the commit of the transaction that took the lease."""
     svc.leases.hold(taken.token, watch_id)
     meter.hold(taken.reserved)
@@ -299,7 +315,7 @@ def _claimed(session, watch_id: int) -> _Claimed:
     return _Claimed(watch.handle, state, sweeps.record_version(session, watch.id), watch.last_sequence)
 
 
-def _lease_until(svc: Services) -> dt.datetime:
+def lease_until(svc: Services) -> dt.datetime:
     return svc.clock() + dt.timedelta(seconds=svc.settings.lease_seconds)
 
 

@@ -192,20 +192,32 @@ class Worker:
         return len(jobs)
 
     def _refresh(self, job: RefreshJob) -> None:
-        api_key = self.svc.vault.decrypt(job.key_enc)
+        if job.lease is None:
+            # A trigger call's refresh held the lease at the claim: that refresh is this poll
+            # (its commit writes the outbox for our subscriptions too); the claim's retry stands.
+            return
+        try:
+            api_key = self.svc.vault.decrypt(job.key_enc)
+            # With a checkEvery, a refresh a trigger call made inside the interval counts ("whoever
+            # asks"): the worker then only moves its next poll. Without one, as before: every poll.
+            interval = claims.job_interval(self.svc, job, self.svc.clock())
+            fresh = interval is not None and job.last_refresh_at is not None \
+                and job.last_refresh_at >= self.svc.clock() - interval
+            if api_key is None or fresh:
+                watches.release(self.svc, job.watch_id, job.lease.token)
+        except BaseException:
+            watches.release(self.svc, job.watch_id, job.lease.token)  # the lease the claim took
+            raise
         if api_key is None:
             self._change_watch(job, policies.paused("undecryptable").values())
             return
         meter = Meter(account=Account.for_owner(self.svc, job.owner_hash, job.daily_budget))
-        # With a checkEvery, a refresh a trigger call made inside the interval counts ("whoever
-        # asks"): the worker then only moves its next poll. Without one, as before: every poll.
-        interval = claims.job_interval(self.svc, job, self.svc.clock())
         try:
-            # wait_seconds=0: if another process holds the lease it is refreshing right now,
-            # and its commit writes the outbox for our subscriptions too.
-            result = watches.ensure_fresh(self.svc, job.watch_id, api_key, job.platform, meter,
-                                          window=interval.total_seconds() if interval else 0, wait_seconds=0,
-                                          schedule=claims.poll_interval(self.svc))
+            if fresh:
+                result = watches.RefreshResult(refreshed=False, fresh=True)
+            else:
+                result = watches.refresh_leased(self.svc, job.watch_id, job.lease, api_key, job.platform, meter,
+                                                schedule=claims.poll_interval(self.svc))
         except BudgetReached as reached:
             # The key's budget is spent for today: check again when it resets.
             self._change_watch(job, {"next_poll_at": reached.resets_at})

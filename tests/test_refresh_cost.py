@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from integration import known, sweeps, watches
 from integration.detection import NeedVerify
@@ -46,7 +46,7 @@ def row(svc, model, **keys):
         return session.scalar(select(model).filter_by(**keys))
 
 
-def test_a_refresh_with_nothing_new_is_three_transactions_and_schedules_in_its_commit(env):
+def test_a_refresh_with_nothing_new_is_two_transactions_and_schedules_in_its_commit(env):
     client, svc, worker, clock, fake, receiver = env
     handle, watch_id = subscribed(client, fake, receiver)
     clock.offset += dt.timedelta(seconds=INTERVAL + 1)
@@ -58,9 +58,9 @@ def test_a_refresh_with_nothing_new_is_three_transactions_and_schedules_in_its_c
     assert worker.refresh_due() == 1
 
     assert fake.credits_spent() == spent + 1
-    # The claim of due watches, the lease with the state, the commit (with the known-ids
-    # lookup and the credit): nothing more (9 transactions before issue 14).
-    assert recorder.transactions == 3
+    # The claim of due watches (which took the lease and read the state), the commit (with
+    # the known-ids lookup and the credit): nothing more (9 transactions before issue 14).
+    assert recorder.transactions == 2
     # The known ids are read once (the lookup: segment bounds, then the segments), not again
     # by the commit (all were known); no new follow: the subscriptions' filters are not read.
     assert sum("known_segments" in s for s in recorder.statements) == 2
@@ -129,3 +129,21 @@ def test_an_id_a_sweep_forgets_during_a_refresh_is_remembered_by_its_commit(env,
 def _credit_days(svc):
     with svc.reads() as session:
         return session.scalars(select(CreditDay)).all()
+
+
+def test_a_watch_a_trigger_call_is_refreshing_is_claimed_without_its_lease(env):
+    """The claim takes the lease of free watches only: one whose lease a trigger call's
+    refresh holds is not refreshed again (that refresh is this poll); its next poll moves on."""
+    client, svc, worker, clock, fake, receiver = env
+    handle, watch_id = subscribed(client, fake, receiver)
+    clock.offset += dt.timedelta(seconds=INTERVAL + 1)
+    held_until = svc.clock() + dt.timedelta(seconds=30)
+    with svc.sessions.begin() as session:
+        session.execute(update(Watch).where(Watch.id == watch_id).values(lease_token="a-trigger", lease_until=held_until))
+    spent = fake.credits_spent()
+    assert worker.refresh_due() == 1
+    assert fake.credits_spent() == spent  # no second refresh
+    watch = row(svc, Watch, id=watch_id)
+    assert (watch.lease_token, watch.lease_until) == ("a-trigger", held_until)
+    assert watch.next_poll_at > svc.clock() + dt.timedelta(seconds=INTERVAL - 5)
+    assert not svc.leases._held  # nothing of ours to renew
