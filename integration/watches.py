@@ -59,6 +59,7 @@ class _Claimed:
     state: WatchState
     record: int | None  # sweeps.record_version, before the first page
     sequence: int       # the journal's last number: unchanged at the commit, no id was forgotten meanwhile
+    segments: int | None = None  # its known-id segments (known.segment_count): few are read whole
 
 
 class WatchGone(Exception):
@@ -242,7 +243,8 @@ _SWEEPS = UnfollowSweep.__table__
 # before the first page.
 LEASE_STATE = (_W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive, _W.c.last_sequence,
                select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == _W.c.id, _SWEEPS.c.accounts.is_not(None))
-               .correlate(_W).scalar_subquery().label("record"))
+               .correlate(_W).scalar_subquery().label("record"),
+               known.segment_count(_W).label("segments"))
 # The lease and the state, in one statement built once: free (or expired) and not refreshed
 # since the cutoff. Most calls take it; the others learn why with a second read.
 _TAKE = (_W.update()
@@ -268,7 +270,7 @@ class Lease:
 def lease_of(row, token: str) -> Lease:
     """The Lease a statement returning LEASE_STATE took."""
     state = WatchState(row.watermark, idset.unpack_list(row.top_ids), row.watermark_exclusive)
-    return Lease(token, _Claimed(row.handle, state, row.record, row.last_sequence))
+    return Lease(token, _Claimed(row.handle, state, row.record, row.last_sequence, row.segments))
 
 
 def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Meter) -> Lease | None:
@@ -390,7 +392,8 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
                 outcome = None
             else:
                 if page.accounts:
-                    known_ids |= known.known_of(session, watch_id, [a["id"] for a in page.accounts])
+                    known_ids |= known.known_of(session, watch_id, [a["id"] for a in page.accounts],
+                                                segments=claimed.segments)
                 wanted = step(claimed.state, known_ids, pages, verifies, page_cap=settings.page_cap,
                               page_size=settings.page_size)
                 outcome = wanted if isinstance(wanted, Outcome) else None

@@ -53,6 +53,8 @@ def test_known_ids_behave_as_a_set(sessions, history):
         with sessions() as session:
             assert known.known_of(session, watch_id, every) == model
             assert known.known_of(session, watch_id, batch) == model & set(batch)
+            # Read whole (a refresh of a watch with few segments): the same answers.
+            assert known.known_of(session, watch_id, every, segments=1) == model
             assert known.all_of(session, watch_id) == model
             lows = session.execute(select(KnownSegment.low, func.length(KnownSegment.ids))
                                    .where(KnownSegment.watch_id == watch_id).order_by(KnownSegment.low)).all()
@@ -71,6 +73,7 @@ def test_a_page_is_found_among_many_segments(sessions, monkeypatch):
     page = stored[::170] + [str(6_800_000_000_000_000_001), "not-a-number"]
     with sessions() as session:
         assert known.known_of(session, watch_id, page) == set(stored[::170])
+        assert known.known_of(session, watch_id, page, segments=0) == set(stored[::170])  # read whole
         segments = session.scalar(select(func.count()).select_from(KnownSegment).where(KnownSegment.watch_id == watch_id))
         assert segments >= 5000 // 240 + 1
         assert session.scalar(select(func.sum(func.length(KnownSegment.ids)))

@@ -61,8 +61,9 @@ def test_a_refresh_with_nothing_new_is_two_transactions_and_schedules_in_its_com
     # The claim of due watches (which took the lease and read the state), the commit (with
     # the known-ids lookup and the credit): nothing more (9 transactions before issue 14).
     assert recorder.transactions == 2
-    # The known ids are read once (the lookup: segment bounds, then the segments), not again
-    # by the commit (all were known); no new follow: the subscriptions' filters are not read.
+    # The known ids are counted by the claim and read once by the lookup (a small watch: its
+    # segments whole, one statement), not again by the commit (all were known); no new
+    # follow: the subscriptions' filters are not read.
     assert sum("known_segments" in s for s in recorder.statements) == 2
     assert not any("subscriptions.filters" in s for s in recorder.statements)
     watch = row(svc, Watch, id=watch_id)
