@@ -439,7 +439,8 @@ def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], c
     if outcome.baseline:
         # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
         values["samples"] = pack_samples(pages[0].accounts)
-    _prune(svc, session, watch)
+    if watch.last_sequence != claimed.sequence or _new_day(watch.last_refresh_at, now):
+        _prune(svc, session, watch)
     scheduled = schedule is not None and watch.next_poll_at is not None
     if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
         values["next_poll_at"] = next_poll(session, watch, clock, schedule, refreshed=True)
@@ -515,9 +516,15 @@ _PRUNE = _E.delete().where(
     ~exists().where(_D.c.event_id == _E.c.id, _D.c.status == "pending"))
 
 
+def _new_day(last_refresh_at: dt.datetime | None, now: dt.datetime) -> bool:
+    return last_refresh_at is None or last_refresh_at.date() != now.date()
+
+
 def _prune(svc: Services, session, watch: Watch) -> None:
     """Journal retention: events older than the retention period, or beyond the newest
-    `journal_max_events`, go, unless a delivery for them is still pending."""
+    `journal_max_events`, go, unless a delivery for them is still pending. Run by a refresh
+    whose journal grew (the count bound) and by the first of each UTC day (the age bound:
+    an event may outlive the period by up to a day), not by every refresh: most find nothing."""
     settings = svc.settings
     too_old = svc.clock() - dt.timedelta(days=settings.journal_retention_days)
     session.connection().execute(_PRUNE, {"w": watch.id, "too_old": too_old,
