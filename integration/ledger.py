@@ -45,20 +45,33 @@ def _upsert(session, model, keys: dict, increments: dict) -> None:
     statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE)."""
     conn = session.connection()  # Core: the ORM's execution path cost more than the statement
     stmt = _upsert_statement(conn.dialect.name, model, tuple(keys), tuple(increments))
-    conn.execute(stmt, {**keys, **{f"add_{k}": v for k, v in increments.items()}})
+    conn.execute(stmt, _params("", keys, increments))
+
+
+def _params(prefix: str, keys: dict, increments: dict) -> dict:
+    return {**{prefix + k: v for k, v in keys.items()}, **{f"{prefix}add_{k}": v for k, v in increments.items()}}
 
 
 @functools.cache
-def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple):
+def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple, prefix: str = ""):
     # Built once per shape, values bound at execution: building and hashing the statement on
     # every credit cost more than running it (bench/bench_unitcost.py, refresh path).
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     table = model.__table__
     values = {c.name: 0 for c in table.columns if c.name not in keys}
-    values.update({k: bindparam(k) for k in keys})
-    values.update({k: bindparam(f"add_{k}") for k in increments})
+    values.update({k: bindparam(prefix + k) for k in keys})
+    values.update({k: bindparam(f"{prefix}add_{k}") for k in increments})
     return dialect.insert(table).values(**values).on_conflict_do_update(
-        index_elements=list(keys), set_={k: table.c[k] + bindparam(f"add_{k}") for k in increments})
+        index_elements=list(keys), set_={k: table.c[k] + bindparam(f"{prefix}add_{k}") for k in increments})
+
+
+@functools.cache
+def _two_lines_statement(owner_increments: tuple, watch_increments: tuple):
+    """PostgreSQL: the owner's and the watch's lines of a refresh in one statement (the
+    owner's upsert as a data-modifying WITH): one round trip fewer per refresh."""
+    owner = _upsert_statement("postgresql", CreditDay, ("owner_hash", "day"), owner_increments, "o_")
+    watch = _upsert_statement("postgresql", WatchDay, ("watch_id", "day"), watch_increments, "w_")
+    return watch.add_cte(owner.cte("owner_line"))
 
 
 def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int = 0, refreshes: int = 0) -> None:
@@ -130,8 +143,15 @@ class Account:
         refresh's commit: no transaction, and on SQLite no write lock, of their own).
         `spent`: the refresh's credits not written yet and the reservations they used
         (RefreshMeter.unwritten): the owner's credits, counted in the same commit."""
-        _upsert(session, CreditDay, {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1))
-        _upsert(session, WatchDay, {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1})
+        owner_keys, owner = {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1)
+        watch_keys, watch = {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1}
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            conn.execute(_two_lines_statement(tuple(owner), tuple(watch)),
+                         {**_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})
+            return
+        _upsert(session, CreditDay, owner_keys, owner)
+        _upsert(session, WatchDay, watch_keys, watch)
 
     def unfinished(self, watch_id: int, credits: int, spent: tuple[int, int]) -> None:
         """A refresh that did not commit: its credits (the owner's `spent`, not written yet,
