@@ -98,6 +98,8 @@ class Worker:
         # it could take, not before the idle time, so busy sends do not re-run the watch claim.
         self._look = {"refresh": 0.0, "sweep": 0.0, "deliver": 0.0}
         self._refreshes_done = 0  # a refresh ending while the delivery claim runs must not be overlooked
+        # Free refresh lanes a claim waits for (a batch), up to an eighth of the lanes.
+        self._refill = max(1, min(MAX_BATCH, size // 8))
         self._held_back = False   # the last delivery claim left due deliveries for the caps: a send ending frees one
         # One pooled sender for the life of the process; never slower than a claim allows.
         self.sender = Sender(allow_private=settings.allow_private_webhook_targets,
@@ -144,6 +146,8 @@ class Worker:
         if now < self._look[kind]:
             return 0
         free = min(lane.free(), MAX_BATCH)
+        if kind == "refresh" and free < self._refill:
+            return 0  # _refresh_done wakes the loop when enough lanes are free
         refreshes_done = self._refreshes_done
         started = claim(wait=False)
         # All that is due (and allowed) was taken: look again after the idle time, unless a
@@ -153,8 +157,15 @@ class Worker:
         return started
 
     def _refresh_done(self) -> None:
+        # A lane is free: claim again once enough are, so a claim takes a batch (each claim is
+        # a write transaction; one per finished refresh was most of SQLite's write lock).
+        if self.refreshes.free() >= self._refill:
+            self._wake.set()
+
+    def _journal_written(self) -> None:
+        """A refresh (or a crowd evaluation) journaled events: their deliveries, if any, now."""
         self._refreshes_done += 1
-        self._look["deliver"] = 0.0  # the refresh may have written deliveries: send them now
+        self._look["deliver"] = 0.0
         self._wake.set()
 
     def _send_done(self) -> None:
@@ -253,6 +264,8 @@ class Worker:
             log(logger, logging.DEBUG, "watch refreshed", watch_id=job.watch_id, new_events=result.new_events)
         if (result.refreshed or result.fresh) and job.crowds:
             self._evaluate_crowds(job.watch_id)
+        if result.new_events or result.unfollows or job.crowds:
+            self._journal_written()
 
     def _evaluate_crowds(self, watch_id: int) -> None:
         """"Followed by many" subscriptions on the watch: their crowds see the new follows.
