@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from integration.db import transaction
 from integration.models import CreditDay, WatchDay
@@ -39,11 +40,13 @@ def next_reset(now: dt.datetime) -> dt.datetime:
     return dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time())
 
 
-def _upsert(session, model, keys: dict, increments: dict) -> None:
+def _upsert(executor, model, keys: dict, increments: dict) -> None:
     """INSERT the row with `increments` as its values, or add them to the existing row: one
-    statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE)."""
-    stmt = _upsert_statement(session.get_bind().dialect.name, model, tuple(keys), tuple(increments))
-    session.execute(stmt, {**keys, **{f"add_{k}": v for k, v in increments.items()}})
+    statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE). `executor`: an ORM
+    session or a Core connection."""
+    dialect = executor.dialect if isinstance(executor, Connection) else executor.get_bind().dialect
+    stmt = _upsert_statement(dialect.name, model, tuple(keys), tuple(increments))
+    executor.execute(stmt, {**keys, **{f"add_{k}": v for k, v in increments.items()}})
 
 
 @functools.cache
@@ -60,10 +63,16 @@ def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple):
 
 
 def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int = 0, refreshes: int = 0) -> None:
+    """The owner's day line, in a transaction of its own, committed before returning (the
+    action's credit: counted the moment the upstream's 200 arrives).
+
+    On a Core connection of the sessions' engine, not an ORM session: a session's setup and
+    teardown cost more than the statement (0.14 ms vs 0.08 ms per credit, docs/SCALING.md
+    "The action's overhead"); same statement, same BEGIN (IMMEDIATE on SQLite), same commit."""
     increments = {k: v for k, v in (("credits", credits), ("reserved", reserved), ("refreshes", refreshes)) if v}
     if increments:
-        with transaction(sessions) as session:
-            _upsert(session, CreditDay, {"owner_hash": owner, "day": day}, increments)
+        with sessions.kw["bind"].begin() as connection:
+            _upsert(connection, CreditDay, {"owner_hash": owner, "day": day}, increments)
 
 
 def add_watch(sessions, watch_id: int, day: dt.date, *, credits: int, refreshes: int) -> None:
