@@ -31,7 +31,7 @@ import time
 import orjson
 import requests
 
-from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, percentile
+from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, percentile, seeded_fake
 from tests.conftest import free_port
 
 BODY = {"handle": "alice", "count": 30}
@@ -167,11 +167,10 @@ def _wait(url: str) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("n", nargs="?", type=int, default=2000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("n", nargs="?", type=int, default=2000, help="calls per part and per server")
     args = parser.parse_args()
-    fake = FakeProcess()
-    fake.control("handles/alice/seed", {"n": 100})
+    fake = seeded_fake()
     try:
         parts, served = in_process(fake, args.n), servers(fake, args.n)
     finally:
