@@ -160,8 +160,9 @@ class DumplingClient:
             timeout = urllib3.Timeout(connect=min(self.connect_timeout, remaining),
                                       read=max(0.1, min(self.read_timeout, remaining)))
             try:
-                response = self._host_pool.urlopen("POST", self._request_uri, body=payload, headers=headers, timeout=timeout,
-                                             retries=False, redirect=False, preload_content=False)
+                response = self._host_pool.urlopen("POST", self._request_uri, body=payload, headers=headers,
+                                                   timeout=timeout, retries=False, redirect=False,
+                                                   preload_content=False)
             except ReadTimeoutError:
                 # Sent, no answer in time: the upstream may have done (and charged) the work.
                 self._record(meter, None, None, "timeout")
