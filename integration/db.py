@@ -7,12 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 
 OVERFLOW = 8  # connections beyond the pool (watchlist threads, the lease keeper); closed when returned
-SQLITE_WRITE_BEGIN = "BEGIN IMMEDIATE"  # writers take SQLite's write lock at BEGIN (make_engine)
 
 
 def make_engine(url: str, pool_size: int = 10) -> Engine:
@@ -40,7 +38,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             # Take the write lock at BEGIN so two writers never deadlock upgrading a read lock.
             # Sessions of `make_read_session_factory` only read: a plain BEGIN (a WAL snapshot)
             # lets them run beside the writer instead of queueing for its lock.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else SQLITE_WRITE_BEGIN)
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         # pysqlite's own transaction handling must be off for the BEGIN above to be ours.
         @event.listens_for(engine, "connect")
@@ -83,37 +81,6 @@ def make_read_session_factory(engine: Engine) -> sessionmaker:
     if engine.dialect.name == "postgresql":
         options["isolation_level"] = "AUTOCOMMIT"
     return sessionmaker(engine.execution_options(**options), expire_on_commit=False, autoflush=False)
-
-
-def write_one(engine: Engine, sql: str, params) -> None:
-    """One already compiled statement in a write transaction of its own, committed before
-    returning, on the pool's DBAPI connection: no Connection or Session around it.
-
-    For the hottest write (the action's credit, integration/ledger.py): a Session or a Core
-    Connection around it cost more than the statement (docs/SCALING.md "The action's overhead").
-    Same BEGIN as make_engine's sessions; DBAPI errors leave as SQLAlchemy's (an OperationalError
-    is still a 503), a dropped connection is discarded."""
-    dialect = engine.dialect
-    connection = engine.raw_connection()
-    cursor = None
-    try:
-        cursor = connection.cursor()
-        if dialect.name == "sqlite":  # autocommit DBAPI connection (make_engine): our own BEGIN
-            cursor.execute(SQLITE_WRITE_BEGIN)
-        cursor.execute(sql, params)
-        connection.commit()
-    except dialect.loaded_dbapi.Error as exc:
-        try:
-            connection.rollback()
-        except dialect.loaded_dbapi.Error:
-            pass
-        if dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
-            connection.invalidate(exc)
-        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
-    finally:
-        if cursor is not None:
-            cursor.close()
-        connection.close()  # back to the pool
 
 
 @contextmanager

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
-from integration.db import transaction, write_one
+from integration.db import transaction
 from integration.models import CreditDay, WatchDay
 
 USAGE_DAYS = 30
@@ -39,11 +40,13 @@ def next_reset(now: dt.datetime) -> dt.datetime:
     return dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time())
 
 
-def _upsert(session, model, keys: dict, increments: dict) -> None:
+def _upsert(executor, model, keys: dict, increments: dict) -> None:
     """INSERT the row with `increments` as its values, or add them to the existing row: one
-    statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE)."""
-    stmt = _upsert_statement(session.get_bind().dialect.name, model, tuple(keys), tuple(increments))
-    session.execute(stmt, {**keys, **{f"add_{k}": v for k, v in increments.items()}})
+    statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE). `executor`: an ORM
+    session or a Core connection."""
+    dialect = executor.dialect if isinstance(executor, Connection) else executor.get_bind().dialect
+    stmt = _upsert_statement(dialect.name, model, tuple(keys), tuple(increments))
+    executor.execute(stmt, {**keys, **{f"add_{k}": v for k, v in increments.items()}})
 
 
 @functools.cache
@@ -63,27 +66,13 @@ def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int =
     """The owner's day line, in a write transaction of its own, committed before returning
     (the action's credit: counted the moment the upstream's 200 arrives, as before).
 
-    The same upsert, compiled once per shape and run on the pool's DBAPI connection
-    (db.write_one): an ORM session, or even a Core connection, around it cost more than the
-    statement (docs/SCALING.md "The action's overhead")."""
+    On a Core connection of the sessions' engine, not an ORM session: the session's setup and
+    teardown cost more than the statement (docs/SCALING.md "The action's overhead"). Same
+    statement, same BEGIN (IMMEDIATE on SQLite), and SQLAlchemy's events still see it."""
     increments = {k: v for k, v in (("credits", credits), ("reserved", reserved), ("refreshes", refreshes)) if v}
     if increments:
-        engine = sessions.kw["bind"]
-        sql, order, fixed, day_value = _compiled_day_line(engine.dialect, tuple(increments))
-        params = {**fixed, "owner_hash": owner, "day": day_value(day), **{f"add_{k}": v for k, v in increments.items()}}
-        write_one(engine, sql, tuple(params[name] for name in order) if order else params)
-
-
-@functools.cache
-def _compiled_day_line(dialect, increments: tuple):
-    """The owner's day upsert of _upsert_statement compiled for this dialect: (SQL, the
-    positional parameters' names or None for named ones, the fixed values (a new row's other
-    counters: 0), the day's DBAPI value as SQLAlchemy would bind it)."""
-    compiled = _upsert_statement(dialect.name, CreditDay, ("owner_hash", "day"), increments).compile(dialect=dialect)
-    fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
-    to_dbapi = CreditDay.__table__.c.day.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
-    order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    return compiled.string, order, fixed, to_dbapi
+        with sessions.kw["bind"].begin() as connection:
+            _upsert(connection, CreditDay, {"owner_hash": owner, "day": day}, increments)
 
 
 def add_watch(sessions, watch_id: int, day: dt.date, *, credits: int, refreshes: int) -> None:
