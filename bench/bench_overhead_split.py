@@ -105,10 +105,9 @@ def in_process(fake: FakeProcess, n: int) -> dict:
     from integration.upstream import DumplingClient, UpstreamPage
 
     live, stubbed = create_app(), create_app()
-    del os.environ["PROMETHEUS_MULTIPROC_DIR"]  # chosen at import; the servers started later make their own
     atexit.register(shutil.rmtree, metrics_dir, True)
     import logging
-    logging.getLogger().handlers[0].stream = open(os.devnull, "w")  # the log line is formatted, not shown
+    logging.getLogger().handlers[0].stream = open(os.environ.get("BENCH_LOG", os.devnull), "w")  # formatted, not shown
     client = DumplingClient(fake.url)
     page = client.fetch_page(API_KEY, "alice", "API", count=30)
     with stubbed.app_context():
@@ -138,6 +137,7 @@ def servers(fake: FakeProcess, n: int) -> dict:
                 continue
             port = free_port()
             env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "128"}
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # in_process's; gunicorn.conf.py makes its own
             processes.append(subprocess.Popen([sys.executable, *command.format(port=port).split()], cwd=ROOT / "bench",
                                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             url = f"http://127.0.0.1:{port}/"
