@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from harness import (API_KEY, ROOT, FakeProcess, baseline_tree, fresh_sqlite, percentile, service_env,
+from harness import (API_KEY, ROOT, FakeProcess, baseline_tree, fresh_sqlite, percentile, seeded_fake, service_env,
                      start_service, stop_service)
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -70,8 +70,7 @@ def main():
     parser.add_argument("n", nargs="?", type=int, default=2000)
     parser.add_argument("--baseline", default="e4e027f")
     args = parser.parse_args()
-    fake = FakeProcess()
-    fake.control("handles/alice/seed", {"n": 100})
+    fake = seeded_fake()
     try:
         with baseline_tree(args.baseline) as base:
             rows = {"baseline": measure(Path(base), fake, args.n), "now": measure(ROOT, fake, args.n)}

@@ -14,7 +14,7 @@ import orjson
 import requests
 import urllib3
 
-from harness import API_KEY, FakeProcess
+from harness import API_KEY, seeded_fake
 from integration.upstream import PATH, DumplingClient
 
 BODY = {"handle": "alice", "requestSource": "API", "count": 30}
@@ -50,8 +50,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("n", nargs="?", type=int, default=2000)
     args = parser.parse_args()
-    fake = FakeProcess()
-    fake.control("handles/alice/seed", {"n": 100})
+    fake = seeded_fake()
     try:
         calls = stacks(fake.url)
         totals = {name: [0.0, 0.0] for name in calls}

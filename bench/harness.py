@@ -51,6 +51,18 @@ class FakeProcess:
         self.process.wait(10)
 
 
+def seeded_fake(handle: str = "alice", accounts: int = 100) -> FakeProcess:
+    """The fake upstream in its process, `handle` following `accounts` accounts (the action
+    benches read a page of 30 of them)."""
+    fake = FakeProcess()
+    try:
+        fake.control(f"handles/{handle}/seed", {"n": accounts})
+    except BaseException:
+        fake.stop()
+        raise
+    return fake
+
+
 def fresh_sqlite() -> str:
     folder = tempfile.mkdtemp(prefix="bench-")
     url = f"sqlite:///{folder}/bench.db"

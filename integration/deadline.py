@@ -76,6 +76,7 @@ class Watchdog:
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wakes_at = float("inf")  # when the watchdog next looks at the heap by itself
 
     @contextmanager
     def guard(self, seconds: float):
@@ -85,7 +86,10 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="send-deadline", daemon=True)
                 self._thread.start()
-            if self._heap[0][2] is guard:  # due before all others: the watchdog must wait less
+            if guard.deadline < self._wakes_at:  # due before the watchdog looks again: it must wait less
+                # Only then: waking it for every guard cost each call a thread switch (and the
+                # GIL) while a call is waiting on its answer (docs/SCALING.md "The action's overhead").
+                self._wakes_at = guard.deadline
                 self._cond.notify()
         previous = getattr(_local, "guard", None)
         _local.guard = guard
@@ -101,11 +105,14 @@ class Watchdog:
                 while self._heap and self._heap[0][2].done:  # finished in time: forget it
                     heapq.heappop(self._heap)
                 if not self._heap:
+                    self._wakes_at = float("inf")
                     self._cond.wait()
                     continue
                 wait = self._heap[0][0] - self._monotonic()
                 if wait > 0:
-                    self._cond.wait(min(wait, 1.0))  # 1.0: finished guards are swept at least every second
+                    wait = min(wait, 1.0)  # 1.0: finished guards are swept at least every second
+                    self._wakes_at = self._monotonic() + wait
+                    self._cond.wait(wait)
                     continue
                 _, _, guard = heapq.heappop(self._heap)
             guard.expire()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from integration.db import transaction
@@ -40,10 +41,12 @@ def next_reset(now: dt.datetime) -> dt.datetime:
     return dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time())
 
 
-def _upsert(session, model, keys: dict, increments: dict) -> None:
+def _upsert(executor, model, keys: dict, increments: dict) -> None:
     """INSERT the row with `increments` as its values, or add them to the existing row: one
-    statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE)."""
-    conn = session.connection()  # Core: the ORM's execution path cost more than the statement
+    statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE). `executor`: an ORM
+    session or a Core connection (Core either way: the ORM's execution path cost more than
+    the statement)."""
+    conn = executor if isinstance(executor, Connection) else executor.connection()
     stmt = _upsert_statement(conn.dialect.name, model, tuple(keys), tuple(increments))
     conn.execute(stmt, _params("", keys, increments))
 
@@ -75,10 +78,16 @@ def _two_lines_statement(owner_increments: tuple, watch_increments: tuple):
 
 
 def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int = 0, refreshes: int = 0) -> None:
+    """The owner's day line, in a write transaction of its own, committed before returning
+    (the action's credit: counted the moment the upstream's 200 arrives, as before).
+
+    On a Core connection of the sessions' engine, not an ORM session: the session's setup and
+    teardown cost more than the statement (docs/SCALING.md "The action's overhead"). Same
+    statement, same BEGIN (IMMEDIATE on SQLite), and SQLAlchemy's events still see it."""
     increments = {k: v for k, v in (("credits", credits), ("reserved", reserved), ("refreshes", refreshes)) if v}
     if increments:
-        with transaction(sessions) as session:
-            _upsert(session, CreditDay, {"owner_hash": owner, "day": day}, increments)
+        with sessions.kw["bind"].begin() as connection:
+            _upsert(connection, CreditDay, {"owner_hash": owner, "day": day}, increments)
 
 
 def try_reserve(sessions, owner: str, day: dt.date, budget: int) -> bool:

@@ -22,6 +22,7 @@ import orjson
 import urllib3
 from marshmallow import ValidationError
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
+from urllib3.util import parse_url
 
 from integration.accounts import flatten
 from integration.deadline import WATCHDOG, deadline_pool_manager
@@ -176,6 +177,10 @@ class DumplingClient:
         # No proxy from the environment (as before, requests' trust_env=False); the watchdog
         # can cut an exchange past its deadline.
         self.pool = deadline_pool_manager(num_pools=4, maxsize=pool_size)
+        # The one host's connection pool, looked up once: PoolManager.urlopen parses the URL and
+        # normalises a pool key on every call (docs/SCALING.md "The action's overhead").
+        self._host_pool = self.pool.connection_from_url(self.url)
+        self._request_uri = parse_url(self.url).request_uri
 
     def fetch_page(self, api_key: str, handle: str, request_source: str, *,
                    count: int | None = None, min_time: int | None = None,
@@ -208,8 +213,9 @@ class DumplingClient:
             timeout = urllib3.Timeout(connect=min(self.connect_timeout, remaining),
                                       read=max(0.1, min(self.read_timeout, remaining)))
             try:
-                response = self.pool.urlopen("POST", self.url, body=payload, headers=headers, timeout=timeout,
-                                             retries=False, redirect=False, preload_content=False)
+                response = self._host_pool.urlopen("POST", self._request_uri, body=payload, headers=headers,
+                                                   timeout=timeout, retries=False, redirect=False,
+                                                   preload_content=False)
             except ReadTimeoutError:
                 # Sent, no answer in time: the upstream may have done (and charged) the work.
                 self._record(meter, None, None, "timeout")

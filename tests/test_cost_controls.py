@@ -6,8 +6,9 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
+from integration import ledger
 from integration.models import CreditDay, Watch, WatchDay, utcnow
 from integration.worker import Worker
 from tests.conftest import AUTH, Clock, unique_handle
@@ -36,6 +37,30 @@ def svc(app):
 
 
 # ---------------------------------------------------------------- the ledger
+
+
+def test_the_credit_line_counts_each_credit_in_its_own_transaction_that_sqlalchemy_sees(svc):
+    """The action's credit is written on a Core connection (ledger.add): counts add up on both
+    databases, each call is one transaction of its own, and SQLAlchemy's events see it (the
+    transaction counts of tests/test_refresh_cost.py and test_unit_cost.py rely on them)."""
+    owner, today = unique_handle(), utcnow().date()
+    begun = []
+
+    def on_begin(connection):
+        begun.append(connection)
+
+    event.listen(svc.engine, "begin", on_begin)
+    try:
+        ledger.add(svc.sessions, owner, today, credits=1, reserved=1)
+        ledger.add(svc.sessions, owner, today, credits=1, reserved=-1)
+        ledger.add(svc.sessions, owner, today, reserved=2)
+    finally:
+        event.remove(svc.engine, "begin", on_begin)
+    assert len(begun) == 3
+    with svc.sessions() as session:
+        row = session.execute(select(CreditDay.credits, CreditDay.reserved)
+                              .where(CreditDay.owner_hash == owner, CreditDay.day == today)).one()
+    assert tuple(row) == (2, 2)
 
 
 def test_every_upstream_200_is_counted_once_whoever_spent_it(client, fake_upstream, svc):
