@@ -45,7 +45,7 @@ def service_cpu(master_pid: int) -> float:
 
 
 def measure(tree: Path, fake: FakeProcess, n: int) -> dict:
-    service = start_service(fresh_sqlite(), fake.url, workers=2, threads=128, root=tree,
+    service = start_service(fresh_sqlite(tree), fake.url, workers=2, threads=128, root=tree,
                             extra_env=service_env(PYTHONPATH=str(tree)))
     try:
         direct, ours = requests.Session(), requests.Session()

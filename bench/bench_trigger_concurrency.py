@@ -17,8 +17,8 @@ from pathlib import Path
 import contextlib
 import itertools
 
-from harness import (ROOT, FakeProcess, baseline_tree, closed_loop, fresh_sqlite, percentile, postgres_cluster,
-                     service_env, start_service, stop_service)
+from harness import (ROOT, FakeProcess, baseline_tree, closed_loop, fresh_sqlite, migrated, percentile,
+                     postgres_cluster, service_env, start_service, stop_service)
 
 DELAY = 1.0
 
@@ -26,7 +26,7 @@ DELAY = 1.0
 def run(tree: Path, fake: FakeProcess, handles: list[str], window: int, seconds: float, database) -> str:
     import gunicorn_settings
 
-    service = start_service(database(), fake.url, workers=gunicorn_settings.WORKERS,
+    service = start_service(database(tree), fake.url, workers=gunicorn_settings.WORKERS,
                             threads=gunicorn_settings.THREADS, root=tree,
                             extra_env=service_env(PYTHONPATH=str(tree), REFRESH_WINDOW_SECONDS=window))
     try:
@@ -36,13 +36,6 @@ def run(tree: Path, fake: FakeProcess, handles: list[str], window: int, seconds:
         stop_service(service)
     p50 = percentile(latencies, 50) * 1000 if latencies else float("nan")
     return f"{len(latencies) / seconds:>8.1f} req/s  p50 {p50:>6.0f} ms  errors {len(errors)}"
-
-
-def _migrated(url: str) -> str:
-    from integration.migrate import upgrade
-
-    upgrade(url)  # this tree's migrations (as fresh_sqlite): the baseline has the same head
-    return url
 
 
 def main():
@@ -62,7 +55,8 @@ def main():
         with baseline_tree(args.baseline) as base, \
                 (postgres_cluster() if args.postgres else contextlib.nullcontext()) as pg:
             numbers = itertools.count()
-            database = (lambda: _migrated(pg.database(f"trig{next(numbers)}"))) if pg else fresh_sqlite
+            # Each tree's own schema (the baseline's migrations end earlier).
+            database = (lambda tree: migrated(pg.database(f"trig{next(numbers)}"), tree)) if pg else fresh_sqlite
             for window in (0, 60):
                 for side, tree in (("baseline", Path(base)), ("now", ROOT)):
                     rows.append(f"{side:9} window {window:>2} s: "

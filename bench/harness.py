@@ -63,10 +63,21 @@ def seeded_fake(handle: str = "alice", accounts: int = 100) -> FakeProcess:
     return fake
 
 
-def fresh_sqlite() -> str:
+def fresh_sqlite(tree: Path | None = None) -> str:
+    """A new SQLite database with the schema of `tree` (default: this one)."""
     folder = tempfile.mkdtemp(prefix="bench-")
     url = f"sqlite:///{folder}/bench.db"
-    upgrade(url)
+    return migrated(url, tree)
+
+
+def migrated(url: str, tree: Path | None = None) -> str:
+    """`url` upgraded by `tree`'s own migrations (a baseline commit's schema is not this
+    tree's: run in a process of its own, with that tree first on the path)."""
+    if tree is None or Path(tree).resolve() == ROOT:
+        upgrade(url)
+    else:
+        subprocess.run([sys.executable, "-m", "integration.migrate"], cwd=tree, check=True, capture_output=True,
+                       env={**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(tree)})
     return url
 
 
