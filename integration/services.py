@@ -36,11 +36,12 @@ class Services:
             self.reads = make_read_session_factory(self.engine)
 
     @classmethod
-    def build(cls, settings: Settings, threads: int | None = None) -> "Services":
+    def build(cls, settings: Settings, threads: int | None = None, db_threads: int | None = None) -> "Services":
         """`threads`: how many of this process's threads use the database and the upstream at
-        once (the web process: GUNICORN_THREADS); DB_POOL_SIZE, when set, wins for the database."""
+        once (the web process: GUNICORN_THREADS); `db_threads`, when fewer use the database at
+        once (the worker); DB_POOL_SIZE, when set, wins for the database."""
         threads = threads or settings.gunicorn_threads
-        engine = make_engine(settings.database_url, settings.db_pool_size or threads)
+        engine = make_engine(settings.database_url, settings.db_pool_size or db_threads or threads)
         client = DumplingClient(
             settings.dumpling_base_url,
             # A kept-alive upstream connection for every thread that may call at once: a smaller pool

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
-from integration import watches
+from integration import watches, worker
 
 from integration.config import Settings
 from integration.models import CreditDay, Watch
@@ -108,12 +108,16 @@ def test_sqlite_reads_run_beside_a_writer_and_writes_still_take_the_lock(env):
 def test_connection_pools_are_sized_to_the_threads(tmp_path):
     url = f"sqlite:///{tmp_path / 'pool.db'}"
     web = Services.build(Settings.from_env(database_url=url, gunicorn_threads=64))
-    worker = Services.build(Settings.from_env(database_url=url), threads=66)
+    small_worker = worker.build_services(Settings.from_env(database_url=url, worker_concurrency=8))
+    # The worker's threads hold a connection only inside their short transactions: at most 32.
+    busy_worker = worker.build_services(Settings.from_env(database_url=url, worker_concurrency=256))
     chosen = Services.build(Settings.from_env(database_url=url, db_pool_size=12), threads=66)
+    every = (web, small_worker, busy_worker, chosen)
     try:
-        assert [s.engine.pool.size() for s in (web, worker, chosen)] == [64, 66, 12]
+        assert [s.engine.pool.size() for s in every] == [64, 18, 32, 12]
+        assert busy_worker.client.pool.connection_pool_kw["maxsize"] == 514  # an upstream connection per calling thread
     finally:
-        for svc in (web, worker, chosen):
+        for svc in every:
             svc.client.close()
             svc.engine.dispose()
 
