@@ -46,6 +46,7 @@ from bench_worker import start_worker, stop_worker  # its lifted send limits: on
 from harness import percentile, postgres_cluster
 from fakeupstream import FakeDumpling, make_account
 from integration import claims, watches
+from integration.worker import WORKER_DB_POOL
 from integration.accounts import flatten
 from integration.config import Settings
 from integration.delivery import new_secret
@@ -247,7 +248,8 @@ def run_one(svc: Services, fake: FakeDumpling, receiver: Receiver, args, concurr
         if before["sizes"][table] > 100_000 or grown:
             print(f"     {table:18} {before['sizes'][table] / 1e6:9.1f} MB  {grown / refreshes:+9.0f} B per refresh")
     print(f"   client connections (sampled each second): max {max(connections)}, median "
-          f"{percentile(connections, 50):.0f}; the worker's pool allows {2 * concurrency + 2} + 8 per process")
+          f"{percentile(connections, 50):.0f}; the worker's pool allows "
+          f"{min(2 * concurrency + 2, WORKER_DB_POOL)} + 8 per process")
 
 
 def worker_cpu(workers) -> float:
