@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 
 from integration import ledger
 from integration.models import CreditDay, Watch, WatchDay, utcnow
@@ -320,3 +320,35 @@ def test_the_worker_counts_a_trigger_refresh_inside_check_every(client, fake_ups
     assert fake_upstream.credits_spent() == spent
     with svc.sessions() as session:
         assert session.scalar(select(Watch.next_poll_at)) == refreshed_at + dt.timedelta(minutes=10)
+
+
+# ---------------------------------------------------------------- a refresh's credits
+
+
+@pytest.mark.parametrize("budget", [None, 5])
+def test_a_refresh_that_does_not_commit_still_counts_its_credit(client, fake_upstream, app, monkeypatch, budget):
+    """A refresh's credits are written by its commit; when the commit does not happen (here the
+    detection's write fails after the upstream answered), they are written at once, to the
+    owner and to the watch, and a budget's reservation is turned into the credit."""
+    from integration import watches
+
+    handle = unique_handle()
+    fake_upstream.seed(handle, 3)
+    headers = AUTH if budget is None else with_budget(budget)
+    assert trigger(client, handle, headers=headers).status_code == 200  # the baseline: 1 credit
+    svc = app.extensions["tiktok_following"]
+
+    def failing_write(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(watches, "_write", failing_write)
+    before = fake_upstream.credits_spent()
+    assert trigger(client, handle, headers=headers).status_code == 500
+    assert fake_upstream.credits_spent() == before + 1
+    with svc.sessions() as session:
+        owner = session.scalar(select(CreditDay))
+        watch_credits = session.scalar(select(func.sum(WatchDay.credits)))
+        lease = session.scalar(select(Watch.lease_token).where(Watch.handle == handle))
+    assert (owner.credits, owner.reserved) == (2, 0)
+    assert watch_credits == 2  # the baseline's and the failed refresh's
+    assert lease is None  # released at once, not left to expire
