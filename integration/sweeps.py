@@ -215,13 +215,25 @@ def write_unfollows(session, watch: Watch, gone: list[dict], now: dt.datetime) -
 
 def record_version(session, watch_id: int) -> int | None:
     """The number of complete sweeps of the watch, None without a record: read before a
-    refresh reads its first page, checked by `free_unfollows` at its commit."""
+    refresh reads its first page (with its lease: `record_version_of`), checked by
+    `free_unfollows` at its commit."""
     return session.connection().execute(_RECORD_VERSION, {"w": watch_id}).scalar()
 
 
+def record_version_of(watch_table):
+    """`record_version` of the row of `watch_table` a statement reads or updates: a scalar
+    subquery, so the statement that takes a refresh's lease returns it (watches.LEASE_STATE)."""
+    return _version(watch_table.c.id).correlate(watch_table).scalar_subquery()
+
+
 _SWEEPS = UnfollowSweep.__table__
-# Built once: every refresh reads it in its claim.
-_RECORD_VERSION = select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == bindparam("w"), _SWEEPS.c.accounts.is_not(None))
+
+
+def _version(watch_id):
+    return select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == watch_id, _SWEEPS.c.accounts.is_not(None))
+
+
+_RECORD_VERSION = _version(bindparam("w"))  # built once
 
 
 def free_unfollows(session, watch: Watch, version: int | None, pages, now: dt.datetime) -> int:

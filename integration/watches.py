@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from integration import idset, known, ledger, sweeps
 from integration.db import transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
-from integration.models import Delivery, Event, Subscription, UnfollowSweep, Watch
+from integration.models import Delivery, Event, Subscription, Watch
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
 from integration.items import NEW_FOLLOWING, pack_samples
@@ -139,10 +139,9 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
                                 .execution_options(synchronize_session=False))
             for name, value in changes.items():  # the row as it is now
                 setattr(watch, name, value)
-        if "window" not in fresh and (watch.check_every_minutes is not None or watch.check_auto):
-            with svc.reads() as session:
-                fresh["window"] = interval_for(session, watch, now).total_seconds()
-        if _refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, fresh.get("window"))):
+        with svc.reads() as session:  # no statement unless the watch has a checkEvery interval
+            fresh["window"] = _window(session, watch, now, fresh)
+        if _refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, fresh["window"])):
             # Refreshed inside the window as of the read above: the journal answers, without the
             # claim's write transaction (ensure_fresh would find the same and answer the same).
             return watch_id, RefreshResult(refreshed=False, fresh=True)
@@ -170,10 +169,7 @@ def _fresh_or_lease(svc: Services, session, watch, now: dt.datetime, meter: Mete
     """Inside open_watch's read: a RefreshResult when the journal answers (fresh, or over the
     budget), Lease when the lease was taken here, None when another refresh holds
     it (the caller waits for it as ensure_fresh does)."""
-    window = fresh.get("window")
-    if window is None and (watch.check_every_minutes is not None or watch.check_auto):
-        window = interval_for(session, watch, now).total_seconds()
-    cutoff = _fresh_cutoff(svc, now, window)
+    cutoff = _fresh_cutoff(svc, now, _window(session, watch, now, fresh))
     if _refreshed_since(watch.last_refresh_at, cutoff):
         return RefreshResult(refreshed=False, fresh=True,
                              answer=answer(session, watch.id) if answer is not None else None)
@@ -181,6 +177,14 @@ def _fresh_or_lease(svc: Services, session, watch, now: dt.datetime, meter: Mete
         return _take(svc, session, watch.id, cutoff, meter)
     except ledger.BudgetReached:
         return RefreshResult(refreshed=False, budget_reached=True)
+
+
+def _window(session, watch, now: dt.datetime, fresh: dict) -> float | None:
+    """A call's refresh window in seconds: the caller's `window`, else the watch's checkEvery
+    interval (fixed or adaptive: "whoever asks"), else None (REFRESH_WINDOW_SECONDS)."""
+    if fresh.get("window") is None and (watch.check_every_minutes is not None or watch.check_auto):
+        return interval_for(session, watch, now).total_seconds()
+    return fresh.get("window")
 
 
 def _lock_conflict(error: OperationalError) -> bool:
@@ -237,14 +241,13 @@ def refresh_leased(svc: Services, watch_id: int, lease: Lease, api_key: str, pla
     return _refresh(svc, watch_id, lease.token, api_key, platform, meter, lease.claimed, schedule=schedule)
 
 
-_SWEEPS = UnfollowSweep.__table__
 # What a refresh starts from, returned by the statement that takes its lease (here, or the
 # worker's claim): `record` is the watch's complete sweeps (sweeps.record_version), read
 # before the first page.
 LEASE_STATE = (_W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusive, _W.c.last_sequence,
-               select(_SWEEPS.c.sweeps).where(_SWEEPS.c.watch_id == _W.c.id, _SWEEPS.c.accounts.is_not(None))
-               .correlate(_W).scalar_subquery().label("record"),
-               known.segment_count(_W).label("segments"))
+               sweeps.record_version_of(_W).label("record"), known.segment_count(_W).label("segments"))
+# The same, for a new watch whose lease its insert took.
+_STATE = select(*LEASE_STATE).where(_W.c.id == bindparam("w"))
 # The lease and the state, in one statement built once: free (or expired) and not refreshed
 # since the cutoff. Most calls take it; the others learn why with a second read.
 _TAKE = (_W.update()
@@ -254,6 +257,7 @@ _TAKE = (_W.update()
          .returning(_W.c.id, *LEASE_STATE))
 
 
+# The lease given back (`release`, or a claim the budget refused), if it is still ours.
 _UNTAKE = (_W.update().where(_W.c.id == bindparam("w"), _W.c.lease_token == bindparam("token"))
            .values(lease_token=None, lease_until=None))
 
@@ -310,13 +314,6 @@ def _held(svc: Services, watch_id: int, taken: Lease, meter: Meter) -> None:
     meter.hold(taken.reserved)
 
 
-def _claimed(session, watch_id: int) -> _Claimed:
-    """A new watch's state (its lease taken at its insert): read under our lease."""
-    watch = session.get(Watch, watch_id)
-    state = WatchState(watch.watermark, idset.unpack_list(watch.top_ids), watch.watermark_exclusive)
-    return _Claimed(watch.handle, state, sweeps.record_version(session, watch.id), watch.last_sequence)
-
-
 def lease_until(svc: Services) -> dt.datetime:
     return svc.clock() + dt.timedelta(seconds=svc.settings.lease_seconds)
 
@@ -324,8 +321,7 @@ def lease_until(svc: Services) -> dt.datetime:
 def release(svc: Services, watch_id: int, token: str) -> None:
     svc.leases.drop(token)
     with transaction(svc.sessions) as session:
-        session.execute(update(Watch).where(Watch.id == watch_id, Watch.lease_token == token)
-                        .values(lease_token=None, lease_until=None).execution_options(synchronize_session=False))
+        session.connection().execute(_UNTAKE, {"w": watch_id, "token": token})
 
 
 def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: Platform, meter: Meter,
@@ -335,7 +331,7 @@ def _refresh(svc: Services, watch_id: int, token: str, api_key: str, platform: P
     try:
         if claimed is None:  # a new watch, its lease taken at its insert
             with svc.reads() as session:  # our lease guards the state: a read, without the write lock
-                claimed = _claimed(session, watch_id)
+                claimed = lease_of(session.connection().execute(_STATE, {"w": watch_id}).one(), token).claimed
         return _detect_and_commit(svc, watch_id, token, claimed, api_key, platform, share,
                                   schedule=schedule, answer=answer)
     except BaseException:
@@ -509,7 +505,7 @@ def _journal(session, watch_id: int, sequence: int, new_follows: list[dict], now
     return sequence + len(oldest_first)
 
 
-# Journal retention, built once (a refresh runs it every time).
+# Journal retention, built once (`_prune`).
 _PRUNE = _E.delete().where(
     _E.c.watch_id == bindparam("w"),
     or_(_E.c.detected_at < bindparam("too_old"), _E.c.sequence <= bindparam("beyond")),
