@@ -84,7 +84,7 @@ def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int =
     On a Core connection of the sessions' engine, not an ORM session: the session's setup and
     teardown cost more than the statement (docs/SCALING.md "The action's overhead"). Same
     statement, same BEGIN (IMMEDIATE on SQLite), and SQLAlchemy's events still see it."""
-    increments = {k: v for k, v in (("credits", credits), ("reserved", reserved), ("refreshes", refreshes)) if v}
+    increments = _increments(credits, reserved, refreshes)
     if increments:
         with sessions.kw["bind"].begin() as connection:
             _upsert(connection, CreditDay, {"owner_hash": owner, "day": day}, increments)
@@ -92,8 +92,6 @@ def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int =
 
 def try_reserve(sessions, owner: str, day: dt.date, budget: int) -> bool:
     """Take one credit of today's budget for a call about to be made; False when none is left."""
-    if budget <= 0:
-        return False
     with transaction(sessions) as session:
         return reserve_in(session, owner, day, budget)
 
@@ -103,9 +101,10 @@ def reserve_in(session, owner: str, day: dt.date, budget: int) -> bool:
     day's row inserted holding the reservation, or updated only while the budget has room."""
     if budget <= 0:
         return False
-    stmt = _reserve_statement(session.get_bind().dialect.name)
+    conn = session.connection()
     # RETURNING, not rowcount: psycopg reports -1 for an upsert here.
-    return session.execute(stmt, {"owner_hash": owner, "day": day, "budget": budget}).first() is not None
+    return conn.execute(_reserve_statement(conn.dialect.name),
+                        {"owner_hash": owner, "day": day, "budget": budget}).first() is not None
 
 
 @functools.cache
@@ -151,7 +150,7 @@ class Account:
         """The owner's and the watch's lines of a refresh, in the caller's transaction (the
         refresh's commit: no transaction, and on SQLite no write lock, of their own).
         `spent`: the refresh's credits not written yet and the reservations they used
-        (RefreshMeter.unwritten): the owner's credits, counted in the same commit."""
+        (RefreshMeter.pending): the owner's credits, counted in the same commit."""
         owner_keys, owner = {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1)
         watch_keys, watch = {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1}
         conn = session.connection()
@@ -178,9 +177,14 @@ class Account:
                     pass  # the watch was deleted meanwhile; the owner's credits are counted all the same
 
 
+def _increments(credits: int = 0, reserved: int = 0, refreshes: int = 0) -> dict:
+    """CreditDay increments, the zero ones left out (one statement shape per set)."""
+    return {k: v for k, v in (("credits", credits), ("reserved", reserved), ("refreshes", refreshes)) if v}
+
+
 def _spent(credits: int, reserved: int, refreshes: int = 0) -> dict:
     """CreditDay increments: credits spent, the reservations they used given back."""
-    return {k: v for k, v in (("credits", credits), ("reserved", -reserved), ("refreshes", refreshes)) if v}
+    return _increments(credits, -reserved, refreshes)
 
 
 def spent_on(sessions, owner: str, day: dt.date) -> int:
