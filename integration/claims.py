@@ -73,7 +73,8 @@ def watch_claim(now: dt.datetime, limit: int, interval: dt.timedelta, batch: str
                     lease_until=case((free, lease_until), else_=Watch.lease_until))
             .returning(Watch.id, Watch.api_key_enc, Watch.status, Watch.status_reason, Watch.owner_hash,
                        Watch.daily_budget, Watch.check_every_minutes, Watch.check_auto,
-                       (Watch.lease_token == token).label("leased"), Watch.last_refresh_at, *watches.LEASE_STATE)
+                       (Watch.lease_token == token).label("leased"), Watch.lease_token, Watch.last_refresh_at,
+                       *watches.LEASE_STATE)
             .execution_options(synchronize_session=False))
 
 
@@ -99,7 +100,7 @@ def claim_watches(svc: Services, now: dt.datetime, limit: int) -> list[RefreshJo
     jobs = [RefreshJob(row.id, row.api_key_enc, platforms.get(row.id, Platform.API),
                        row.status == WatchStatus.ACTIVE and row.status_reason is None, row.owner_hash,
                        row.daily_budget, row.check_every_minutes, bool(row.check_auto), row.id in crowded,
-                       lease=watches.lease_of(row, f"{batch}-{row.id}") if row.leased else None,
+                       lease=watches.lease_of(row, row.lease_token) if row.leased else None,
                        last_refresh_at=row.last_refresh_at)
             for row in rows]
     for job in jobs:  # held (renewed while they run) from the claim's commit on

@@ -141,7 +141,7 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
                 setattr(watch, name, value)
         with svc.reads() as session:  # no statement unless the watch has a checkEvery interval
             fresh["window"] = _window(session, watch, now, fresh)
-        if _refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, fresh["window"])):
+        if refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, fresh["window"])):
             # Refreshed inside the window as of the read above: the journal answers, without the
             # claim's write transaction (ensure_fresh would find the same and answer the same).
             return watch_id, RefreshResult(refreshed=False, fresh=True)
@@ -170,7 +170,7 @@ def _fresh_or_lease(svc: Services, session, watch, now: dt.datetime, meter: Mete
     budget), Lease when the lease was taken here, None when another refresh holds
     it (the caller waits for it as ensure_fresh does)."""
     cutoff = _fresh_cutoff(svc, now, _window(session, watch, now, fresh))
-    if _refreshed_since(watch.last_refresh_at, cutoff):
+    if refreshed_since(watch.last_refresh_at, cutoff):
         return RefreshResult(refreshed=False, fresh=True,
                              answer=answer(session, watch.id) if answer is not None else None)
     try:
@@ -199,7 +199,7 @@ def _fresh_cutoff(svc: Services, now: dt.datetime, window: float | None) -> dt.d
     return now - dt.timedelta(seconds=window)
 
 
-def _refreshed_since(last_refresh_at: dt.datetime | None, cutoff: dt.datetime) -> bool:
+def refreshed_since(last_refresh_at: dt.datetime | None, cutoff: dt.datetime) -> bool:
     return last_refresh_at is not None and last_refresh_at >= cutoff
 
 
@@ -303,7 +303,7 @@ def _claim(svc: Services, watch_id: int, fresh_cutoff: dt.datetime, meter: Meter
             last = session.connection().execute(select(_W.c.last_refresh_at).where(_W.c.id == watch_id)).first()
             if last is None:
                 raise WatchGone(watch_id)
-            return _FRESH if _refreshed_since(last.last_refresh_at, fresh_cutoff) else None
+            return _FRESH if refreshed_since(last.last_refresh_at, fresh_cutoff) else None
     _held(svc, watch_id, taken, meter)
     return taken
 

@@ -213,8 +213,7 @@ class Worker:
             # With a checkEvery, a refresh a trigger call made inside the interval counts ("whoever
             # asks"): the worker then only moves its next poll. Without one, as before: every poll.
             interval = claims.job_interval(self.svc, job, self.svc.clock())
-            fresh = interval is not None and job.last_refresh_at is not None \
-                and job.last_refresh_at >= self.svc.clock() - interval
+            fresh = interval is not None and watches.refreshed_since(job.last_refresh_at, self.svc.clock() - interval)
             if api_key is None or fresh:
                 watches.release(self.svc, job.watch_id, job.lease.token)
         except BaseException:
