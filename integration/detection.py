@@ -80,9 +80,12 @@ from collections.abc import Sequence, Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 
-# Cap on stored top_ids: ten pages of 30. A longer prefix only makes the
-# verification request rarer (more members to anchor on); the DB row stays small.
-TOP_IDS_CAP = 300
+# Cap on stored top_ids. Anchors are looked for among them, so the cap is how many of the
+# newest accounts may be unfollowed between two refreshes before the boundary page has no
+# anchor: then one verification request decides (exact, one credit more) and a safe-mode
+# refresh announces nothing. 64 keeps the watch row under 2 KB (8 bytes an id; issue 14);
+# bench/bench_detection.py's scenarios and matrix read the same at 64 as at 300.
+TOP_IDS_CAP = 64
 # The `count` asked when a page of one second cannot be paged past (the largest the
 # upstream is known to honour; a smaller honoured maximum only makes that rarer).
 MAX_COUNT = 100

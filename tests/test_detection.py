@@ -269,6 +269,25 @@ def test_top_ids_are_capped():
     assert out.state.top_ids == tuple(up.newest(TOP_IDS_CAP))
 
 
+@pytest.mark.parametrize("gone", [TOP_IDS_CAP - 1, TOP_IDS_CAP, TOP_IDS_CAP + 40])
+def test_unfollows_past_the_top_ids_cap_cost_one_verification_never_a_follow(gone):
+    # The cap trades bytes for anchors: when every stored top id was unfollowed, the
+    # boundary page has no anchor, and one verification request (not a guess) decides.
+    up = Upstream(20)
+    w = Watch(up, 30, page_cap=100)
+    w.refresh()
+    for _ in range(TOP_IDS_CAP + 100):
+        up.follow_new()
+    w.refresh()
+    assert w.state.top_ids == tuple(up.newest(TOP_IDS_CAP))
+    for uid in up.newest(gone):
+        up.unfollow(uid)
+    new = [up.follow_new() for _ in range(3)]
+    out, n = w.refresh()
+    assert ids(out) == new[::-1]
+    assert n == (1 if gone < TOP_IDS_CAP else 2)
+
+
 # ---------------------------------------------------------------- purity & speed
 
 
