@@ -65,6 +65,8 @@ def _texts_among(session: Session, watch_id: int, others: set[str]) -> set[str]:
 
 
 def _by_segment(rows: list[tuple[int, bytes]], numbers: list[int]) -> dict[int, list[int]]:
+    if len(rows) == 1:  # most watches: every number is the one segment's
+        return {0: numbers}
     lows = [low for low, _ in rows]
     grouped: dict[int, list[int]] = defaultdict(list)
     for number in numbers:
@@ -80,21 +82,43 @@ def segment_count(watch_table):
             .correlate(watch_table).scalar_subquery())
 
 
-def known_of(session: Session, watch_id: int, ids: Iterable[str], *, segments: int | None = None) -> set[str]:
-    """The ones among `ids` the watch has seen. `segments`: how many segments the watch had
-    when its refresh began (segment_count); few, they are read whole in one statement (the
-    count is only a choice of reads: segments added or emptied since change no answer)."""
+def read_whole(segments: int | None) -> bool:
+    """Whether a lookup reads the watch's segments whole: `segments`, how many it had when
+    its refresh began (segment_count), are few (the count is only a choice of reads:
+    segments added or emptied since change no answer)."""
+    return segments is not None and segments <= FEW_SEGMENTS
+
+
+def with_segments(query, watch_table):
+    """`query`, a select of one row of `watch_table`, also returning that watch's segments:
+    one row per segment, in order, as `segment_low` and `segment_ids` (a watch without any:
+    one row, both None). A refresh's commit reads its locked watch row and the segments of
+    a lookup that reads them whole (`read_whole`) in one statement."""
+    return (query.add_columns(_SEG.c.low.label("segment_low"), _SEG.c.ids.label("segment_ids"))
+            .outerjoin_from(watch_table, _SEG, _SEG.c.watch_id == watch_table.c.id).order_by(_SEG.c.low))
+
+
+def segments_in(rows) -> list[tuple[int, bytes]]:
+    """The segments (`known_of`'s `whole`) among rows of a `with_segments` statement."""
+    return [(row.segment_low + _SHIFT, row.segment_ids) for row in rows if row.segment_low is not None]
+
+
+def known_of(session: Session, watch_id: int, ids: Iterable[str], *, segments: int | None = None,
+             whole: list[tuple[int, bytes]] | None = None) -> set[str]:
+    """The ones among `ids` the watch has seen. `segments`: see `read_whole`; `whole`: all
+    its segments, already read (`segments_in`)."""
     numbers, others = idset.partition(ids)
     found: set[str] = set()
     if numbers:
-        if segments is not None and segments <= FEW_SEGMENTS:
+        if whole is not None:
+            rows = whole
+        elif read_whole(segments):
             rows = [(low + _SHIFT, blob) for low, blob in session.connection().execute(_ALL, {"w": watch_id})]
         else:
             rows = _segments(session, watch_id, numbers)
         if rows:
             for index, wanted in _by_segment(rows, numbers).items():
-                blob = rows[index][1]
-                found.update(str(n) for n in wanted if idset.contains(blob, n))
+                found.update(map(str, idset.among(rows[index][1], wanted)))
     if others:
         found |= _texts_among(session, watch_id, others)
     return found

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, delete, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
 
 from integration import idset, known, ledger, sweeps
@@ -60,6 +60,7 @@ class _Claimed:
     record: int | None  # sweeps.record_version, before the first page
     sequence: int       # the journal's last number: unchanged at the commit, no id was forgotten meanwhile
     segments: int | None = None  # its known-id segments (known.segment_count): few are read whole
+    top_ids: bytes | None = None  # state.top_ids as stored: written back as it is when unchanged
 
 
 class WatchGone(Exception):
@@ -274,7 +275,7 @@ class Lease:
 def lease_of(row, token: str) -> Lease:
     """The Lease a statement returning LEASE_STATE took."""
     state = WatchState(row.watermark, idset.unpack_list(row.top_ids), row.watermark_exclusive)
-    return Lease(token, _Claimed(row.handle, state, row.record, row.last_sequence, row.segments))
+    return Lease(token, _Claimed(row.handle, state, row.record, row.last_sequence, row.segments, row.top_ids))
 
 
 def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Meter) -> Lease | None:
@@ -374,11 +375,16 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
             Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more, page.total,
                  asked_min_time=wanted.min_time, asked_count=count))
         spent = share.pending()
+        # Most watches' known ids are read whole, with the watch row: one statement.
+        whole = bool(page.accounts) and known.read_whole(claimed.segments)
         with transaction(svc.sessions) as session:
             conn = session.connection()
             # A plain copy of the columns the rules of the commit read (and change, e.g. a
             # sweep's unfollows number events): no ORM object to load and flush per refresh.
-            watch = SimpleNamespace(**conn.execute(_LOCK, {"w": watch_id}).one()._mapping)
+            rows = conn.execute(_LOCK_WITH_SEGMENTS if whole else _LOCK, {"w": watch_id}).all()
+            if not rows:
+                raise NoResultFound(f"watch {watch_id} was deleted during its refresh")
+            watch = SimpleNamespace(**{name: getattr(rows[0], name) for name in _LOCKED})
             if watch.lease_token != token:
                 # Our lease expired and another refresh took over: its result stands, ours is dropped.
                 log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
@@ -389,7 +395,8 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
             else:
                 if page.accounts:
                     known_ids |= known.known_of(session, watch_id, [a["id"] for a in page.accounts],
-                                                segments=claimed.segments)
+                                                segments=claimed.segments,
+                                                whole=known.segments_in(rows) if whole else None)
                 wanted = step(claimed.state, known_ids, pages, verifies, page_cap=settings.page_cap,
                               page_size=settings.page_size)
                 outcome = wanted if isinstance(wanted, Outcome) else None
@@ -428,7 +435,9 @@ def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], c
     values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
               "watermark_exclusive": outcome.state.exclusive,
               "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
-              "top_ids": idset.pack_list(outcome.state.top_ids),  # capped by detection.TOP_IDS_CAP
+              # Capped by detection.TOP_IDS_CAP; most refreshes leave it as it was (nothing to pack).
+              "top_ids": claimed.top_ids if outcome.state.top_ids == claimed.state.top_ids
+              else idset.pack_list(outcome.state.top_ids),
               "last_refresh_at": now, "lease_token": None, "lease_until": None,
               "truncations": watch.truncations + 1 if outcome.truncated else watch.truncations,
               "next_poll_at": watch.next_poll_at}
@@ -441,11 +450,15 @@ def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], c
     if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
         values["next_poll_at"] = next_poll(session, watch, clock, schedule, refreshed=True)
     session.flush()  # a sweep's unfollows (ORM rows) first, as before
-    conn.execute(_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
+    save = (_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
+    if outcome.baseline or share.account is None:
+        conn.execute(*save)  # before the answer: a baseline's answer shows the samples it stores
+        save = None
     items = answer(session, watch_id) if answer is not None else None
     if share.account is not None:
-        # Last: on PostgreSQL the owner's ledger row stays locked until the commit.
-        share.account.refreshed(session, watch_id, share.credits, spent)
+        # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's
+        # write goes with it (one round trip on PostgreSQL): the answer reads only the journal.
+        share.account.refreshed(session, watch_id, share.credits, spent, also=save)
     return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
                          unfollows=unfollows, scheduled=scheduled, answer=items)
 
@@ -464,11 +477,12 @@ def _report(svc: Services, watch_id: int, outcome: Outcome) -> None:
             watch_id=watch_id, emitted=len(outcome.new_follows), page_cap=svc.settings.page_cap)
 
 
-# The watch row under its lock at the commit: what the rules of the commit read.
-_LOCK = (select(_W.c.id, _W.c.owner_hash, _W.c.lease_token, _W.c.last_sequence, _W.c.truncations,
-                _W.c.next_poll_at, _W.c.last_refresh_at, _W.c.check_every_minutes, _W.c.check_auto,
-                _W.c.daily_budget)
-         .where(_W.c.id == bindparam("w")).with_for_update())
+# The watch row under its lock at the commit: what the rules of the commit read (and, for
+# a lookup that reads them whole, its known-id segments: known.with_segments).
+_LOCKED = ("id", "owner_hash", "lease_token", "last_sequence", "truncations", "next_poll_at", "last_refresh_at",
+           "check_every_minutes", "check_auto", "daily_budget")
+_LOCK = select(*(_W.c[name] for name in _LOCKED)).where(_W.c.id == bindparam("w")).with_for_update()
+_LOCK_WITH_SEGMENTS = known.with_segments(_LOCK, _W).with_for_update(of=_W)
 # The watch row written by the commit, built once (with the samples: a baseline's).
 _SAVED = ("last_sequence", "watermark", "watermark_exclusive", "detection_mode", "top_ids", "last_refresh_at",
           "lease_token", "lease_until", "truncations", "next_poll_at")
