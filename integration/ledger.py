@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from integration.db import transaction
+from integration.db import connection_of, core_transaction, transaction
 from integration.models import CreditDay, WatchDay
 
 USAGE_DAYS = 30
@@ -46,7 +45,7 @@ def _upsert(executor, model, keys: dict, increments: dict) -> None:
     statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE). `executor`: an ORM
     session or a Core connection (Core either way: the ORM's execution path cost more than
     the statement)."""
-    conn = executor if isinstance(executor, Connection) else executor.connection()
+    conn = connection_of(executor)
     stmt = _upsert_statement(conn.dialect.name, model, tuple(keys), tuple(increments))
     conn.execute(stmt, _params("", keys, increments))
 
@@ -88,7 +87,7 @@ def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int =
     statement, same BEGIN (IMMEDIATE on SQLite), and SQLAlchemy's events still see it."""
     increments = _increments(credits, reserved, refreshes)
     if increments:
-        with sessions.kw["bind"].begin() as connection:
+        with core_transaction(sessions) as connection:
             _upsert(connection, CreditDay, {"owner_hash": owner, "day": day}, increments)
 
 
@@ -158,7 +157,7 @@ class Account:
         `w_`), run first: on PostgreSQL in the same statement."""
         owner_keys, owner = {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1)
         watch_keys, watch = {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1}
-        conn = session.connection()
+        conn = connection_of(session)
         if conn.dialect.name == "postgresql":
             statement, params = also if also is not None else (None, {})
             conn.execute(_two_lines_statement(tuple(owner), tuple(watch), statement),
@@ -166,8 +165,8 @@ class Account:
             return
         if also is not None:
             conn.execute(*also)
-        _upsert(session, CreditDay, owner_keys, owner)
-        _upsert(session, WatchDay, watch_keys, watch)
+        _upsert(conn, CreditDay, owner_keys, owner)
+        _upsert(conn, WatchDay, watch_keys, watch)
 
     def unfinished(self, watch_id: int, credits: int, spent: tuple[int, int]) -> None:
         """A refresh that did not commit: its credits (the owner's `spent`, not written yet,

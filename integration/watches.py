@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
 
 from integration import idset, known, ledger, sweeps
-from integration.db import transaction
+from integration.db import core_transaction, transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, Subscription, Watch
 from integration.errors import UpstreamFailure
@@ -377,8 +378,9 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
         spent = share.pending()
         # Most watches' known ids are read whole, with the watch row: one statement.
         whole = bool(page.accounts) and known.read_whole(claimed.segments)
-        with transaction(svc.sessions) as session:
-            conn = session.connection()
+        # A Core connection: an ORM session costs more than this transaction's statements (_write
+        # makes one only when it needs it).
+        with core_transaction(svc.sessions) as conn:
             # A plain copy of the columns the rules of the commit read (and change, e.g. a
             # sweep's unfollows number events): no ORM object to load and flush per refresh.
             rows = conn.execute(_LOCK_WITH_SEGMENTS if whole else _LOCK, {"w": watch_id}).all()
@@ -389,12 +391,12 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
                 # Our lease expired and another refresh took over: its result stands, ours is dropped.
                 log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
                 if share.account is not None:
-                    share.account.refreshed(session, watch_id, share.credits, spent)
+                    share.account.refreshed(conn, watch_id, share.credits, spent)
                 result = RefreshResult(refreshed=True)
                 outcome = None
             else:
                 if page.accounts:
-                    known_ids |= known.known_of(session, watch_id, [a["id"] for a in page.accounts],
+                    known_ids |= known.known_of(conn, watch_id, [a["id"] for a in page.accounts],
                                                 segments=claimed.segments,
                                                 whole=known.segments_in(rows) if whole else None)
                 wanted = step(claimed.state, known_ids, pages, verifies, page_cap=settings.page_cap,
@@ -402,7 +404,7 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
                 outcome = wanted if isinstance(wanted, Outcome) else None
                 if outcome is None:
                     continue  # another page first; this transaction only read
-                result = _write(svc, session, watch, outcome, pages, claimed, known_ids, share, spent,
+                result = _write(svc, conn, watch, outcome, pages, claimed, known_ids, share, spent,
                                 schedule=schedule, answer=answer)
         share.written(spent)
         if outcome is not None:
@@ -416,22 +418,32 @@ def _hidden(page) -> bool:
     return not page.accounts and not page.has_more and bool(page.total)
 
 
-def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
+def _write(svc: Services, conn, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
            known_ids: set[str], share: RefreshMeter, spent: tuple[int, int], *, schedule, answer) -> RefreshResult:
-    """The outcome written, in the transaction holding the watch's row (`watch`, locked)."""
+    """The outcome written, in the transaction (`conn`) holding the watch's row (`watch`, locked).
+    An ORM session joins it only for what needs one: a sweep record's rows (free_unfollows,
+    not from a safe-mode refresh, whose cursors proved nothing) and the caller's `answer`."""
+    swept = claimed.record is not None and not outcome.safe_mode
+    with svc.sessions(bind=conn) if swept or answer is not None else nullcontext() as session:
+        return _write_outcome(svc, conn, session, watch, outcome, pages, claimed, known_ids, share, spent,
+                              schedule=schedule, answer=answer, swept=swept)
+
+
+def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
+                   known_ids: set[str], share: RefreshMeter, spent: tuple[int, int], *, schedule, answer,
+                   swept: bool) -> RefreshResult:
     clock = svc.clock()
     now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
-    watch_id, conn = watch.id, session.connection()
+    watch_id = watch.id
     # Only a sweep's unfollows forget ids, and they add to the journal: with its number
     # unchanged since the claim, the ids our lookups found known still are, and only the
     # others need writing (most refreshes: none).
     unchanged = watch.last_sequence == claimed.sequence
-    known.remember(session, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
+    known.remember(conn, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
                    else outcome.seen_ids)
-    watch.last_sequence = _journal(session, watch_id, watch.last_sequence, outcome.new_follows, now)
-    # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
-    # not from a safe-mode refresh, whose cursors proved nothing.
-    unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, claimed.record, pages, now)
+    watch.last_sequence = _journal(conn, watch_id, watch.last_sequence, outcome.new_follows, now)
+    # Unfollows among the pages just read, for watches with unfollow listeners (no extra request).
+    unfollows = sweeps.free_unfollows(session, watch, claimed.record, pages, now) if swept else 0
     values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
               "watermark_exclusive": outcome.state.exclusive,
               "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
@@ -445,11 +457,12 @@ def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], c
         # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
         values["samples"] = pack_samples(pages[0].accounts)
     if watch.last_sequence != claimed.sequence or _new_day(watch.last_refresh_at, now):
-        _prune(svc, session, watch)
+        _prune(svc, conn, watch)
     scheduled = schedule is not None and watch.next_poll_at is not None
     if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
-        values["next_poll_at"] = next_poll(session, watch, clock, schedule, refreshed=True)
-    session.flush()  # a sweep's unfollows (ORM rows) first, as before
+        values["next_poll_at"] = next_poll(conn, watch, clock, schedule, refreshed=True)
+    if swept:
+        session.flush()  # a sweep's unfollows (ORM rows) first, as before
     save = (_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
     if outcome.baseline or share.account is None:
         conn.execute(*save)  # before the answer: a baseline's answer shows the samples it stores
@@ -458,7 +471,7 @@ def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], c
     if share.account is not None:
         # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's
         # write goes with it (one round trip on PostgreSQL): the answer reads only the journal.
-        share.account.refreshed(session, watch_id, share.credits, spent, also=save)
+        share.account.refreshed(conn, watch_id, share.credits, spent, also=save)
     return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
                          unfollows=unfollows, scheduled=scheduled, answer=items)
 
@@ -495,14 +508,13 @@ _ADD_EVENTS = _E.insert().returning(_E.c.id, sort_by_parameter_order=True)
 _ADD_DELIVERIES = _D.insert()
 
 
-def _journal(session, watch_id: int, sequence: int, new_follows: list[dict], now: dt.datetime) -> int:
+def _journal(conn, watch_id: int, sequence: int, new_follows: list[dict], now: dt.datetime) -> int:
     """The new follows, oldest first (the newest gets the highest number), and in the same
     transaction the outbox: a delivery to each subscription whose filters keep the account
     (the journal keeps all). Two statements whatever their number. Returns the last sequence."""
     if not new_follows:
         return sequence
     oldest_first = list(reversed(new_follows))
-    conn = session.connection()
     ids = conn.execute(_ADD_EVENTS, [
         {"watch_id": watch_id, "sequence": sequence + n, "account_id": account["id"], "detected_at": now,
          "payload": json.dumps(account), "event": NEW_FOLLOWING}
@@ -530,12 +542,12 @@ def _new_day(last_refresh_at: dt.datetime | None, now: dt.datetime) -> bool:
     return last_refresh_at is None or last_refresh_at.date() != now.date()
 
 
-def _prune(svc: Services, session, watch: Watch) -> None:
+def _prune(svc: Services, conn, watch: Watch) -> None:
     """Journal retention: events older than the retention period, or beyond the newest
     `journal_max_events`, go, unless a delivery for them is still pending. Run by a refresh
     whose journal grew (the count bound) and by the first of each UTC day (the age bound:
     an event may outlive the period by up to a day), not by every refresh: most find nothing."""
     settings = svc.settings
     too_old = svc.clock() - dt.timedelta(days=settings.journal_retention_days)
-    session.connection().execute(_PRUNE, {"w": watch.id, "too_old": too_old,
+    conn.execute(_PRUNE, {"w": watch.id, "too_old": too_old,
                                           "beyond": watch.last_sequence - settings.journal_max_events})
