@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
 
@@ -87,6 +87,21 @@ def make_read_session_factory(engine: Engine) -> sessionmaker:
 def transaction(factory: sessionmaker):
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def core_transaction(factory: sessionmaker):
+    """`transaction` on a Core connection of the factory's engine, no ORM session: for a short
+    write whose statements cost less than a session's setup and teardown (a refresh's commit,
+    a credit). Same BEGIN (IMMEDIATE on SQLite), and SQLAlchemy's events still see it. A
+    session for ORM work inside it: `factory(bind=connection)` (it joins this transaction)."""
+    with factory.kw["bind"].begin() as connection:
+        yield connection
+
+
+def connection_of(executor) -> Connection:
+    """The Core connection of `executor`: an ORM session's, or a Core connection itself."""
+    return executor if isinstance(executor, Connection) else executor.connection()
 
 
 def lock_owner(session, owner: str) -> None:

@@ -305,14 +305,17 @@ def _kept_anchors(indices: list[int]) -> list[int]:
     in: a longest increasing run of their old places. The others were re-followed (or
     the upstream's order is broken, when there are more than re-follows explain)."""
     tails: list[int] = []  # tails[k]: position ending the best run of length k + 1
+    ends: list[int] = []   # ends[k] = indices[tails[k]] (increasing), searched without rebuilding it
     back: list[int | None] = []
     for pos, value in enumerate(indices):
-        k = bisect_left([indices[t] for t in tails], value)
+        k = bisect_left(ends, value)
         back.append(tails[k - 1] if k else None)
         if k == len(tails):
             tails.append(pos)
+            ends.append(value)
         else:
             tails[k] = pos
+            ends[k] = value
     run, pos = [], tails[-1] if tails else None
     while pos is not None:
         run.append(pos)

@@ -27,21 +27,31 @@ assert array(_ITEM).itemsize == 8
 _LITTLE = sys.byteorder == "little"
 
 
+def number(account_id: str) -> int | None:
+    """The id as its number when it is a canonical decimal (no sign, no leading zero, ASCII
+    digits only) below 2**64, so that str(number) == account_id; else None. Parsed once:
+    a refresh partitions every id it reads."""
+    if (account_id.isascii() and account_id.isdigit() and len(account_id) <= 20
+            and (account_id[0] != "0" or account_id == "0")):
+        n = int(account_id)
+        if n <= TOP:
+            return n
+    return None
+
+
 def packable(account_id: str) -> bool:
-    """A canonical decimal (no sign, no leading zero, ASCII digits only) below 2**64, so
-    that str(int(account_id)) == account_id."""
-    return (account_id.isascii() and account_id.isdigit() and len(account_id) <= 20
-            and (account_id == "0" or account_id[0] != "0") and int(account_id) <= TOP)
+    return number(account_id) is not None
 
 
 def partition(ids: Iterable[str]) -> tuple[list[int], set[str]]:
     """The packable ids as sorted unique numbers, and the others as they are."""
     numbers, others = set(), set()
     for account_id in ids:
-        if packable(account_id):
-            numbers.add(int(account_id))
-        else:
+        n = number(account_id)
+        if n is None:
             others.add(account_id)
+        else:
+            numbers.add(n)
     return sorted(numbers), others
 
 
@@ -67,9 +77,19 @@ def unpack(blob: bytes) -> list[int]:
 
 
 def contains(blob: bytes, number: int) -> bool:
+    return bool(among(blob, (number,)))
+
+
+def among(blob: bytes, numbers: Iterable[int]) -> list[int]:
+    """The `numbers` the set holds (one view of the blob for all of them)."""
     values = _view(blob)
-    i = bisect_left(values, number)
-    return i < len(values) and values[i] == number
+    size = len(values)
+    found = []
+    for n in numbers:
+        i = bisect_left(values, n)
+        if i < size and values[i] == n:
+            found.append(n)
+    return found
 
 
 def merged(blob: bytes, numbers: Iterable[int]) -> list[int]:
@@ -105,8 +125,9 @@ _NUMBERS, _JSON = b"\x01", b"\x02"
 def pack_list(ids: Sequence[str]) -> bytes:
     if not ids:
         return b""
-    if all(packable(i) for i in ids):
-        return _NUMBERS + pack(map(int, ids))
+    numbers = [number(i) for i in ids]
+    if None not in numbers:
+        return _NUMBERS + pack(numbers)
     return _JSON + zlib.compress(json.dumps(list(ids), separators=(",", ":")).encode())
 
 

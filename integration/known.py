@@ -17,9 +17,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from integration import idset
+from integration.db import connection_of
 from integration.models import KnownSegment, KnownTextId
 
 # Ids per segment: 1,920 bytes, so a segment row stays inside PostgreSQL's page (under its
@@ -43,7 +45,7 @@ _TEXT_AMONG = select(_TEXT.c.account_id).where(_TEXT.c.watch_id == bindparam("w"
                                                _TEXT.c.account_id.in_(bindparam("ids", expanding=True)))
 
 
-def _segments(session: Session, watch_id: int, numbers: list[int]) -> list[tuple[int, bytes]]:
+def _segments(session: Session | Connection, watch_id: int, numbers: list[int]) -> list[tuple[int, bytes]]:
     """(low, ids) of exactly the segments holding the sorted `numbers`, in order: the bounds
     first (from the primary key's index alone), then only those rows, so a page of scattered
     ids does not carry every segment of a large watch over the wire.
@@ -52,7 +54,7 @@ def _segments(session: Session, watch_id: int, numbers: list[int]) -> list[tuple
     `remember`, which the refresh holding the watch's lease runs, the same one that looks up;
     a sweep's `forget` between them can only delete a segment it emptied, whose ids are then
     rightly not known."""
-    conn = session.connection()
+    conn = connection_of(session)
     lows = [low + _SHIFT for low in conn.execute(_LOWS, {"w": watch_id}).scalars()]
     if not lows:
         return []
@@ -60,11 +62,13 @@ def _segments(session: Session, watch_id: int, numbers: list[int]) -> list[tuple
     return sorted((low + _SHIFT, blob) for low, blob in conn.execute(_THESE, {"w": watch_id, "lows": wanted}))
 
 
-def _texts_among(session: Session, watch_id: int, others: set[str]) -> set[str]:
-    return set(session.connection().execute(_TEXT_AMONG, {"w": watch_id, "ids": sorted(others)}).scalars())
+def _texts_among(session: Session | Connection, watch_id: int, others: set[str]) -> set[str]:
+    return set(connection_of(session).execute(_TEXT_AMONG, {"w": watch_id, "ids": sorted(others)}).scalars())
 
 
 def _by_segment(rows: list[tuple[int, bytes]], numbers: list[int]) -> dict[int, list[int]]:
+    if len(rows) == 1:  # most watches: every number is the one segment's
+        return {0: numbers}
     lows = [low for low, _ in rows]
     grouped: dict[int, list[int]] = defaultdict(list)
     for number in numbers:
@@ -80,27 +84,49 @@ def segment_count(watch_table):
             .correlate(watch_table).scalar_subquery())
 
 
-def known_of(session: Session, watch_id: int, ids: Iterable[str], *, segments: int | None = None) -> set[str]:
-    """The ones among `ids` the watch has seen. `segments`: how many segments the watch had
-    when its refresh began (segment_count); few, they are read whole in one statement (the
-    count is only a choice of reads: segments added or emptied since change no answer)."""
+def read_whole(segments: int | None) -> bool:
+    """Whether a lookup reads the watch's segments whole: `segments`, how many it had when
+    its refresh began (segment_count), are few (the count is only a choice of reads:
+    segments added or emptied since change no answer)."""
+    return segments is not None and segments <= FEW_SEGMENTS
+
+
+def with_segments(query, watch_table):
+    """`query`, a select of one row of `watch_table`, also returning that watch's segments:
+    one row per segment, in order, as `segment_low` and `segment_ids` (a watch without any:
+    one row, both None). A refresh's commit reads its locked watch row and the segments of
+    a lookup that reads them whole (`read_whole`) in one statement."""
+    return (query.add_columns(_SEG.c.low.label("segment_low"), _SEG.c.ids.label("segment_ids"))
+            .outerjoin_from(watch_table, _SEG, _SEG.c.watch_id == watch_table.c.id).order_by(_SEG.c.low))
+
+
+def segments_in(rows) -> list[tuple[int, bytes]]:
+    """The segments (`known_of`'s `whole`) among rows of a `with_segments` statement."""
+    return [(row.segment_low + _SHIFT, row.segment_ids) for row in rows if row.segment_low is not None]
+
+
+def known_of(session: Session | Connection, watch_id: int, ids: Iterable[str], *, segments: int | None = None,
+             whole: list[tuple[int, bytes]] | None = None) -> set[str]:
+    """The ones among `ids` the watch has seen. `segments`: see `read_whole`; `whole`: all
+    its segments, already read (`segments_in`)."""
     numbers, others = idset.partition(ids)
     found: set[str] = set()
     if numbers:
-        if segments is not None and segments <= FEW_SEGMENTS:
-            rows = [(low + _SHIFT, blob) for low, blob in session.connection().execute(_ALL, {"w": watch_id})]
+        if whole is not None:
+            rows = whole
+        elif read_whole(segments):
+            rows = [(low + _SHIFT, blob) for low, blob in connection_of(session).execute(_ALL, {"w": watch_id})]
         else:
             rows = _segments(session, watch_id, numbers)
         if rows:
             for index, wanted in _by_segment(rows, numbers).items():
-                blob = rows[index][1]
-                found.update(str(n) for n in wanted if idset.contains(blob, n))
+                found.update(map(str, idset.among(rows[index][1], wanted)))
     if others:
         found |= _texts_among(session, watch_id, others)
     return found
 
 
-def remember(session: Session, watch_id: int, ids: Iterable[str]) -> None:
+def remember(session: Session | Connection, watch_id: int, ids: Iterable[str]) -> None:
     """Adds `ids` to the watch's known ids (those already known are no change). Under the
     watch row's lock (see the module docstring)."""
     numbers, others = idset.partition(ids)
@@ -114,11 +140,11 @@ def remember(session: Session, watch_id: int, ids: Iterable[str]) -> None:
     if others:
         already = _texts_among(session, watch_id, others)
         if others - already:
-            session.execute(insert(KnownTextId), [{"watch_id": watch_id, "account_id": i}
+            connection_of(session).execute(insert(KnownTextId), [{"watch_id": watch_id, "account_id": i}
                                                   for i in sorted(others - already)])
 
 
-def forget(session: Session, watch_id: int, ids: Iterable[str]) -> None:
+def forget(session: Session | Connection, watch_id: int, ids: Iterable[str]) -> None:
     """Removes `ids` (an unfollow: following again is a new follow). Under the watch row's lock."""
     numbers, others = idset.partition(ids)
     if numbers:
@@ -127,26 +153,26 @@ def forget(session: Session, watch_id: int, ids: Iterable[str]) -> None:
             low, blob = rows[index]
             _write(session, watch_id, low, blob, idset.without(blob, gone))
     if others:
-        session.execute(delete(KnownTextId).where(KnownTextId.watch_id == watch_id,
+        connection_of(session).execute(delete(KnownTextId).where(KnownTextId.watch_id == watch_id,
                                                   KnownTextId.account_id.in_(others))
                         .execution_options(synchronize_session=False))
 
 
-def _write(session: Session, watch_id: int, low: int, old: bytes | None, numbers: list[int]) -> None:
+def _write(session: Session | Connection, watch_id: int, low: int, old: bytes | None, numbers: list[int]) -> None:
     """The segment starting at `low` now holds `numbers` (None `old`: it is new). One that
     grew past SEGMENT_MAX splits; an empty one goes, except the first (it bounds the rest)."""
     where = (KnownSegment.watch_id == watch_id) & (KnownSegment.low == low - _SHIFT)
     if not numbers and low != 0:
-        session.execute(delete(KnownSegment).where(where).execution_options(synchronize_session=False))
+        connection_of(session).execute(delete(KnownSegment).where(where).execution_options(synchronize_session=False))
         return
     first, *rest = segment_rows(watch_id, numbers, low)
     if old is None:
         rest.insert(0, first)
     elif first["ids"] != old:
-        session.execute(update(KnownSegment).where(where).values(ids=first["ids"])
+        connection_of(session).execute(update(KnownSegment).where(where).values(ids=first["ids"])
                         .execution_options(synchronize_session=False))
     if rest:
-        session.execute(insert(KnownSegment), rest)
+        connection_of(session).execute(insert(KnownSegment), rest)
 
 
 def segment_rows(watch_id: int, numbers: list[int], low: int = 0) -> list[dict]:
@@ -156,7 +182,7 @@ def segment_rows(watch_id: int, numbers: list[int], low: int = 0) -> list[dict]:
             for i, piece in enumerate(idset.pieces(numbers, SEGMENT_MAX))]
 
 
-def all_of(session: Session, watch_id: int) -> set[str]:
+def all_of(session: Session | Connection, watch_id: int) -> set[str]:
     """Every known id of the watch (for tests and checks; a refresh never needs them all)."""
     found = {str(n) for blob in session.scalars(select(KnownSegment.ids).where(KnownSegment.watch_id == watch_id))
              for n in idset.unpack(blob)}

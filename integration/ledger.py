@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from integration.db import transaction
+from integration.db import connection_of, core_transaction, transaction
 from integration.models import CreditDay, WatchDay
 
 USAGE_DAYS = 30
@@ -46,7 +45,7 @@ def _upsert(executor, model, keys: dict, increments: dict) -> None:
     statement, atomic on SQLite and PostgreSQL (ON CONFLICT DO UPDATE). `executor`: an ORM
     session or a Core connection (Core either way: the ORM's execution path cost more than
     the statement)."""
-    conn = executor if isinstance(executor, Connection) else executor.connection()
+    conn = connection_of(executor)
     stmt = _upsert_statement(conn.dialect.name, model, tuple(keys), tuple(increments))
     conn.execute(stmt, _params("", keys, increments))
 
@@ -69,12 +68,14 @@ def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple, 
 
 
 @functools.cache
-def _two_lines_statement(owner_increments: tuple, watch_increments: tuple):
+def _two_lines_statement(owner_increments: tuple, watch_increments: tuple, also=None):
     """PostgreSQL: the owner's and the watch's lines of a refresh in one statement (the
-    owner's upsert as a data-modifying WITH): one round trip fewer per refresh."""
+    owner's upsert, and the caller's `also`, as data-modifying WITHs): a round trip fewer
+    for each. `also` is a statement built once (cached by identity)."""
     owner = _upsert_statement("postgresql", CreditDay, ("owner_hash", "day"), owner_increments, "o_")
     watch = _upsert_statement("postgresql", WatchDay, ("watch_id", "day"), watch_increments, "w_")
-    return watch.add_cte(owner.cte("owner_line"))
+    both = watch.add_cte(owner.cte("owner_line"))
+    return both if also is None else both.add_cte(also.cte("also_write"))
 
 
 def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int = 0, refreshes: int = 0) -> None:
@@ -86,7 +87,7 @@ def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int =
     statement, same BEGIN (IMMEDIATE on SQLite), and SQLAlchemy's events still see it."""
     increments = _increments(credits, reserved, refreshes)
     if increments:
-        with sessions.kw["bind"].begin() as connection:
+        with core_transaction(sessions) as connection:
             _upsert(connection, CreditDay, {"owner_hash": owner, "day": day}, increments)
 
 
@@ -146,20 +147,26 @@ class Account:
         """One reservation in the caller's transaction (no budget: none needed, True)."""
         return self.budget is None or reserve_in(session, self.owner, self.day, self.budget)
 
-    def refreshed(self, session, watch_id: int, credits: int, spent: tuple[int, int] = (0, 0)) -> None:
+    def refreshed(self, session, watch_id: int, credits: int, spent: tuple[int, int] = (0, 0),
+                  also: tuple | None = None) -> None:
         """The owner's and the watch's lines of a refresh, in the caller's transaction (the
         refresh's commit: no transaction, and on SQLite no write lock, of their own).
         `spent`: the refresh's credits not written yet and the reservations they used
-        (RefreshMeter.pending): the owner's credits, counted in the same commit."""
+        (RefreshMeter.pending): the owner's credits, counted in the same commit. `also`:
+        the caller's write (a statement built once, its parameters, none prefixed `o_` or
+        `w_`), run first: on PostgreSQL in the same statement."""
         owner_keys, owner = {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1)
         watch_keys, watch = {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1}
-        conn = session.connection()
+        conn = connection_of(session)
         if conn.dialect.name == "postgresql":
-            conn.execute(_two_lines_statement(tuple(owner), tuple(watch)),
-                         {**_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})
+            statement, params = also if also is not None else (None, {})
+            conn.execute(_two_lines_statement(tuple(owner), tuple(watch), statement),
+                         {**params, **_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})
             return
-        _upsert(session, CreditDay, owner_keys, owner)
-        _upsert(session, WatchDay, watch_keys, watch)
+        if also is not None:
+            conn.execute(*also)
+        _upsert(conn, CreditDay, owner_keys, owner)
+        _upsert(conn, WatchDay, watch_keys, watch)
 
     def unfinished(self, watch_id: int, credits: int, spent: tuple[int, int]) -> None:
         """A refresh that did not commit: its credits (the owner's `spent`, not written yet,

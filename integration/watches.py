@@ -14,15 +14,16 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, delete, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
 
 from integration import idset, known, ledger, sweeps
-from integration.db import transaction
+from integration.db import core_transaction, transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
 from integration.models import Delivery, Event, Subscription, Watch
 from integration.errors import UpstreamFailure
@@ -60,6 +61,7 @@ class _Claimed:
     record: int | None  # sweeps.record_version, before the first page
     sequence: int       # the journal's last number: unchanged at the commit, no id was forgotten meanwhile
     segments: int | None = None  # its known-id segments (known.segment_count): few are read whole
+    top_ids: bytes | None = None  # state.top_ids as stored: written back as it is when unchanged
 
 
 class WatchGone(Exception):
@@ -274,7 +276,7 @@ class Lease:
 def lease_of(row, token: str) -> Lease:
     """The Lease a statement returning LEASE_STATE took."""
     state = WatchState(row.watermark, idset.unpack_list(row.top_ids), row.watermark_exclusive)
-    return Lease(token, _Claimed(row.handle, state, row.record, row.last_sequence, row.segments))
+    return Lease(token, _Claimed(row.handle, state, row.record, row.last_sequence, row.segments, row.top_ids))
 
 
 def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Meter) -> Lease | None:
@@ -374,28 +376,35 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
             Page(page.accounts, page.max_cursor, page.min_cursor, page.has_more, page.total,
                  asked_min_time=wanted.min_time, asked_count=count))
         spent = share.pending()
-        with transaction(svc.sessions) as session:
-            conn = session.connection()
+        # Most watches' known ids are read whole, with the watch row: one statement.
+        whole = bool(page.accounts) and known.read_whole(claimed.segments)
+        # A Core connection: an ORM session costs more than this transaction's statements (_write
+        # makes one only when it needs it).
+        with core_transaction(svc.sessions) as conn:
             # A plain copy of the columns the rules of the commit read (and change, e.g. a
             # sweep's unfollows number events): no ORM object to load and flush per refresh.
-            watch = SimpleNamespace(**conn.execute(_LOCK, {"w": watch_id}).one()._mapping)
+            rows = conn.execute(_LOCK_WITH_SEGMENTS if whole else _LOCK, {"w": watch_id}).all()
+            if not rows:
+                raise NoResultFound(f"watch {watch_id} was deleted during its refresh")
+            watch = SimpleNamespace(**{name: getattr(rows[0], name) for name in _LOCKED})
             if watch.lease_token != token:
                 # Our lease expired and another refresh took over: its result stands, ours is dropped.
                 log(logger, logging.WARNING, "refresh lease lost; result discarded", watch_id=watch_id)
                 if share.account is not None:
-                    share.account.refreshed(session, watch_id, share.credits, spent)
+                    share.account.refreshed(conn, watch_id, share.credits, spent)
                 result = RefreshResult(refreshed=True)
                 outcome = None
             else:
                 if page.accounts:
-                    known_ids |= known.known_of(session, watch_id, [a["id"] for a in page.accounts],
-                                                segments=claimed.segments)
+                    known_ids |= known.known_of(conn, watch_id, [a["id"] for a in page.accounts],
+                                                segments=claimed.segments,
+                                                whole=known.segments_in(rows) if whole else None)
                 wanted = step(claimed.state, known_ids, pages, verifies, page_cap=settings.page_cap,
                               page_size=settings.page_size)
                 outcome = wanted if isinstance(wanted, Outcome) else None
                 if outcome is None:
                     continue  # another page first; this transaction only read
-                result = _write(svc, session, watch, outcome, pages, claimed, known_ids, share, spent,
+                result = _write(svc, conn, watch, outcome, pages, claimed, known_ids, share, spent,
                                 schedule=schedule, answer=answer)
         share.written(spent)
         if outcome is not None:
@@ -409,26 +418,38 @@ def _hidden(page) -> bool:
     return not page.accounts and not page.has_more and bool(page.total)
 
 
-def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
+def _write(svc: Services, conn, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
            known_ids: set[str], share: RefreshMeter, spent: tuple[int, int], *, schedule, answer) -> RefreshResult:
-    """The outcome written, in the transaction holding the watch's row (`watch`, locked)."""
+    """The outcome written, in the transaction (`conn`) holding the watch's row (`watch`, locked).
+    An ORM session joins it only for what needs one: a sweep record's rows (free_unfollows,
+    not from a safe-mode refresh, whose cursors proved nothing) and the caller's `answer`."""
+    swept = claimed.record is not None and not outcome.safe_mode
+    with svc.sessions(bind=conn) if swept or answer is not None else nullcontext() as session:
+        return _write_outcome(svc, conn, session, watch, outcome, pages, claimed, known_ids, share, spent,
+                              schedule=schedule, answer=answer, swept=swept)
+
+
+def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
+                   known_ids: set[str], share: RefreshMeter, spent: tuple[int, int], *, schedule, answer,
+                   swept: bool) -> RefreshResult:
     clock = svc.clock()
     now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
-    watch_id, conn = watch.id, session.connection()
+    watch_id = watch.id
     # Only a sweep's unfollows forget ids, and they add to the journal: with its number
     # unchanged since the claim, the ids our lookups found known still are, and only the
     # others need writing (most refreshes: none).
     unchanged = watch.last_sequence == claimed.sequence
-    known.remember(session, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
+    known.remember(conn, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
                    else outcome.seen_ids)
-    watch.last_sequence = _journal(session, watch_id, watch.last_sequence, outcome.new_follows, now)
-    # Unfollows among the pages just read, for watches with unfollow listeners (no extra request);
-    # not from a safe-mode refresh, whose cursors proved nothing.
-    unfollows = 0 if outcome.safe_mode else sweeps.free_unfollows(session, watch, claimed.record, pages, now)
+    watch.last_sequence = _journal(conn, watch_id, watch.last_sequence, outcome.new_follows, now)
+    # Unfollows among the pages just read, for watches with unfollow listeners (no extra request).
+    unfollows = sweeps.free_unfollows(session, watch, claimed.record, pages, now) if swept else 0
     values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
               "watermark_exclusive": outcome.state.exclusive,
               "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
-              "top_ids": idset.pack_list(outcome.state.top_ids),  # capped by detection.TOP_IDS_CAP
+              # Capped by detection.TOP_IDS_CAP; most refreshes leave it as it was (nothing to pack).
+              "top_ids": claimed.top_ids if outcome.state.top_ids == claimed.state.top_ids
+              else idset.pack_list(outcome.state.top_ids),
               "last_refresh_at": now, "lease_token": None, "lease_until": None,
               "truncations": watch.truncations + 1 if outcome.truncated else watch.truncations,
               "next_poll_at": watch.next_poll_at}
@@ -436,16 +457,21 @@ def _write(svc: Services, session, watch, outcome: Outcome, pages: list[Page], c
         # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
         values["samples"] = pack_samples(pages[0].accounts)
     if watch.last_sequence != claimed.sequence or _new_day(watch.last_refresh_at, now):
-        _prune(svc, session, watch)
+        _prune(svc, conn, watch)
     scheduled = schedule is not None and watch.next_poll_at is not None
     if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
-        values["next_poll_at"] = next_poll(session, watch, clock, schedule, refreshed=True)
-    session.flush()  # a sweep's unfollows (ORM rows) first, as before
-    conn.execute(_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
+        values["next_poll_at"] = next_poll(conn, watch, clock, schedule, refreshed=True)
+    if swept:
+        session.flush()  # a sweep's unfollows (ORM rows) first, as before
+    save = (_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
+    if outcome.baseline or share.account is None:
+        conn.execute(*save)  # before the answer: a baseline's answer shows the samples it stores
+        save = None
     items = answer(session, watch_id) if answer is not None else None
     if share.account is not None:
-        # Last: on PostgreSQL the owner's ledger row stays locked until the commit.
-        share.account.refreshed(session, watch_id, share.credits, spent)
+        # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's
+        # write goes with it (one round trip on PostgreSQL): the answer reads only the journal.
+        share.account.refreshed(conn, watch_id, share.credits, spent, also=save)
     return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
                          unfollows=unfollows, scheduled=scheduled, answer=items)
 
@@ -464,11 +490,12 @@ def _report(svc: Services, watch_id: int, outcome: Outcome) -> None:
             watch_id=watch_id, emitted=len(outcome.new_follows), page_cap=svc.settings.page_cap)
 
 
-# The watch row under its lock at the commit: what the rules of the commit read.
-_LOCK = (select(_W.c.id, _W.c.owner_hash, _W.c.lease_token, _W.c.last_sequence, _W.c.truncations,
-                _W.c.next_poll_at, _W.c.last_refresh_at, _W.c.check_every_minutes, _W.c.check_auto,
-                _W.c.daily_budget)
-         .where(_W.c.id == bindparam("w")).with_for_update())
+# The watch row under its lock at the commit: what the rules of the commit read (and, for
+# a lookup that reads them whole, its known-id segments: known.with_segments).
+_LOCKED = ("id", "owner_hash", "lease_token", "last_sequence", "truncations", "next_poll_at", "last_refresh_at",
+           "check_every_minutes", "check_auto", "daily_budget")
+_LOCK = select(*(_W.c[name] for name in _LOCKED)).where(_W.c.id == bindparam("w")).with_for_update()
+_LOCK_WITH_SEGMENTS = known.with_segments(_LOCK, _W).with_for_update(of=_W)
 # The watch row written by the commit, built once (with the samples: a baseline's).
 _SAVED = ("last_sequence", "watermark", "watermark_exclusive", "detection_mode", "top_ids", "last_refresh_at",
           "lease_token", "lease_until", "truncations", "next_poll_at")
@@ -481,14 +508,13 @@ _ADD_EVENTS = _E.insert().returning(_E.c.id, sort_by_parameter_order=True)
 _ADD_DELIVERIES = _D.insert()
 
 
-def _journal(session, watch_id: int, sequence: int, new_follows: list[dict], now: dt.datetime) -> int:
+def _journal(conn, watch_id: int, sequence: int, new_follows: list[dict], now: dt.datetime) -> int:
     """The new follows, oldest first (the newest gets the highest number), and in the same
     transaction the outbox: a delivery to each subscription whose filters keep the account
     (the journal keeps all). Two statements whatever their number. Returns the last sequence."""
     if not new_follows:
         return sequence
     oldest_first = list(reversed(new_follows))
-    conn = session.connection()
     ids = conn.execute(_ADD_EVENTS, [
         {"watch_id": watch_id, "sequence": sequence + n, "account_id": account["id"], "detected_at": now,
          "payload": json.dumps(account), "event": NEW_FOLLOWING}
@@ -516,12 +542,12 @@ def _new_day(last_refresh_at: dt.datetime | None, now: dt.datetime) -> bool:
     return last_refresh_at is None or last_refresh_at.date() != now.date()
 
 
-def _prune(svc: Services, session, watch: Watch) -> None:
+def _prune(svc: Services, conn, watch: Watch) -> None:
     """Journal retention: events older than the retention period, or beyond the newest
     `journal_max_events`, go, unless a delivery for them is still pending. Run by a refresh
     whose journal grew (the count bound) and by the first of each UTC day (the age bound:
     an event may outlive the period by up to a day), not by every refresh: most find nothing."""
     settings = svc.settings
     too_old = svc.clock() - dt.timedelta(days=settings.journal_retention_days)
-    session.connection().execute(_PRUNE, {"w": watch.id, "too_old": too_old,
+    conn.execute(_PRUNE, {"w": watch.id, "too_old": too_old,
                                           "beyond": watch.last_sequence - settings.journal_max_events})

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
-from integration import known, sweeps, watches
+from integration import claims, known, sweeps, watches
 from integration.detection import NeedVerify
 from integration.models import CreditDay, Watch, WatchDay
 from integration.worker import Worker
@@ -75,6 +75,33 @@ def test_a_refresh_with_nothing_new_is_two_transactions_and_schedules_in_its_com
     assert sum(r.credits for r in _credit_days(svc)) == owner_credits + 1
     day = row(svc, WatchDay, watch_id=watch_id, day=svc.clock().date())
     assert day.refreshes >= 1 and day.credits >= 1
+
+
+def test_a_commit_with_nothing_new_is_its_locked_read_and_its_writes(env):
+    """The commit of a refresh that found nothing new: the watch row locked and, in the same
+    statement, its known ids (a small watch: read whole); then the row's write and the ledger
+    lines, on PostgreSQL in one statement (data-modifying WITHs). Nothing else: no
+    known-segment write (no id is new), top_ids written back as they were (not re-packed)."""
+    client, svc, worker, clock, fake, receiver = env
+    handle, watch_id = subscribed(client, fake, receiver)
+    top_before = row(svc, Watch, id=watch_id).top_ids
+    clock.offset += dt.timedelta(seconds=INTERVAL + 1)
+    jobs = claims.claim_watches(svc, svc.clock(), 10)
+    assert [job.watch_id for job in jobs] == [watch_id]
+    committed = Recorder(svc.engine)  # after the claim: the refresh's own statements
+
+    worker._refresh(jobs[0])
+
+    statements = [s for s in committed.statements if not s.startswith("BEGIN")]
+    assert "FROM watches LEFT OUTER JOIN known_segments" in statements[0]  # the lock and the lookup
+    if svc.engine.dialect.name == "postgresql":
+        assert len(statements) == 2
+        assert "UPDATE watches" in statements[1] and "INSERT INTO watch_days" in statements[1]
+    else:
+        assert [s.split(" SET ")[0].split(" (")[0] for s in statements[1:]] == [
+            "UPDATE watches", "INSERT INTO credit_days", "INSERT INTO watch_days"]
+    watch = row(svc, Watch, id=watch_id)
+    assert watch.lease_token is None and watch.top_ids == top_before
 
 
 def test_a_refresh_with_new_follows_journals_and_delivers_them_in_order(env):
