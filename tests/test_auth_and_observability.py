@@ -72,6 +72,18 @@ def test_the_key_never_reaches_the_logs(client, keyed, caplog):
     assert "[REDACTED]" in lines[-1]
 
 
+def test_a_log_line_is_written_whatever_its_fields_hold():
+    """orjson refuses integers past 64 bits and non-string keys: the line still comes out, as JSON."""
+    import json
+
+    formatter = JsonFormatter()
+    record = logging.LogRecord("test", logging.INFO, __file__, 1, "odd fields", None, None)
+    record.fields = {"big": 2**70, 3: "x", "when": object(), "apiKey": LONG_KEY}
+    line = json.loads(formatter.format(record))
+    assert line["big"] == 2**70 and line["3"] == "x" and line["msg"] == "odd fields"
+    assert line["apiKey"] == "[REDACTED]"
+
+
 def test_redaction_patterns():
     assert LONG_KEY not in redact(f"Authorization: Bearer {LONG_KEY}")
     assert LONG_KEY not in redact(f'{{"apiKey": "{LONG_KEY}"}}')
