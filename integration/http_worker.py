@@ -26,9 +26,9 @@ from gunicorn.workers.gthread import _DEFER, ThreadWorker
 HEAD_LIMIT = 64 * 1024  # larger heads go to gunicorn's own parser and its limit_request_* checks
 HEAD_SECONDS = 10.0     # a whole request head (and small body) must arrive within this, from its first byte
 # Clients write a head and its body apart (requests, urllib3): the body is usually a moment
-# behind. Waiting that moment in the thread, once per request, spares the request a round
-# through gunicorn's poller and thread pool (~0.2 ms, bench/bench_overhead_split.py); a client
-# slower than this is deferred as before, so it holds a thread at most this long per request.
+# behind. Waiting that moment in the thread, once per wake-up, spares the request a round
+# through gunicorn's poller and thread pool (a pipe write and two thread hand-offs); a client
+# slower than this is deferred as before, so it holds a thread at most this long per wake-up.
 BODY_GRACE_MS = 2
 _END_OF_HEAD = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,9})[ \t]*\r\n", re.IGNORECASE)
