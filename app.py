@@ -12,7 +12,8 @@ from flask import Flask, g, request
 from integration import errors
 from integration.api import MAX_BUDGET, Api, health, hooks, platform_routes
 from integration.config import Settings
-from integration.observability import CREDITS_SPENT, HTTP_LATENCY, HTTP_REQUESTS, configure_logging, log, method_label
+from integration.observability import (CREDITS_SPENT, HTTP_LATENCY, HTTP_REQUESTS, configure_logging, labelled, log,
+                                      method_label)
 from integration.platforms import Platform, PlatformConverter
 from integration.services import Services
 from integration.upstream import Meter
@@ -116,13 +117,13 @@ def _install_request_hooks(app: Flask, settings: Settings) -> None:
         if meter is not None and platform is not None:
             response.headers.update(meter.headers() if meter.calls else {"X-Credits-Used": "0"})
             if meter.credits:
-                CREDITS_SPENT.labels(platform.value).inc(meter.credits)
+                labelled(CREDITS_SPENT, platform.value).inc(meter.credits)
         response.headers["X-Request-Id"] = g.get("request_id", "")
         # Labels from bounded sets only: the rule (never the raw path) and a known method.
         route = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        HTTP_REQUESTS.labels(route, method_label(request.method), str(response.status_code)).inc()
-        HTTP_LATENCY.labels(route).observe(elapsed)
+        labelled(HTTP_REQUESTS, route, method_label(request.method), str(response.status_code)).inc()
+        labelled(HTTP_LATENCY, route).observe(elapsed)
         if route not in ("/healthz", "/metrics"):
             log(logger, logging.INFO, "request", method=method_label(request.method), route=route,
                 status=response.status_code, ms=round(elapsed * 1000, 2), credits=meter.credits if meter else 0,

@@ -127,17 +127,39 @@ def _track(sock) -> None:
         guard.track(sock)
 
 
+_ONE_WRITE_BYTES = 64 * 1024  # a larger body is written on its own, as urllib3 does (no copy of it)
+
+
 class _Tracked:
-    """Mixin for urllib3 connections: hand every socket used to the current guard."""
+    """Mixin for urllib3 connections: hand every socket used to the current guard.
+
+    Also sends a request's head and a small bytes body in one write: urllib3 writes the head,
+    then the body, so the peer woke twice and each call paid a second send (the upstream
+    client's every call, bench/bench_overhead_split.py)."""
+
+    _held_head: bytes | None = None  # the head, waiting for the body (one write)
+    _hold_head = False               # the next send() is the head of a request with a small body
 
     def _new_conn(self):
         sock = super()._new_conn()
         _track(sock)
         return sock
 
-    def request(self, *args, **kwargs):
+    def request(self, method, url, body=None, *args, **kwargs):
         _track(self.sock)  # a kept-alive connection, or one just connected (TLS)
-        return super().request(*args, **kwargs)
+        self._hold_head = isinstance(body, bytes) and 0 < len(body) <= _ONE_WRITE_BYTES
+        try:
+            return super().request(method, url, body, *args, **kwargs)
+        finally:
+            self._hold_head, self._held_head = False, None  # never carried over to another request
+
+    def send(self, data):
+        if self._hold_head:  # urllib3's one write of the whole head: the body comes next
+            self._hold_head, self._held_head = False, data
+            return None
+        if self._held_head is not None:
+            data, self._held_head = self._held_head + data, None
+        return super().send(data)
 
     def getresponse(self, *args, **kwargs):
         _track(self.sock)  # plain HTTP connects inside request(): its socket is known by now

@@ -14,7 +14,7 @@ from integration.config import Settings
 from integration.db import make_engine, make_read_session_factory, make_session_factory
 from integration.leases import LeaseKeeper
 from integration.models import utcnow
-from integration.observability import UPSTREAM_CALLS
+from integration.observability import UPSTREAM_CALLS, labelled
 from integration.security import KeyVault, key_hash
 from integration.upstream import DumplingClient
 
@@ -52,7 +52,7 @@ class Services:
             total_seconds=settings.upstream_total_seconds,
             retries=settings.upstream_retries,
             max_bytes=settings.upstream_max_bytes,
-            on_call=lambda outcome: UPSTREAM_CALLS.labels(outcome).inc(),
+            on_call=lambda outcome: labelled(UPSTREAM_CALLS, outcome).inc(),
         )
         sessions = make_session_factory(engine)
         return cls(settings, engine, sessions, client,

@@ -252,6 +252,12 @@ class DumplingClient:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
                 raise _TooLarge
+            if declared.isdigit() and "Content-Encoding" not in response.headers:
+                # Its size is known and within the bound, and nothing is unpacked: one read of
+                # exactly that length (the chunk loop below cost ~3 % of the action's CPU).
+                content = response.read(decode_content=False)
+                response.release_conn()
+                return content
             chunks, size = [], 0
             for chunk in response.stream(64 * 1024, decode_content=True):  # a compressed bomb is counted unpacked
                 size += len(chunk)

@@ -72,10 +72,30 @@ def test_the_key_never_reaches_the_logs(client, keyed, caplog):
     assert "[REDACTED]" in lines[-1]
 
 
+def test_a_log_line_is_written_whatever_its_fields_hold():
+    """orjson refuses integers past 64 bits and non-string keys: the line still comes out, as JSON."""
+    import json
+
+    formatter = JsonFormatter()
+    record = logging.LogRecord("test", logging.INFO, __file__, 1, "odd fields", None, None)
+    record.fields = {"big": 2**70, 3: "x", "when": object(), "apiKey": LONG_KEY}
+    line = json.loads(formatter.format(record))
+    assert line["big"] == 2**70 and line["3"] == "x" and line["msg"] == "odd fields"
+    assert line["apiKey"] == "[REDACTED]"
+    record.fields = {"nickname": "Zo\u00e9 \u212a"}  # other characters: escaped, the line stays ASCII
+    text = formatter.format(record)
+    assert text.isascii() and json.loads(text)["nickname"] == "Zo\u00e9 \u212a"
+
+
 def test_redaction_patterns():
     assert LONG_KEY not in redact(f"Authorization: Bearer {LONG_KEY}")
     assert LONG_KEY not in redact(f'{{"apiKey": "{LONG_KEY}"}}')
     assert "whsec_" not in redact("secret whsec_abcDEF123=")
+    # Each word that lets a line be scanned, in any case, and a line that is not ASCII.
+    for text in (f"BEARER {LONG_KEY}", f'"API-KEY":"{LONG_KEY}"', f"AUTHORIZATION={LONG_KEY}",
+                 f"Secret: {LONG_KEY}", f"x whsec_{LONG_KEY}", f"\u017fecret={LONG_KEY}"):  # the long s: (?i) s
+        assert LONG_KEY not in redact(text), text
+    assert redact('{"msg":"request","status":200}') == '{"msg":"request","status":200}'
 
 
 def test_keys_are_stored_hashed_or_encrypted(client, keyed, app):

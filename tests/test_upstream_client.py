@@ -48,6 +48,22 @@ def test_documented_body_and_lenient_extras_are_accepted():
     assert len(UpstreamPageSchema().load(body)["followingList"]) == 3
 
 
+def test_an_entry_flattens_to_the_documented_account():
+    """Nulls and absent fields take the documented defaults; a numeric id becomes a string."""
+    from integration.accounts import flatten
+    from schemas.account import AccountSchema
+
+    entry = {"user": {"id": 6900000000000000002, "uniqueId": "amy", "nickname": None, "verified": None},
+             "stats": {"followerCount": None, "heartCount": 7}}
+    flat = flatten(entry)
+    assert set(flat) == set(AccountSchema().fields) and AccountSchema().validate(flat) == {}
+    assert flat == {"id": "6900000000000000002", "uniqueId": "amy", "nickname": "", "profileUrl": "https://www.tiktok.com/@amy",
+                    "avatarThumb": "", "signature": "", "verified": False, "privateAccount": False, "secUid": "",
+                    "followerCount": 0, "followingCount": 0, "heartCount": 7, "videoCount": 0, "diggCount": 0}
+    assert flatten({**entry, "stats": None})["heartCount"] == 0
+    assert flatten(make_account(1))["verified"] in (True, False)
+
+
 def test_client_returns_flat_accounts_and_meters_credits(fake_upstream):
     fake_upstream.seed("alice", 5)
     client, meter = DumplingClient(fake_upstream.url), Meter()
@@ -98,3 +114,20 @@ def test_parse_retry_after():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_a_request_goes_out_in_one_write_head_and_body(fake_upstream, monkeypatch):
+    """The head waits for the body (integration/deadline.py): one write, one wake of the upstream."""
+    import http.client
+
+    writes = []
+    send = http.client.HTTPConnection.send
+    monkeypatch.setattr(http.client.HTTPConnection, "send", lambda conn, data: (writes.append(data), send(conn, data))[1])
+    fake_upstream.seed("alice", 3)
+    client = DumplingClient(fake_upstream.url)
+    for _ in range(2):  # a new connection, then the kept-alive one
+        writes.clear()
+        assert len(client.fetch_page(API_KEY, "alice", "API", count=2).accounts) == 2
+        assert len(writes) == 1
+        assert writes[0].startswith(b"POST /api/v1/get-tiktok-user-following HTTP/1.1\r\n")
+        assert writes[0].endswith(b'\r\n\r\n{"handle":"alice","requestSource":"API","count":2}')

@@ -2,7 +2,9 @@
 LOG_LEVEL honoured, the temporary metrics folder removed on exit."""
 from __future__ import annotations
 
+import json
 import socket
+import time
 
 import requests
 
@@ -47,4 +49,53 @@ def test_slow_clients_do_not_stop_healthz_and_the_process_is_tidy(fake_upstream_
     assert not list(home.rglob("*.ctl")) and not list(run.rglob("*.ctl"))  # gunicorn's control socket is off
     assert not [p for p in tmp.iterdir() if p.name.startswith("prom-")]  # removed on exit
     text = log.read_text()
-    assert '"msg": "request"' not in text  # INFO lines are off at LOG_LEVEL=WARNING
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]  # ours, not gunicorn's
+    assert not [line for line in lines if line["msg"] == "request"]  # INFO lines are off at LOG_LEVEL=WARNING
+
+
+class _Conn:
+    """A connection whose socket gives `chunks` one recv at a time (None: nothing yet)."""
+
+    def __init__(self, *chunks):
+        self.parser, self.chunks = None, list(chunks)
+        self.sock = self
+
+    def recv(self, _size, _flags):
+        chunk = self.chunks.pop(0) if self.chunks else None
+        if chunk is None:
+            raise BlockingIOError
+        return chunk
+
+
+HEAD = b"POST /v1/api/following HTTP/1.1\r\nHost: x\r\nContent-Length: 19\r\n\r\n"
+
+
+def test_a_body_a_moment_behind_its_head_is_waited_for_once(monkeypatch):
+    """The body comes within the grace: the request goes on in this thread; a body still missing
+    after one grace sends the connection back to the poller (no thread waits for it)."""
+    from integration import http_worker
+
+    graces = []
+    monkeypatch.setattr(http_worker, "_readable_soon", lambda sock: graces.append(sock) or True)
+    conn = _Conn(HEAD, None, b'{"handle": "alice"}')
+    assert http_worker.HeadBufferingWorker._collect_head(conn) is True
+    assert conn.pending_head == HEAD + b'{"handle": "alice"}' and len(graces) == 1
+    conn = _Conn(HEAD, None, b'{"hand', None, b'le": "alice"}')
+    assert http_worker.HeadBufferingWorker._collect_head(conn) is None and len(graces) == 2  # one grace only
+    conn = _Conn(HEAD[:20], None, HEAD[20:])  # a head still arriving: never waited for
+    assert http_worker.HeadBufferingWorker._collect_head(conn) is None and len(graces) == 2
+
+
+def test_the_grace_is_bounded():
+    from integration import http_worker
+
+    left, right = socket.socketpair()
+    try:
+        started = time.monotonic()
+        assert not http_worker._readable_soon(left)
+        assert time.monotonic() - started < 0.5
+        right.sendall(b"x")
+        assert http_worker._readable_soon(left)
+    finally:
+        left.close()
+        right.close()
