@@ -39,7 +39,7 @@ def stacks(base_url: str) -> dict:
         orjson.loads(response.read())
         response.release_conn()
 
-    def ours():  # urllib3 + the deadline watchdog + capped read + the answer's validation
+    def ours():  # libcurl (pycurl) + capped read + the answer's validation
         client.fetch_page(API_KEY, "alice", "API", count=30)
 
     return {"requests.Session": with_requests, "urllib3.PoolManager": with_urllib3,

@@ -7,8 +7,8 @@ it. This bench keeps C calls in flight against the fake upstream (its own proces
 one page of 30 accounts after --delay seconds) for --seconds, and reports calls/s and this
 process's CPU per call for:
 
-- threads + DumplingClient: the worker today (a lane per thread, urllib3, the deadline
-  watchdog, the capped read, the page's validation);
+- threads + DumplingClient: the worker today (a lane per thread, libcurl with a handle per
+  thread, the capped read, the page's validation; urllib3 and the deadline watchdog before);
 - threads + bare urllib3: the same waiting without our client's work;
 - threads + minimal exchange: blocking sockets and the HTTP/1.1 exchange the asyncio lanes
   use, so it and `asyncio streams` differ by the waiting model alone;
@@ -60,7 +60,7 @@ def in_threads(concurrency: int, seconds: float, call) -> tuple[int, float]:
 
 
 def threads_client(base_url: str, concurrency: int):
-    client = DumplingClient(base_url, pool_size=concurrency)
+    client = DumplingClient(base_url)
     return lambda: client.fetch_page(API_KEY, "alice", "API", count=30)
 
 

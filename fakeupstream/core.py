@@ -133,6 +133,11 @@ class FakeDumpling:
         server.close_connections()  # keep-alive clients must see the upstream go away
         self._thread.join(timeout=5)
 
+    @property
+    def accepted(self) -> int:
+        """Connections accepted since start (a kept-alive connection counts once)."""
+        return self._server.accepted
+
     def __enter__(self) -> "FakeDumpling":
         return self if self._server is not None else self.start()
 

@@ -20,11 +20,13 @@ class Server(ThreadingHTTPServer):
         self.fake = fake
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self.accepted = 0  # connections ever accepted: tests count a client's new connections
         super().__init__(address, Handler)
 
     def process_request(self, request, client_address):
         with self._connections_lock:
             self._connections.add(request)
+            self.accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request):

@@ -43,10 +43,7 @@ class Services:
         threads = threads or settings.gunicorn_threads
         engine = make_engine(settings.database_url, settings.db_pool_size or db_threads or threads)
         client = DumplingClient(
-            settings.dumpling_base_url,
-            # A kept-alive upstream connection for every thread that may call at once: a smaller pool
-            # opened a new connection per call past it and closed it after (it was 64).
-            pool_size=threads,
+            settings.dumpling_base_url,  # a kept-alive connection per calling thread, by itself
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
             total_seconds=settings.upstream_total_seconds,

@@ -1,40 +1,49 @@
 """The one DumplingAI client.
 
-Pooled urllib3 connections (not requests: its per-call preparation - URL parsing, settings
-merging, hooks - was 0.45 ms of CPU and 0.8 ms of wall time per call here, more than half the
-client's cost; bench/bench_overhead.py, docs/SCALING.md "The action's overhead"); per-attempt timeouts inside an overall deadline that leaves room in
-Zapier's 30 s, that holds across headers and body whatever the upstream does (a server
-dripping bytes cannot hold a thread past it: integration/deadline.py, as for webhook sends); answers bounded in
-bytes (a longer one is malformed); retries with backoff and jitter only where a retry cannot cost the user
-twice: 429/502/503 answers (failed requests are free) and connections that never got
-established. A read timeout is NOT retried: the upstream may have done (and charged)
-the work.
+The HTTP exchange is libcurl's (pycurl), one easy handle per calling thread, reused (its
+connection kept alive): urllib3 + http.client cost ~0.45 ms of CPU per call in header building
+and email-based header parsing, and the deadline watchdog's thread hand-offs ~0.35 ms more
+(issue 14; bench/bench_worker_model.py). libcurl bounds the whole exchange itself
+(TIMEOUT_MS: headers and body, whatever the upstream does, a server dripping bytes cannot
+hold a thread past it), so upstream calls need no watchdog (integration/deadline.py stays for
+webhook sends). Answers bounded in bytes (a longer one is malformed); retries with backoff and
+jitter only where a retry cannot cost the user twice: 429/502/503 answers (failed requests are
+free) and connections that never got an answer. A read timeout is NOT retried: the upstream may
+have done (and charged) the work.
 """
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
+import certifi  # installed with requests; its CA bundle, as requests used
 import orjson
-import urllib3
+import pycurl
 from marshmallow import ValidationError
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
-from urllib3.util import parse_url
+from urllib3 import HTTPHeaderDict  # a case-insensitive mapping, as Meter.record and rate-limit reads expect
 
 from integration.accounts import flatten
-from integration.deadline import WATCHDOG, deadline_pool_manager
 from integration.errors import UpstreamFailure, kind_for_status
 from integration.retry_after import parse_retry_after
 from integration.upstream_shape import UpstreamPageSchema
 
 PATH = "/api/v1/get-tiktok-user-following"
 RETRY_STATUSES = {429, 502, 503}
-# What requests sent by default, so the upstream sees the same request as before.
-_BASE_HEADERS = {"Content-Type": "application/json", "Accept": "*/*", "Accept-Encoding": "gzip, deflate",
-                 "User-Agent": "tiktok-following/1"}
+# What requests sent by default, so the upstream sees the same request as before; libcurl adds
+# Host, Content-Length and (ACCEPT_ENCODING) Accept-Encoding. An empty "Expect:" stops its
+# Expect: 100-continue (a round trip more) on a larger body.
+_BASE_HEADERS = (b"Content-Type: application/json", b"Accept: */*", b"User-Agent: tiktok-following/1", b"Expect:")
+# How an exchange that never reached the upstream's handler ended (UpstreamFailure.detail):
+# names, not libcurl's messages (those carry the URL).
+_CURL_ERRORS = {pycurl.E_COULDNT_RESOLVE_HOST: "DNS failure", pycurl.E_COULDNT_CONNECT: "connection refused",
+                pycurl.E_SSL_CONNECT_ERROR: "TLS handshake failed", pycurl.E_PEER_FAILED_VERIFICATION:
+                "TLS certificate refused", pycurl.E_GOT_NOTHING: "closed without an answer",
+                pycurl.E_RECV_ERROR: "connection reset", pycurl.E_SEND_ERROR: "send failed"}
 _page_schema = UpstreamPageSchema()
 
 
@@ -164,8 +173,8 @@ class RefreshMeter:
 
 class DumplingClient:
     def __init__(self, base_url: str, *, connect_timeout: float = 3.05, read_timeout: float = 12.0,
-                 total_seconds: float = 25.0, retries: int = 2, pool_size: int = 64,
-                 max_bytes: int = 5 * 1024 * 1024, on_call=None, sleep=time.sleep):
+                 total_seconds: float = 25.0, retries: int = 2, max_bytes: int = 5 * 1024 * 1024,
+                 on_call=None, sleep=time.sleep):
         self.url = base_url.rstrip("/") + PATH
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -174,69 +183,40 @@ class DumplingClient:
         self.max_bytes = max_bytes
         self._on_call = on_call or (lambda outcome: None)  # metrics hook: outcome label
         self._sleep = sleep
-        # No proxy from the environment (as before, requests' trust_env=False); the watchdog
-        # can cut an exchange past its deadline.
-        self.pool = deadline_pool_manager(num_pools=4, maxsize=pool_size)
-        # The one host's connection pool, looked up once: PoolManager.urlopen parses the URL and
-        # normalises a pool key on every call (docs/SCALING.md "The action's overhead").
-        self._host_pool = self.pool.connection_from_url(self.url)
-        self._request_uri = parse_url(self.url).request_uri
+        # A handle (and its kept-alive connection) per calling thread: no pool to size or lock.
+        # A thread that ends drops its handle (the local), which closes the connection; the
+        # set, weak for that reason, is what close() closes.
+        self._local = threading.local()
+        self._handles: weakref.WeakSet = weakref.WeakSet()
+        self._lock = threading.Lock()
 
     def fetch_page(self, api_key: str, handle: str, request_source: str, *,
                    count: int | None = None, min_time: int | None = None,
                    meter: Meter | None = None, budget: float | None = None) -> UpstreamPage:
         # `budget`: the caller's remaining wall-clock time; it can only shorten total_seconds.
         deadline = time.monotonic() + (self.total_seconds if budget is None else min(self.total_seconds, max(budget, 0.5)))
-        with WATCHDOG.guard(deadline - time.monotonic()) as guard:  # every attempt, headers and body
-            try:
-                return self._fetch(api_key, handle, request_source, count, min_time, meter, deadline)
-            except UpstreamFailure as failure:
-                if guard.expired:  # cut by the deadline, not refused: the upstream may have charged
-                    raise UpstreamFailure("timeout", failure.upstream_status, detail="deadline",
-                                          rate_limit=failure.rate_limit) from None
-                raise
-
-    def _fetch(self, api_key, handle, request_source, count, min_time, meter, deadline) -> UpstreamPage:
-        body = {"handle": handle, "requestSource": request_source}
-        if count is not None:
-            body["count"] = count
-        if min_time is not None:
-            body["minTime"] = min_time
-        payload = orjson.dumps(body)
-        headers = {**_BASE_HEADERS, "Authorization": f"Bearer {api_key}"}
+        payload, authorization = _request(api_key, handle, request_source, count, min_time)
         attempt = 0
         while True:
             attempt += 1
             if meter is not None:
                 meter.before_call()  # the daily budget: no credit left, no call
-            remaining = deadline - time.monotonic()
-            timeout = urllib3.Timeout(connect=min(self.connect_timeout, remaining),
-                                      read=max(0.1, min(self.read_timeout, remaining)))
             try:
-                response = self._host_pool.urlopen("POST", self._request_uri, body=payload, headers=headers,
-                                                   timeout=timeout, retries=False, redirect=False,
-                                                   preload_content=False)
-            except ReadTimeoutError:
-                # Sent, no answer in time: the upstream may have done (and charged) the work.
-                self._record(meter, None, None, "timeout")
-                raise UpstreamFailure("timeout", detail="read timeout")
-            except (HTTPError, OSError) as exc:
-                # Never reached the upstream's handler (refused, connect timeout, reset, TLS).
-                connect_timeout = isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError)
-                failure = UpstreamFailure("unreachable", detail="connect timeout" if connect_timeout else type(exc).__name__)
-                self._record(meter, None, None, "unreachable")
-                retry_after = None
+                status, headers, content = self._exchange(authorization, payload, deadline, meter)
+            except UpstreamFailure as exc:
+                if exc.kind != "unreachable":  # sent and maybe charged, or refused as too large
+                    raise
+                failure, retry_after = exc, None
             else:
-                content = self._read_capped(response, meter)
-                rate = {k: response.headers[k] for k in ("X-RateLimit-Limit", "X-RateLimit-Remaining") if k in response.headers}
-                if response.status == 200:
-                    self._record(meter, 200, response.headers, "ok")
+                rate = {k: headers[k] for k in ("X-RateLimit-Limit", "X-RateLimit-Remaining") if k in headers}
+                if status == 200:
+                    self._record(meter, 200, headers, "ok")
                     return self._parse(content, rate)
-                self._record(meter, response.status, response.headers, f"http_{response.status}")
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                failure = UpstreamFailure(kind_for_status(response.status), response.status,
-                                          _error_text(content, response.status), retry_after, rate)
-                if response.status not in RETRY_STATUSES:
+                self._record(meter, status, headers, f"http_{status}")
+                retry_after = parse_retry_after(headers.get("Retry-After"))
+                failure = UpstreamFailure(kind_for_status(status), status, _error_text(content, status),
+                                          retry_after, rate)
+                if status not in RETRY_STATUSES:
                     raise failure
             if attempt > self.retries:
                 raise failure
@@ -246,37 +226,62 @@ class DumplingClient:
                 raise failure  # no time left for another attempt within the overall bound
             self._sleep(delay)
 
-    def _read_capped(self, response, meter) -> bytes:
-        """The body (at most max_bytes, by the deadline); the connection goes back to the pool."""
+    def _lane(self) -> "_Lane":
+        lane = getattr(self._local, "lane", None)
+        if lane is None:
+            lane = self._local.lane = _Lane(self.url)
+            with self._lock:
+                self._handles.add(lane.curl)
+        return lane
+
+    def _exchange(self, authorization: bytes, payload: bytes, deadline: float, meter):
+        """One POST, bounded by `deadline` as a whole: (status, headers, body). A failure is
+        recorded (meter, on_call) and raised as UpstreamFailure."""
+        lane = self._lane()
+        curl = lane.curl
+        remaining = deadline - time.monotonic()
+        # Rounded up: libcurl must not give up before the deadline (a cut is told by the clock).
+        curl.setopt(pycurl.TIMEOUT_MS, max(100, math.ceil(remaining * 1000)))  # 0 would mean no bound
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, math.ceil(min(self.connect_timeout, remaining) * 1000)))
+        curl.setopt(pycurl.MAXFILESIZE_LARGE, self.max_bytes)  # a declared Content-Length over it: refused at once
+        curl.setopt(pycurl.HTTPHEADER, [*_BASE_HEADERS, authorization])
+        curl.setopt(pycurl.POSTFIELDS, payload)
+        answer = lane.answer
+        answer.start(self.max_bytes, self.read_timeout)
         try:
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                raise _TooLarge
-            if declared.isdigit() and "Content-Encoding" not in response.headers:
-                # Its size is known and within the bound, and nothing is unpacked: one read of
-                # exactly that length (the chunk loop below cost ~3 % of the action's CPU).
-                content = response.read(decode_content=False)
-                response.release_conn()
-                return content
-            chunks, size = [], 0
-            for chunk in response.stream(64 * 1024, decode_content=True):  # a compressed bomb is counted unpacked
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise _TooLarge
-                chunks.append(chunk)
-            response.release_conn()
-            return b"".join(chunks)
-        except _TooLarge:
-            _discard(response)
-            self._record(meter, response.status, response.headers, "too_large")
-            raise UpstreamFailure("malformed", response.status, detail=f"answer over {self.max_bytes} bytes")
-        except (HTTPError, OSError) as exc:
-            # Cut off mid-body (deadline, reset): the upstream may have charged; never retried.
-            _discard(response)
-            timed_out = isinstance(exc, ReadTimeoutError) or "timed out" in str(exc) or "deadline" in str(exc)
+            curl.perform()
+        except pycurl.error as exc:
+            raise self._failure(lane, exc.args[0], deadline, meter) from None
+        return curl.getinfo(pycurl.RESPONSE_CODE), _headers(answer.head), b"".join(answer.chunks)
+
+    def _failure(self, lane: "_Lane", code: int, deadline: float, meter) -> UpstreamFailure:
+        """The error table for an exchange libcurl ended: what was sent and what came back
+        tell whether the upstream may have done (and charged) the work."""
+        curl = lane.curl
+        answer = lane.answer
+        status = curl.getinfo(pycurl.RESPONSE_CODE) or None
+        if answer.over or code == pycurl.E_FILESIZE_EXCEEDED:
+            self._record(meter, status, _headers(answer.head), "too_large")
+            return UpstreamFailure("malformed", status, detail=f"answer over {self.max_bytes} bytes")
+        sent = curl.getinfo(pycurl.REQUEST_SIZE) > 0
+        answered = bool(answer.head) and answer.head[-1] in (b"\r\n", b"\n")  # the whole head came
+        timed_out = code == pycurl.E_OPERATION_TIMEDOUT or answer.stalled
+        if timed_out and time.monotonic() >= deadline:
+            # Cut by the deadline, not refused: the upstream may have charged.
+            self._record(meter, None, None, "timeout" if sent else "unreachable")
+            return UpstreamFailure("timeout", status if answered else None, detail="deadline")
+        if answered:
+            # Cut off mid-body (read timeout, reset, a broken encoding): maybe charged; never retried.
             self._record(meter, None, None, "timeout" if timed_out else "malformed")
-            raise UpstreamFailure("timeout" if timed_out else "malformed", response.status,
-                                  detail="answer cut off")
+            return UpstreamFailure("timeout" if timed_out else "malformed", status, detail="answer cut off")
+        if timed_out and sent:
+            # Sent, no answer in time: the upstream may have done (and charged) the work.
+            self._record(meter, None, None, "timeout")
+            return UpstreamFailure("timeout", detail="read timeout")
+        # Never reached the upstream's handler (refused, DNS, connect timeout, TLS, reset before an answer).
+        self._record(meter, None, None, "unreachable")
+        return UpstreamFailure("unreachable", detail="connect timeout" if timed_out else
+                               _CURL_ERRORS.get(code, f"curl error {code}"))
 
     def _record(self, meter, status, headers, outcome):
         if meter is not None:
@@ -296,48 +301,118 @@ class DumplingClient:
         """One attempt (no retry) of the same request as fetch_page, answered unparsed: the
         probe must see what parsing hides (absent cursors, numeric ids, missing fields).
         A non-200 raises UpstreamFailure as fetch_page does."""
-        body = {"handle": handle, "requestSource": request_source}
-        body.update({k: v for k, v in (("count", count), ("minTime", min_time)) if v is not None})
-        headers = {**_BASE_HEADERS, "Authorization": f"Bearer {api_key}"}
+        payload, authorization = _request(api_key, handle, request_source, count, min_time)
         started = time.monotonic()
-        try:
-            response = self.pool.urlopen("POST", self.url, body=orjson.dumps(body), headers=headers, retries=False,
-                                         redirect=False, timeout=urllib3.Timeout(connect=self.connect_timeout,
-                                                                                 read=self.read_timeout))
-        except (ConnectTimeoutError, ReadTimeoutError) as exc:  # NewConnectionError is a ConnectTimeoutError
-            kind = "unreachable" if isinstance(exc, NewConnectionError) else "timeout"
-            self._on_call(kind)
-            raise UpstreamFailure(kind, detail=type(exc).__name__) from None
-        except (HTTPError, OSError) as exc:
-            self._on_call("unreachable")
-            raise UpstreamFailure("unreachable", detail=type(exc).__name__) from None
+        status, headers, content = self._exchange(authorization, payload, started + self.total_seconds, None)
         seconds = time.monotonic() - started
-        headers = dict(response.headers)
-        if response.status != 200:
-            self._on_call(f"http_{response.status}")
-            raise UpstreamFailure(kind_for_status(response.status), response.status,
-                                  _error_text(response.data, response.status),
+        headers = dict(headers)
+        if status != 200:
+            self._on_call(f"http_{status}")
+            raise UpstreamFailure(kind_for_status(status), status, _error_text(content, status),
                                   parse_retry_after(headers.get("Retry-After")))
         self._on_call("ok")
         try:
-            parsed = _decode(response.data)
+            parsed = _decode(content)
         except ValueError:
             parsed = None
         return RawAnswer(parsed, headers, seconds)
 
     def close(self):
-        self.pool.clear()
+        """Closes every handle (and connection) this client made; a later call makes new ones."""
+        with self._lock:
+            handles, self._handles = list(self._handles), weakref.WeakSet()
+            self._local = threading.local()
+        for curl in handles:
+            try:
+                curl.close()
+            except pycurl.error:  # in another thread's perform(): freed when that thread drops it
+                pass
 
 
-class _TooLarge(Exception):
-    pass
+class _Answer:
+    """What libcurl's callbacks fill for one exchange: the head's lines, the body (decoded, up to
+    a cap), and when bytes last moved (the read timeout). Holds no reference to the handle (no
+    cycle: a dropped handle is freed, and its connection closed, at once)."""
+
+    __slots__ = ("head", "chunks", "size", "cap", "over", "patience", "moved", "since", "stalled")
+
+    def __init__(self):
+        self.head: list[bytes] = []  # the header lines as they came, status line first
+
+    def start(self, cap: int, patience: float) -> None:
+        self.head.clear()
+        self.chunks, self.size, self.cap, self.over = [], 0, cap, False
+        self.patience, self.moved, self.since, self.stalled = patience, -1, time.monotonic(), False
+
+    def write(self, data: bytes):
+        self.size += len(data)  # decoded bytes: a compressed bomb is counted unpacked
+        if self.size > self.cap:
+            self.over = True
+            return 0  # libcurl stops the transfer (CURLE_WRITE_ERROR) and drops the connection
+        self.chunks.append(data)
+        return None
+
+    def progress(self, _down_total, down, _up_total, up) -> int:
+        """The read timeout: once the request is going out, no byte sent or received (header
+        lines count, not their bytes: libcurl tells only the body's) for `patience` seconds
+        ends the exchange (CURLE_ABORTED_BY_CALLBACK).
+        libcurl's LOW_SPEED_TIME is no such bound: it averages over a 5 s window, so with a
+        1 byte/s limit it fired up to ~6 s late (a read timeout of 1 s ended after 7 s)."""
+        moved = down + up + len(self.head)
+        now = time.monotonic()
+        if moved != self.moved or not up:  # before the request goes out, CONNECTTIMEOUT_MS bounds it
+            self.moved, self.since = moved, now
+        elif now - self.since >= self.patience:
+            self.stalled = True
+            return 1
+        return 0
 
 
-def _discard(response) -> None:
-    """Close a half-read answer's connection and give its slot back to the pool (closed: the
-    next use reconnects), as requests' Response.close() did."""
-    response.close()
-    response.release_conn()
+class _Lane:
+    """One thread's easy handle, its options set once, and what its callbacks fill."""
+
+    def __init__(self, url: str):
+        self.answer = answer = _Answer()
+        curl = self.curl = pycurl.Curl()
+        curl.setopt(pycurl.URL, url)
+        curl.setopt(pycurl.NOSIGNAL, 1)  # threads: no SIGALRM for DNS timeouts
+        curl.setopt(pycurl.PROXY, "")  # no proxy from the environment (as requests' trust_env=False did)
+        curl.setopt(pycurl.NOPROXY, "*")
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # what the upstream saw before (no h2 via ALPN)
+        curl.setopt(pycurl.CAINFO, certifi.where())  # the bundle requests used, not the system's
+        curl.setopt(pycurl.ACCEPT_ENCODING, "gzip, deflate")  # sent, and decoded by libcurl
+        curl.setopt(pycurl.HEADERFUNCTION, answer.head.append)
+        curl.setopt(pycurl.WRITEFUNCTION, answer.write)
+        curl.setopt(pycurl.NOPROGRESS, 0)
+        curl.setopt(pycurl.XFERINFOFUNCTION, answer.progress)
+
+
+def _request(api_key, handle, request_source, count, min_time) -> tuple[bytes, bytes]:
+    """The request's body and Authorization line."""
+    body = {"handle": handle, "requestSource": request_source}
+    if count is not None:
+        body["count"] = count
+    if min_time is not None:
+        body["minTime"] = min_time
+    if not api_key.isprintable():
+        # libcurl sends header lines as given: a line break would smuggle headers of its own.
+        raise UpstreamFailure("unauthorized", detail="the API key holds characters a header cannot carry")
+    return orjson.dumps(body), b"Authorization: Bearer " + api_key.encode()
+
+
+def _headers(lines: list[bytes]) -> HTTPHeaderDict:
+    """The last head's header lines as a case-insensitive mapping (an interim 1xx head is dropped)."""
+    headers = HTTPHeaderDict()
+    for line in lines:
+        if line.startswith(b"HTTP/"):
+            headers = HTTPHeaderDict()
+            continue
+        name, colon, value = line.decode("latin-1").partition(":")
+        if colon:
+            headers.add(name.strip(), value.strip())
+    return headers
 
 
 def _decode(content: bytes):

@@ -124,3 +124,150 @@ def test_an_answer_under_the_cap_still_parses():
     finally:
         server.stop()
         client.close()
+
+
+# --- How each way an exchange ends maps to a kind (libcurl's error codes: integration/upstream.py).
+
+SECRET = "k-do-not-log-0123456789"
+
+
+def _fetch(url: str, **settings):
+    """fetch_page's failure, the on_call outcomes and what the meter recorded."""
+    from integration.upstream import Meter
+
+    outcomes, meter = [], Meter()
+    client = DumplingClient(url, on_call=outcomes.append, sleep=lambda s: None, **settings)
+    try:
+        with pytest.raises(UpstreamFailure) as caught:
+            client.fetch_page(SECRET, "alice", "API", meter=meter)
+    finally:
+        client.close()
+    assert SECRET not in repr(caught.value)  # API keys never in an error
+    return caught.value, outcomes, meter
+
+
+def _refused_url() -> str:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now: connections are refused
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_refused_connection_is_unreachable_and_retried():
+    failure, outcomes, meter = _fetch(_refused_url(), retries=2)
+    assert (failure.kind, failure.detail, failure.upstream_status) == ("unreachable", "connection refused", None)
+    assert outcomes == ["unreachable"] * 3 and meter.calls == 3 and meter.credits == 0
+
+
+def test_a_server_that_never_answers_is_a_read_timeout_not_retried():
+    server = MisbehavingServer(lambda conn, stopped: stopped.wait(30))
+    try:
+        failure, outcomes, meter = _fetch(server.url, read_timeout=1.0, total_seconds=10, retries=2)
+    finally:
+        server.stop()
+    assert (failure.kind, failure.detail) == ("timeout", "read timeout")
+    assert outcomes == ["timeout"] and meter.calls == 1  # sent: maybe charged, never retried
+
+
+def test_headers_then_a_stall_is_an_answer_cut_off():
+    server = MisbehavingServer(lambda conn, stopped: (conn.sendall(HEADERS % len(PAGE) + PAGE[:10]), stopped.wait(30)))
+    try:
+        failure, outcomes, _ = _fetch(server.url, read_timeout=1.0, total_seconds=10)
+    finally:
+        server.stop()
+    assert (failure.kind, failure.detail, failure.upstream_status) == ("timeout", "answer cut off", 200)
+    assert outcomes == ["timeout"]
+
+
+def test_a_reset_mid_body_is_malformed_and_cut_off():
+    server = MisbehavingServer(lambda conn, stopped: conn.sendall(HEADERS % len(PAGE) + PAGE[:10]))  # then closes
+    try:
+        failure, outcomes, _ = _fetch(server.url)
+    finally:
+        server.stop()
+    assert (failure.kind, failure.detail, failure.upstream_status) == ("malformed", "answer cut off", 200)
+    assert outcomes == ["malformed"]
+
+
+def test_the_deadline_cuts_a_dripping_answer():
+    # Each byte within the read timeout (body bytes count one by one; header bytes by the line).
+    server = MisbehavingServer(lambda conn, stopped: (conn.sendall(HEADERS % len(PAGE)), drip(PAGE)(conn, stopped)))
+    try:
+        failure, outcomes, _ = _fetch(server.url, read_timeout=1.0, total_seconds=1.5, retries=0)
+    finally:
+        server.stop()
+    assert (failure.kind, failure.detail) == ("timeout", "deadline") and outcomes == ["timeout"]
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_the_body():
+    # The body never comes: only the declared length can end this before the read timeout.
+    server = MisbehavingServer(lambda conn, stopped: (conn.sendall(HEADERS % 10_000_000), stopped.wait(30)))
+    try:
+        failure, outcomes, meter = _fetch(server.url, max_bytes=1024, read_timeout=20, total_seconds=25)
+    finally:
+        server.stop()
+    assert (failure.kind, failure.detail, failure.upstream_status) == ("malformed", "answer over 1024 bytes", 200)
+    assert outcomes == ["too_large"] and meter.calls == 1
+
+
+def _gzip_answer(body: bytes):
+    import gzip
+
+    packed = gzip.compress(body)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+    return lambda conn, stopped: conn.sendall(head % len(packed) + packed)
+
+
+def test_a_compressed_bomb_stops_at_the_cap_counted_unpacked():
+    bomb = b'{"pad": "' + b"0" * 3_000_000 + b'"}'  # ~3 kB packed
+    server = MisbehavingServer(_gzip_answer(bomb))
+    try:
+        failure, outcomes, _ = _fetch(server.url, max_bytes=1024 * 1024)
+    finally:
+        server.stop()
+    assert (failure.kind, failure.detail) == ("malformed", f"answer over {1024 * 1024} bytes")
+    assert outcomes == ["too_large"]
+
+
+def test_a_compressed_answer_is_decoded():
+    server = MisbehavingServer(_gzip_answer(PAGE))
+    client = DumplingClient(server.url, total_seconds=5, retries=0)
+    try:
+        assert client.fetch_page("k", "alice", "API").has_more is False
+    finally:
+        server.stop()
+        client.close()
+
+
+def test_a_redirect_is_not_followed():
+    answer = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/elsewhere\r\nContent-Length: 0\r\n\r\n"
+    server = MisbehavingServer(lambda conn, stopped: conn.sendall(answer))
+    try:
+        failure, outcomes, _ = _fetch(server.url)
+    finally:
+        server.stop()
+    assert failure.upstream_status == 302 and outcomes == ["http_302"]
+
+
+def test_proxy_settings_in_the_environment_are_ignored(monkeypatch):
+    server = MisbehavingServer(lambda conn, stopped: conn.sendall(HEADERS % len(PAGE) + PAGE))
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, _refused_url())
+    client = DumplingClient(server.url, total_seconds=5, retries=0)
+    try:
+        assert client.fetch_page("k", "alice", "API").accounts == ()
+    finally:
+        server.stop()
+        client.close()
+
+
+def test_a_key_that_would_break_the_header_line_is_never_sent():
+    server = MisbehavingServer(lambda conn, stopped: conn.sendall(HEADERS % len(PAGE) + PAGE))
+    client = DumplingClient(server.url, total_seconds=5, retries=0)
+    try:
+        with pytest.raises(UpstreamFailure) as caught:
+            client.fetch_page("k\r\nX-Injected: 1", "alice", "API")
+    finally:
+        server.stop()
+        client.close()
+    assert caught.value.kind == "unauthorized" and "Injected" not in repr(caught.value)

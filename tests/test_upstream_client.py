@@ -116,18 +116,36 @@ def test_parse_retry_after():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
-def test_a_request_goes_out_in_one_write_head_and_body(fake_upstream, monkeypatch):
-    """The head waits for the body (integration/deadline.py): one write, one wake of the upstream."""
-    import http.client
+def test_a_request_goes_out_in_one_write_head_and_body():
+    """libcurl sends a small body with its head: one write, one wake of the upstream. The
+    handle is given one end of a message socket pair (a write is a message), already connected."""
+    import socket
+    import threading
 
+    import pycurl
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    page = b'{"followingList": [], "maxCursor": 0, "minCursor": 0, "hasMore": false}'
     writes = []
-    send = http.client.HTTPConnection.send
-    monkeypatch.setattr(http.client.HTTPConnection, "send", lambda conn, data: (writes.append(data), send(conn, data))[1])
-    fake_upstream.seed("alice", 3)
-    client = DumplingClient(fake_upstream.url)
-    for _ in range(2):  # a new connection, then the kept-alive one
-        writes.clear()
-        assert len(client.fetch_page(API_KEY, "alice", "API", count=2).accounts) == 2
-        assert len(writes) == 1
-        assert writes[0].startswith(b"POST /api/v1/get-tiktok-user-following HTTP/1.1\r\n")
-        assert writes[0].endswith(b'\r\n\r\n{"handle":"alice","requestSource":"API","count":2}')
+
+    def serve():
+        for _ in range(2):
+            writes.append(theirs.recv(65536))
+            theirs.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page))
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = DumplingClient("http://127.0.0.1:9")
+    curl = client._lane().curl
+    curl.setopt(pycurl.OPENSOCKETFUNCTION, lambda purpose, address: ours)
+    curl.setopt(pycurl.SOCKOPTFUNCTION, lambda fd, purpose: pycurl.SOCKOPT_ALREADY_CONNECTED)
+    try:
+        for _ in range(2):  # a new connection, then the kept-alive one (the pair has no other)
+            assert client.fetch_page(API_KEY, "alice", "API", count=2).accounts == ()
+    finally:
+        client.close()
+        ours.close()
+        theirs.close()
+    assert len(writes) == 2
+    for write in writes:
+        assert write.startswith(b"POST /api/v1/get-tiktok-user-following HTTP/1.1\r\n")
+        assert write.endswith(b'\r\n\r\n{"handle":"alice","requestSource":"API","count":2}')
