@@ -16,10 +16,13 @@ PAGE = b'{"followingList": [], "maxCursor": 0, "minCursor": 0, "hasMore": false,
 class MisbehavingServer:
     """Accepts connections on 127.0.0.1 and answers each with `answer(sock)`."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, tls=None):
         self.answer = answer
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        if tls is not None:  # an ssl.SSLContext: TLS on every connection
+            self.listener = tls.wrap_socket(self.listener, server_side=True)
+            self.url = self.url.replace("http://", "https://")
         self.stopped = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -271,3 +274,52 @@ def test_a_key_that_would_break_the_header_line_is_never_sent():
         server.stop()
         client.close()
     assert caught.value.kind == "unauthorized" and "Injected" not in repr(caught.value)
+
+
+def test_a_connection_never_accepted_is_an_unreachable_connect_timeout():
+    # A listener whose accept queue is full: Linux drops further SYNs, the connect hangs.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        failure, outcomes, _ = _fetch(f"http://127.0.0.1:{port}", connect_timeout=0.5, total_seconds=5, retries=0)
+    finally:
+        for sock in (listener, *fillers):
+            sock.close()
+    assert (failure.kind, failure.detail) == ("unreachable", "connect timeout") and outcomes == ["unreachable"]
+
+
+def test_https_checks_the_certificate(tmp_path):
+    """TLS against certifi's bundle: a self-signed certificate is refused (unreachable: nothing sent)."""
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = MisbehavingServer(lambda conn, stopped: conn.sendall(HEADERS % len(PAGE) + PAGE), tls=context)
+    try:
+        failure, outcomes, _ = _fetch(server.url, retries=0, total_seconds=5)
+    finally:
+        server.stop()
+    assert (failure.kind, failure.detail) == ("unreachable", "TLS certificate refused") and outcomes == ["unreachable"]
