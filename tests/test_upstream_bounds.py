@@ -323,3 +323,23 @@ def test_https_checks_the_certificate(tmp_path):
     finally:
         server.stop()
     assert (failure.kind, failure.detail) == ("unreachable", "TLS certificate refused") and outcomes == ["unreachable"]
+
+
+def test_a_kept_alive_handle_reports_each_exchange_afresh():
+    """The thread's handle is reused: a refused call after an answered one is not read as cut off."""
+    from fakeupstream import FakeDumpling
+
+    fake = FakeDumpling().start()
+    fake.add_key("k")
+    fake.seed("alice", 3)
+    client = DumplingClient(fake.url, retries=0)
+    try:
+        assert len(client.fetch_page("k", "alice", "API").accounts) == 3
+        fake.stop()
+        with pytest.raises(UpstreamFailure) as caught:
+            client.fetch_page("k", "alice", "API")
+    finally:
+        fake.stop()
+        client.close()
+    assert (caught.value.kind, caught.value.upstream_status, caught.value.detail) == ("unreachable", None,
+                                                                                      "connection refused")
