@@ -6,10 +6,10 @@ one watchdog thread shuts down the sockets of every exchange past its deadline; 
 blocked read then fails at once and the connection is dropped.
 
 Use: `with WATCHDOG.guard(seconds) as guard: session.post(...)` with a session whose
-adapters were passed to `use_deadline_connections`, or `pool.request(...)` on a
-`deadline_pool_manager()` (the connections register their sockets with the guard of the
-thread using them). `guard.expired` tells the caller the
-deadline, not the peer, ended the exchange. The TLS handshake is bounded by the socket
+adapters were passed to `use_deadline_connections` (the connections register their sockets
+with the guard of the thread using them): the webhook sends (integration/delivery.py). The
+upstream client needs none of it: libcurl bounds its whole exchange (integration/upstream.py).
+`guard.expired` tells the caller the deadline, not the peer, ended the exchange. The TLS handshake is bounded by the socket
 timeout as a whole (CPython's ssl applies it as a deadline to the handshake).
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ import threading
 import time
 from contextlib import contextmanager
 
-from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -134,8 +133,7 @@ class _Tracked:
     """Mixin for urllib3 connections: hand every socket used to the current guard.
 
     Also sends a request's head and a small bytes body in one write: urllib3 writes the head,
-    then the body, so the peer woke twice and each call paid a second send (the upstream
-    client's every call, bench/bench_overhead_split.py)."""
+    then the body, so the receiver woke twice and each send paid a second system call."""
 
     _held_head: bytes | None = None  # the head, waiting for the body (one write)
     _hold_head = False               # the next send() is the head of a request with a small body
@@ -189,10 +187,3 @@ def use_deadline_connections(adapter) -> None:
     """Make a requests adapter's pools use connections the watchdog can cut."""
     adapter.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
 
-
-def deadline_pool_manager(num_pools: int, maxsize: int) -> PoolManager:
-    """A urllib3 PoolManager whose connections the watchdog can cut; never retries or
-    redirects by itself (the caller decides what may be retried)."""
-    manager = PoolManager(num_pools=num_pools, maxsize=maxsize, retries=False)
-    manager.pool_classes_by_scheme = _POOL_CLASSES
-    return manager
