@@ -174,8 +174,9 @@ class RefreshMeter:
 class DumplingClient:
     def __init__(self, base_url: str, *, connect_timeout: float = 3.05, read_timeout: float = 12.0,
                  total_seconds: float = 25.0, retries: int = 2, max_bytes: int = 5 * 1024 * 1024,
-                 on_call=None, sleep=time.sleep):
+                 on_call=None, sleep=time.sleep, ca_file: str | None = None):
         self.url = base_url.rstrip("/") + PATH
+        self.ca_file = ca_file or certifi.where()  # the bundle requests used, not the system's
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.total_seconds = total_seconds
@@ -229,7 +230,7 @@ class DumplingClient:
     def _lane(self) -> "_Lane":
         lane = getattr(self._local, "lane", None)
         if lane is None:
-            lane = self._local.lane = _Lane(self.url)
+            lane = self._local.lane = _Lane(self.url, self.ca_file)
             with self._lock:
                 self._handles.add(lane.curl)
         return lane
@@ -371,7 +372,7 @@ class _Answer:
 class _Lane:
     """One thread's easy handle, its options set once, and what its callbacks fill."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, ca_file: str):
         self.answer = answer = _Answer()
         curl = self.curl = pycurl.Curl()
         curl.setopt(pycurl.URL, url)
@@ -381,7 +382,7 @@ class _Lane:
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # what the upstream saw before (no h2 via ALPN)
-        curl.setopt(pycurl.CAINFO, certifi.where())  # the bundle requests used, not the system's
+        curl.setopt(pycurl.CAINFO, ca_file)
         curl.setopt(pycurl.ACCEPT_ENCODING, "gzip, deflate")  # sent, and decoded by libcurl
         curl.setopt(pycurl.HEADERFUNCTION, answer.head.append)
         curl.setopt(pycurl.WRITEFUNCTION, answer.write)

@@ -296,9 +296,11 @@ def test_a_connection_never_accepted_is_an_unreachable_connect_timeout():
     assert (failure.kind, failure.detail) == ("unreachable", "connect timeout") and outcomes == ["unreachable"]
 
 
-def test_https_checks_the_certificate(tmp_path):
-    """TLS against certifi's bundle: a self-signed certificate is refused (unreachable: nothing sent)."""
+def _tls_server(tmp_path) -> tuple[MisbehavingServer, str]:
+    """A server answering one page over TLS, with a self-signed certificate for 127.0.0.1, and
+    the certificate's file (a CA bundle that trusts it)."""
     import datetime as dt
+    import ipaddress
     import ssl
 
     from cryptography import x509
@@ -311,6 +313,8 @@ def test_https_checks_the_certificate(tmp_path):
     now = dt.datetime.now(dt.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -318,11 +322,31 @@ def test_https_checks_the_certificate(tmp_path):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     server = MisbehavingServer(lambda conn, stopped: conn.sendall(HEADERS % len(PAGE) + PAGE), tls=context)
+    return server, str(tmp_path / "cert.pem")
+
+
+def test_https_checks_the_certificate(tmp_path):
+    """TLS against certifi's bundle: a self-signed certificate is refused (unreachable: nothing sent)."""
+    server, _ = _tls_server(tmp_path)
     try:
         failure, outcomes, _ = _fetch(server.url, retries=0, total_seconds=5)
     finally:
         server.stop()
     assert (failure.kind, failure.detail) == ("unreachable", "TLS certificate refused") and outcomes == ["unreachable"]
+
+
+def test_https_answers_when_the_certificate_is_trusted(tmp_path):
+    """The production path (the upstream is https): the handshake, the name check and the answer,
+    with a bundle that trusts the server's certificate."""
+    server, bundle = _tls_server(tmp_path)
+    outcomes = []
+    client = DumplingClient(server.url, on_call=outcomes.append, retries=0, total_seconds=5, ca_file=bundle)
+    try:
+        page = client.fetch_page(SECRET, "alice", "API")
+    finally:
+        client.close()
+        server.stop()
+    assert (page.accounts, page.has_more, outcomes) == ((), False, ["ok"])
 
 
 def test_a_kept_alive_handle_reports_each_exchange_afresh():
