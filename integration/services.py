@@ -36,12 +36,11 @@ class Services:
             self.reads = make_read_session_factory(self.engine)
 
     @classmethod
-    def build(cls, settings: Settings, threads: int | None = None, db_threads: int | None = None) -> "Services":
-        """`threads`: how many of this process's threads use the database and the upstream at
-        once (the web process: GUNICORN_THREADS); `db_threads`, when fewer use the database at
-        once (the worker); DB_POOL_SIZE, when set, wins for the database."""
-        threads = threads or settings.gunicorn_threads
-        engine = make_engine(settings.database_url, settings.db_pool_size or db_threads or threads)
+    def build(cls, settings: Settings, threads: int | None = None) -> "Services":
+        """`threads`: how many of this process's threads use the database at once, the size of
+        its pool (default GUNICORN_THREADS, the web process); DB_POOL_SIZE, when set, wins.
+        The upstream client needs no such number: it keeps a connection per calling thread."""
+        engine = make_engine(settings.database_url, settings.db_pool_size or threads or settings.gunicorn_threads)
         client = DumplingClient(
             settings.dumpling_base_url,  # a kept-alive connection per calling thread, by itself
             connect_timeout=settings.upstream_connect_timeout,

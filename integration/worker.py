@@ -382,8 +382,7 @@ def build_services(settings) -> Services:
     for its short transactions, never across an upstream call or a send: at 300 refreshes/s
     about one is busy at a time, so the pool is not one per thread (2 x 256 + 2 would be far
     past PostgreSQL's max_connections)."""
-    threads = 2 * max(1, settings.worker_concurrency) + 2
-    return Services.build(settings, threads=threads, db_threads=min(threads, WORKER_DB_POOL))
+    return Services.build(settings, threads=min(2 * max(1, settings.worker_concurrency) + 2, WORKER_DB_POOL))
 
 
 def main() -> int:
