@@ -141,7 +141,7 @@ def remember(session: Session | Connection, watch_id: int, ids: Iterable[str]) -
         already = _texts_among(session, watch_id, others)
         if others - already:
             connection_of(session).execute(insert(KnownTextId), [{"watch_id": watch_id, "account_id": i}
-                                                  for i in sorted(others - already)])
+                                                                 for i in sorted(others - already)])
 
 
 def forget(session: Session | Connection, watch_id: int, ids: Iterable[str]) -> None:
@@ -154,25 +154,26 @@ def forget(session: Session | Connection, watch_id: int, ids: Iterable[str]) -> 
             _write(session, watch_id, low, blob, idset.without(blob, gone))
     if others:
         connection_of(session).execute(delete(KnownTextId).where(KnownTextId.watch_id == watch_id,
-                                                  KnownTextId.account_id.in_(others))
-                        .execution_options(synchronize_session=False))
+                                                                 KnownTextId.account_id.in_(others))
+                                       .execution_options(synchronize_session=False))
 
 
 def _write(session: Session | Connection, watch_id: int, low: int, old: bytes | None, numbers: list[int]) -> None:
     """The segment starting at `low` now holds `numbers` (None `old`: it is new). One that
     grew past SEGMENT_MAX splits; an empty one goes, except the first (it bounds the rest)."""
+    conn = connection_of(session)
     where = (KnownSegment.watch_id == watch_id) & (KnownSegment.low == low - _SHIFT)
     if not numbers and low != 0:
-        connection_of(session).execute(delete(KnownSegment).where(where).execution_options(synchronize_session=False))
+        conn.execute(delete(KnownSegment).where(where).execution_options(synchronize_session=False))
         return
     first, *rest = segment_rows(watch_id, numbers, low)
     if old is None:
         rest.insert(0, first)
     elif first["ids"] != old:
-        connection_of(session).execute(update(KnownSegment).where(where).values(ids=first["ids"])
-                        .execution_options(synchronize_session=False))
+        conn.execute(update(KnownSegment).where(where).values(ids=first["ids"])
+                     .execution_options(synchronize_session=False))
     if rest:
-        connection_of(session).execute(insert(KnownSegment), rest)
+        conn.execute(insert(KnownSegment), rest)
 
 
 def segment_rows(watch_id: int, numbers: list[int], low: int = 0) -> list[dict]:

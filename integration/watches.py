@@ -499,9 +499,14 @@ _LOCK_WITH_SEGMENTS = known.with_segments(_LOCK, _W).with_for_update(of=_W)
 # The watch row written by the commit, built once (with the samples: a baseline's).
 _SAVED = ("last_sequence", "watermark", "watermark_exclusive", "detection_mode", "top_ids", "last_refresh_at",
           "lease_token", "lease_until", "truncations", "next_poll_at")
-_SAVE = _W.update().where(_W.c.id == bindparam("w")).values({c: bindparam(f"v_{c}") for c in _SAVED})
-_SAVE_BASELINE = _W.update().where(_W.c.id == bindparam("w")).values(
-    {c: bindparam(f"v_{c}") for c in (*_SAVED, "samples")})
+
+
+def _save(columns: tuple[str, ...]):
+    return _W.update().where(_W.c.id == bindparam("w")).values({c: bindparam(f"v_{c}") for c in columns})
+
+
+_SAVE, _SAVE_BASELINE = _save(_SAVED), _save((*_SAVED, "samples"))
+
 _E, _D = Event.__table__, Delivery.__table__
 # Core statements built once: the journal and the outbox of a refresh's new follows.
 _ADD_EVENTS = _E.insert().returning(_E.c.id, sort_by_parameter_order=True)
@@ -550,4 +555,4 @@ def _prune(svc: Services, conn, watch: Watch) -> None:
     settings = svc.settings
     too_old = svc.clock() - dt.timedelta(days=settings.journal_retention_days)
     conn.execute(_PRUNE, {"w": watch.id, "too_old": too_old,
-                                          "beyond": watch.last_sequence - settings.journal_max_events})
+                          "beyond": watch.last_sequence - settings.journal_max_events})
