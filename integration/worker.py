@@ -23,6 +23,7 @@ same code serves the web process. Beyond that, add worker processes.
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import logging
 import os
 import queue
@@ -394,6 +395,8 @@ def main() -> int:
     worker = Worker(svc)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
+    # SIGUSR1 writes every thread's stack to stderr: what a worker that does not stop is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     log(logger, logging.INFO, "worker started", pid=os.getpid(), concurrency=settings.worker_concurrency,

@@ -231,7 +231,13 @@ def stop_worker(process: subprocess.Popen) -> dict:
         process.send_signal(signal.SIGTERM)
     # Longer than SQLite's busy timeout (30 s, integration/db.py): on a loaded machine the last
     # outcome flush may wait for the write lock before the worker can exit.
-    assert process.wait(45) == 0, process.log_path.read_text()
+    try:
+        code = process.wait(45)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # its threads' stacks into its log (integration/worker.py)
+        time.sleep(1)
+        raise AssertionError(f"the worker did not stop within 45 s:\n{process.log_path.read_text()}") from None
+    assert code == 0, process.log_path.read_text()
     for line in process.log_path.read_text().splitlines():
         if '"worker stopped"' in line:
             return json.loads(line)
