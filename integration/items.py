@@ -12,6 +12,7 @@ from enum import StrEnum
 import orjson
 from sqlalchemy import bindparam, select
 
+from integration.driver_sql import Prepared
 from integration.filters import NO_FILTERS, Filters
 from integration.models import Event, Watch
 from integration.platforms import Platform
@@ -80,7 +81,7 @@ def event_item(watch_handle: str, event: Event) -> dict:
 BATCH = 200  # journal rows read at a time when filters drop some
 # What a trigger item needs of a journal row: plain rows (a Core select), no ORM objects.
 _ITEM_COLUMNS = (Event.id, Event.sequence, Event.detected_at, Event.payload, Event.event)
-_SAMPLES = select(Watch.handle, Watch.samples, Watch.created_at).where(Watch.id == bindparam("w"))
+_SAMPLES = Prepared(select(Watch.handle, Watch.samples, Watch.created_at).where(Watch.id == bindparam("w")))
 
 
 @functools.cache
@@ -96,7 +97,7 @@ def _journal_query(since: bool, after: bool, before: bool):
         query = query.where(Event.sequence > bindparam("after"))
     if before:  # the next batch (keyset)
         query = query.where(Event.sequence < bindparam("before"))
-    return query.order_by(Event.sequence.desc()).limit(bindparam("n"))
+    return Prepared(query.order_by(Event.sequence.desc()).limit(bindparam("n")))
 
 
 def trigger_items(svc: Services, watch_id: int, platform: Platform, *, session=None, **query) -> list[dict]:
@@ -125,7 +126,7 @@ def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, si
     before = None
     while True:
         query = _journal_query(since is not None, after_sequence is not None, before is not None)
-        rows = session.connection().execute(query, {**params, "before": before}).all()
+        rows = query.rows(session.connection(), {**params, "before": before})
         for event in rows:
             item = event_item(event.handle, event)
             if filters.keep(item):
@@ -137,7 +138,7 @@ def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, si
         before = rows[-1].sequence
     if platform.trigger_includes_baseline and kind == NEW_FOLLOWING and len(items) < limit \
             and since is None and after_sequence is None:
-        handle, samples, created_at = session.connection().execute(_SAMPLES, {"w": watch_id}).one()
+        handle, samples, created_at = _SAMPLES.one(session.connection(), {"w": watch_id})
         listed = {item["id"] for item in items}
         for account in unpack_samples(samples):
             if len(items) >= limit:

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from integration.db import connection_of, core_transaction, transaction
+from integration.driver_sql import Prepared
 from integration.models import CreditDay, WatchDay
 
 USAGE_DAYS = 30
@@ -46,8 +47,7 @@ def _upsert(executor, model, keys: dict, increments: dict) -> None:
     session or a Core connection (Core either way: the ORM's execution path cost more than
     the statement)."""
     conn = connection_of(executor)
-    stmt = _upsert_statement(conn.dialect.name, model, tuple(keys), tuple(increments))
-    conn.execute(stmt, _params("", keys, increments))
+    _upsert_statement(conn.dialect.name, model, tuple(keys), tuple(increments)).run(conn, _params("", keys, increments))
 
 
 def _params(prefix: str, keys: dict, increments: dict) -> dict:
@@ -55,7 +55,7 @@ def _params(prefix: str, keys: dict, increments: dict) -> dict:
 
 
 @functools.cache
-def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple, prefix: str = ""):
+def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple, prefix: str = "") -> Prepared:
     # Built once per shape, values bound at execution: building and hashing the statement on
     # every credit cost more than running it (bench/bench_unitcost.py, refresh path).
     dialect = postgresql if dialect_name == "postgresql" else sqlite
@@ -63,19 +63,19 @@ def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple, 
     values = {c.name: 0 for c in table.columns if c.name not in keys}
     values.update({k: bindparam(prefix + k) for k in keys})
     values.update({k: bindparam(f"{prefix}add_{k}") for k in increments})
-    return dialect.insert(table).values(**values).on_conflict_do_update(
-        index_elements=list(keys), set_={k: table.c[k] + bindparam(f"{prefix}add_{k}") for k in increments})
+    return Prepared(dialect.insert(table).values(**values).on_conflict_do_update(
+        index_elements=list(keys), set_={k: table.c[k] + bindparam(f"{prefix}add_{k}") for k in increments}))
 
 
 @functools.cache
-def _two_lines_statement(owner_increments: tuple, watch_increments: tuple, also=None):
+def _two_lines_statement(owner_increments: tuple, watch_increments: tuple, also: Prepared | None = None) -> Prepared:
     """PostgreSQL: the owner's and the watch's lines of a refresh in one statement (the
     owner's upsert, and the caller's `also`, as data-modifying WITHs): a round trip fewer
     for each. `also` is a statement built once (cached by identity)."""
-    owner = _upsert_statement("postgresql", CreditDay, ("owner_hash", "day"), owner_increments, "o_")
-    watch = _upsert_statement("postgresql", WatchDay, ("watch_id", "day"), watch_increments, "w_")
+    owner = _upsert_statement("postgresql", CreditDay, ("owner_hash", "day"), owner_increments, "o_").statement
+    watch = _upsert_statement("postgresql", WatchDay, ("watch_id", "day"), watch_increments, "w_").statement
     both = watch.add_cte(owner.cte("owner_line"))
-    return both if also is None else both.add_cte(also.cte("also_write"))
+    return Prepared(both if also is None else both.add_cte(also.statement.cte("also_write")))
 
 
 def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int = 0, refreshes: int = 0) -> None:
@@ -153,18 +153,18 @@ class Account:
         refresh's commit: no transaction, and on SQLite no write lock, of their own).
         `spent`: the refresh's credits not written yet and the reservations they used
         (RefreshMeter.pending): the owner's credits, counted in the same commit. `also`:
-        the caller's write (a statement built once, its parameters, none prefixed `o_` or
+        the caller's write (a Prepared statement, its parameters, none prefixed `o_` or
         `w_`), run first: on PostgreSQL in the same statement."""
         owner_keys, owner = {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1)
         watch_keys, watch = {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1}
         conn = connection_of(session)
         if conn.dialect.name == "postgresql":
             statement, params = also if also is not None else (None, {})
-            conn.execute(_two_lines_statement(tuple(owner), tuple(watch), statement),
-                         {**params, **_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})
+            _two_lines_statement(tuple(owner), tuple(watch), statement).run(
+                conn, {**params, **_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})
             return
         if also is not None:
-            conn.execute(*also)
+            also[0].run(conn, also[1])
         _upsert(conn, CreditDay, owner_keys, owner)
         _upsert(conn, WatchDay, watch_keys, watch)
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from integration import idset, known, ledger, sweeps
 from integration.db import core_transaction, transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
+from integration.driver_sql import Prepared
 from integration.models import Delivery, Event, Subscription, Watch
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
@@ -71,9 +72,9 @@ class WatchGone(Exception):
 TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
 _W = Watch.__table__
 # What a trigger call reads of its watch (not the baseline and detection state it does not need).
-_OPEN = select(_W.c.id, _W.c.owner_hash, _W.c.last_used_at, _W.c.check_every_minutes, _W.c.check_auto,
-               _W.c.daily_budget, _W.c.last_refresh_at).where(_W.c.owner_hash == bindparam("owner"),
-                                                               _W.c.handle == bindparam("handle"))
+_OPEN = Prepared(select(_W.c.id, _W.c.owner_hash, _W.c.last_used_at, _W.c.check_every_minutes, _W.c.check_auto,
+                        _W.c.daily_budget, _W.c.last_refresh_at).where(_W.c.owner_hash == bindparam("owner"),
+                                                                        _W.c.handle == bindparam("handle")))
 
 # What a trigger call wants once its watch is fresh: its answer, read in the transaction that
 # found the watch fresh or committed its refresh (one transaction fewer per call).
@@ -99,8 +100,8 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
         watch, changes, opened = None, {}, None
         try:
             with svc.reads() as session:  # no write lock unless the lease is taken (SQLite)
-                row = session.connection().execute(_OPEN, {"owner": owner, "handle": handle}).first()
-                watch = SimpleNamespace(**row._mapping) if row is not None else None
+                row = _OPEN.first(session.connection(), {"owner": owner, "handle": handle})
+                watch = SimpleNamespace(**row._asdict()) if row is not None else None
                 changes = wish.changes(watch) if watch is not None else {}
                 if watch is not None and not changes and not _touch_due(watch, now):
                     opened = _fresh_or_lease(svc, session, watch, now, meter, fresh, answer)
@@ -252,11 +253,11 @@ LEASE_STATE = (_W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusi
 _STATE = select(*LEASE_STATE).where(_W.c.id == bindparam("w"))
 # The lease and the state, in one statement built once: free (or expired) and not refreshed
 # since the cutoff. Most calls take it; the others learn why with a second read.
-_TAKE = (_W.update()
-         .where(_W.c.id == bindparam("w"), or_(_W.c.lease_until.is_(None), _W.c.lease_until < bindparam("now")),
-                or_(_W.c.last_refresh_at.is_(None), _W.c.last_refresh_at < bindparam("cutoff")))
-         .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
-         .returning(_W.c.id, *LEASE_STATE))
+_TAKE = Prepared(_W.update()
+                 .where(_W.c.id == bindparam("w"), or_(_W.c.lease_until.is_(None), _W.c.lease_until < bindparam("now")),
+                        or_(_W.c.last_refresh_at.is_(None), _W.c.last_refresh_at < bindparam("cutoff")))
+                 .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
+                 .returning(_W.c.id, *LEASE_STATE))
 
 
 # The lease given back (`release`, or a claim the budget refused), if it is still ours.
@@ -284,8 +285,8 @@ def _take(svc: Services, session, watch_id: int, cutoff: dt.datetime, meter: Met
     transaction; None when the watch is leased or was refreshed since `cutoff`. Raises
     BudgetReached after taking the lease: the caller rolls it back (or releases it)."""
     token = secrets.token_hex(16)
-    row = session.connection().execute(_TAKE, {"w": watch_id, "now": svc.clock(), "cutoff": cutoff, "token": token,
-                                               "until": lease_until(svc)}).first()
+    row = _TAKE.first(session.connection(), {"w": watch_id, "now": svc.clock(), "cutoff": cutoff, "token": token,
+                                             "until": lease_until(svc)})
     if row is None:
         return None
     account = meter.account
@@ -383,7 +384,7 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
         with core_transaction(svc.sessions) as conn:
             # A plain copy of the columns the rules of the commit read (and change, e.g. a
             # sweep's unfollows number events): no ORM object to load and flush per refresh.
-            rows = conn.execute(_LOCK_WITH_SEGMENTS if whole else _LOCK, {"w": watch_id}).all()
+            rows = (_LOCK_WITH_SEGMENTS if whole else _LOCK).rows(conn, {"w": watch_id})
             if not rows:
                 raise NoResultFound(f"watch {watch_id} was deleted during its refresh")
             watch = SimpleNamespace(**{name: getattr(rows[0], name) for name in _LOCKED})
@@ -465,7 +466,7 @@ def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages:
         session.flush()  # a sweep's unfollows (ORM rows) first, as before
     save = (_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
     if outcome.baseline or share.account is None:
-        conn.execute(*save)  # before the answer: a baseline's answer shows the samples it stores
+        save[0].run(conn, save[1])  # before the answer: a baseline's answer shows the samples it stores
         save = None
     items = answer(session, watch_id) if answer is not None else None
     if share.account is not None:
@@ -495,14 +496,14 @@ def _report(svc: Services, watch_id: int, outcome: Outcome) -> None:
 _LOCKED = ("id", "owner_hash", "lease_token", "last_sequence", "truncations", "next_poll_at", "last_refresh_at",
            "check_every_minutes", "check_auto", "daily_budget")
 _LOCK = select(*(_W.c[name] for name in _LOCKED)).where(_W.c.id == bindparam("w")).with_for_update()
-_LOCK_WITH_SEGMENTS = known.with_segments(_LOCK, _W).with_for_update(of=_W)
+_LOCK, _LOCK_WITH_SEGMENTS = Prepared(_LOCK), Prepared(known.with_segments(_LOCK, _W).with_for_update(of=_W))
 # The watch row written by the commit, built once (with the samples: a baseline's).
 _SAVED = ("last_sequence", "watermark", "watermark_exclusive", "detection_mode", "top_ids", "last_refresh_at",
           "lease_token", "lease_until", "truncations", "next_poll_at")
 
 
-def _save(columns: tuple[str, ...]):
-    return _W.update().where(_W.c.id == bindparam("w")).values({c: bindparam(f"v_{c}") for c in columns})
+def _save(columns: tuple[str, ...]) -> Prepared:
+    return Prepared(_W.update().where(_W.c.id == bindparam("w")).values({c: bindparam(f"v_{c}") for c in columns}))
 
 
 _SAVE, _SAVE_BASELINE = _save(_SAVED), _save((*_SAVED, "samples"))

@@ -1,0 +1,122 @@
+"""A hot statement run on the driver's cursor, inside the caller's SQLAlchemy transaction.
+
+A trigger call through a refresh runs seven statements; SQLAlchemy's execution path (cache
+key, execution context, parameter and result processing objects, event checks) cost more than
+the statements themselves (bench/bench_unitcost.py). A `Prepared` statement is still built as
+a SQLAlchemy construct (one copy of each statement) and compiled by SQLAlchemy, once per
+dialect; its parameters and results go through the column types' own processors (SQLAlchemy's
+public `bind_processor` / `result_processor`), so the values stored and read are the ones the
+rest of the code writes and reads. What it skips is the per-execution machinery.
+
+It runs in a transaction SQLAlchemy began (BEGIN and COMMIT stay SQLAlchemy's), tells the
+engine's `before_cursor_execute` listeners (statement counters in tests and benches), and
+raises the driver's errors wrapped as SQLAlchemy's (`OperationalError`, `IntegrityError`...),
+so callers and error handlers see what an `execute` would have raised.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
+
+
+class Prepared:
+    """`statement` (a select, or DML with or without RETURNING), compiled once per dialect."""
+
+    __slots__ = ("statement", "_compiled")
+
+    def __init__(self, statement):
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def rows(self, conn: Connection, params: dict) -> list:
+        """Every row (attribute access by column name, like SQLAlchemy's rows)."""
+        return self._run(conn, params, True)
+
+    def first(self, conn: Connection, params: dict):
+        rows = self._run(conn, params, True)
+        return rows[0] if rows else None
+
+    def one(self, conn: Connection, params: dict):
+        rows = self._run(conn, params, True)
+        if len(rows) != 1:
+            raise NoResultFound("no row") if not rows else MultipleResultsFound("more than one row")
+        return rows[0]
+
+    def run(self, conn: Connection, params: dict) -> None:
+        """A statement whose rows are not wanted."""
+        self._run(conn, params, False)
+
+    def _run(self, conn: Connection, params: dict, fetch: bool):
+        dialect = conn.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+        values = compiled.values(params)
+        driver_connection = conn.connection.dbapi_connection
+        cursor = driver_connection.cursor()
+        try:
+            listeners = conn.dispatch.before_cursor_execute
+            if listeners:
+                listeners(conn, cursor, compiled.sql, values, None, False)
+            cursor.execute(compiled.sql, values)
+            fetched = cursor.fetchall() if fetch else None
+        except compiled.driver_error as exc:
+            lost = dialect.is_disconnect(exc, driver_connection, cursor)
+            if lost:
+                # As SQLAlchemy does on a lost connection: this one is dropped, and the idle
+                # ones (a server restart killed them too) are closed, so the next call opens
+                # fresh ones instead of failing once per dead connection.
+                conn.invalidate(exc)
+                conn.engine.pool.dispose()
+            raise DBAPIError.instance(compiled.sql, values, exc, compiled.driver_error,
+                                      connection_invalidated=lost, dialect=dialect) from exc
+        finally:
+            cursor.close()
+        return compiled.make_rows(fetched) if fetch else None
+
+
+class _Compiled:
+    """One dialect's SQL text, parameter order and value processors for a statement."""
+
+    def __init__(self, statement, dialect):
+        compiled = statement.compile(dialect=dialect)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            # A column default SQLAlchemy computes in Python at each execution (models' `default=`):
+            # not run here, so such a statement must give every column its value.
+            raise TypeError(f"a Prepared statement must set every column with a Python default: {statement}")
+        self.sql = compiled.string
+        self.driver_error = dialect.loaded_dbapi.Error
+        self.order = compiled.positiontup  # positional paramstyles (SQLite's "?"); None: named
+        binds = compiled.bind_names.items()  # parameter -> its name in the SQL (anonymous ones included)
+        self.constants = {name: bind.effective_value for bind, name in binds if not bind.required}
+        self.binders = {name: processor for bind, name in binds
+                        if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+        columns = list(getattr(statement, "selected_columns", None) or getattr(statement, "exported_columns", ()))
+        self.row = namedtuple("Row", [column.key for column in columns], rename=True) if columns else None
+        readers = [(i, reader) for i, column in enumerate(columns)
+                   if (reader := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None]
+        self.readers = readers or None  # (column index, processor): most columns need none
+
+    def values(self, params: dict):
+        merged = {**self.constants, **params} if self.constants else params
+        binders = self.binders
+        if binders:
+            merged = {name: (binders[name](value) if name in binders and value is not None else value)
+                      for name, value in merged.items()}
+        return tuple(merged[name] for name in self.order) if self.order is not None else merged
+
+    def make_rows(self, fetched: list) -> list:
+        make = self.row._make
+        readers = self.readers
+        if readers is None:
+            return [make(row) for row in fetched]
+        rows = []
+        for row in fetched:
+            row = list(row)
+            for i, reader in readers:
+                if row[i] is not None:
+                    row[i] = reader(row[i])
+            rows.append(make(row))
+        return rows

@@ -1,0 +1,123 @@
+"""integration/driver_sql.py: a hot statement run on the driver's cursor reads and writes the
+values SQLAlchemy's own execution does, raises what it would raise, is seen by the engine's
+statement listeners, and a lost connection is dropped as SQLAlchemy drops it."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select, text
+from sqlalchemy.exc import IntegrityError, NoResultFound
+
+from integration import watches
+from integration.db import make_engine
+from integration.driver_sql import Prepared
+from integration.models import CreditDay, Watch
+from tests.conftest import AUTH, make_test_app, unique_handle
+
+_W = Watch.__table__
+MOMENT = dt.datetime(2026, 11, 27, 4, 5, 6, 789012)
+# Columns of every kind a hot statement reads: text, integers, a time, a flag, bytes, and NULLs.
+_READ = select(_W.c.id, _W.c.handle, _W.c.last_used_at, _W.c.watermark_exclusive, _W.c.top_ids, _W.c.watermark,
+               _W.c.daily_budget).where(_W.c.owner_hash == bindparam("owner")).order_by(_W.c.id)
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = make_engine(database_url, 2)
+    yield engine
+    engine.dispose()
+
+
+def _add(conn, handle: str, **values) -> int:
+    return conn.execute(insert(Watch).values(owner_hash="o", handle=handle, check_auto=False, **values)
+                        .returning(Watch.id)).scalar_one()
+
+
+def test_rows_read_and_written_are_sqlalchemys(engine):
+    with engine.begin() as conn:
+        _add(conn, "a", last_used_at=MOMENT, watermark_exclusive=True, top_ids=b"\x00\xff", watermark=2 ** 62)
+        _add(conn, "b", last_used_at=MOMENT.replace(microsecond=0), watermark_exclusive=False)
+        expected = [tuple(row) for row in conn.execute(_READ, {"owner": "o"})]
+        got = Prepared(_READ).rows(conn, {"owner": "o"})
+    assert [tuple(row) for row in got] == expected
+    assert got[0].last_used_at == MOMENT and got[0].watermark_exclusive is True and got[0].top_ids == b"\x00\xff"
+    assert got[1].daily_budget is None and got[1].watermark_exclusive is False
+
+    # A time written by a Prepared statement compares and reads back as SQLAlchemy's would
+    # (SQLite stores times as text: one format, or `<` between them is wrong).
+    later = MOMENT.replace(microsecond=0) + dt.timedelta(seconds=1)
+    take = Prepared(_W.update().where(_W.c.handle == bindparam("h"), _W.c.last_used_at < bindparam("before"))
+                    .values(lease_until=bindparam("until")).returning(_W.c.id, _W.c.lease_until))
+    with engine.begin() as conn:
+        assert take.first(conn, {"h": "b", "before": later, "until": later}).lease_until == later
+        assert take.first(conn, {"h": "a", "before": MOMENT, "until": later}) is None  # not strictly before
+        assert conn.execute(select(_W.c.lease_until).where(_W.c.handle == "b")).scalar_one() == later
+        assert conn.execute(select(_W.c.handle).where(_W.c.lease_until == later)).scalars().all() == ["b"]
+
+
+def test_errors_are_sqlalchemys_and_the_transaction_rolls_back(engine):
+    line = Prepared(insert(CreditDay).values(owner_hash=bindparam("o"), day=bindparam("d"), credits=1, reserved=0,
+                                             refreshes=0))
+    with engine.begin() as conn:
+        line.run(conn, {"o": "o", "d": MOMENT.date()})
+    with pytest.raises(IntegrityError):  # (owner, day) is the key
+        with engine.begin() as conn:
+            line.run(conn, {"o": "p", "d": MOMENT.date()})
+            line.run(conn, {"o": "o", "d": MOMENT.date()})
+    with engine.connect() as conn:
+        assert conn.execute(select(CreditDay.owner_hash, CreditDay.day, CreditDay.credits)).all() == [
+            ("o", MOMENT.date(), 1)]
+        with pytest.raises(NoResultFound):
+            Prepared(_READ).one(conn, {"owner": "nobody"})
+
+
+def test_a_statement_that_needs_python_side_defaults_is_refused(engine):
+    """Watch.created_at's default is computed by SQLAlchemy at each execution, which a
+    Prepared statement skips: it must say so, not insert a NULL."""
+    incomplete = Prepared(insert(Watch).values(owner_hash=bindparam("o"), handle=bindparam("h"), check_auto=False))
+    with engine.begin() as conn:
+        with pytest.raises(TypeError, match="Python default"):
+            incomplete.run(conn, {"o": "o", "h": "x"})
+
+
+def test_the_engines_statement_listeners_see_each_statement(engine):
+    seen = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
+    with engine.begin() as conn:
+        Prepared(_READ).rows(conn, {"owner": "o"})
+    assert seen[-1].startswith("SELECT watches.id, watches.handle")
+
+
+def test_a_connection_the_server_dropped_fails_one_call_and_the_next_opens_afresh(database_url, fake_upstream):
+    """PostgreSQL restarted (here: the sessions of the app's pool terminated). The first
+    statement on a dead connection answers 503 storage_unavailable; the pool drops its dead
+    connections, so the next call gets a fresh one and succeeds."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a server that drops connections")
+    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=3600)
+    svc = app.extensions["tiktok_following"]
+    client = app.test_client()
+    handle = unique_handle()
+    fake_upstream.seed(handle, 3)
+
+    def poll():
+        return client.post("/v1/api/triggers/new-following", json={"handle": handle}, headers=AUTH)
+    try:
+        assert poll().status_code == 200
+        # Three idle connections in the app's pool (checked out together: each its own session).
+        held = [svc.engine.connect() for _ in range(max(3, svc.engine.pool.checkedin()))]
+        pids = [conn.execute(text("SELECT pg_backend_pid()")).scalar() for conn in held]
+        for conn in held:
+            conn.close()
+        killer = make_engine(database_url, 1)
+        with killer.connect() as conn:
+            for pid in pids:
+                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        killer.dispose()
+        dropped = poll()
+        assert dropped.status_code == 503 and dropped.get_json()["code"] == "storage_unavailable"
+        assert [poll().status_code for _ in range(3)] == [200, 200, 200]
+    finally:
+        svc.client.close()
+        svc.engine.dispose()
