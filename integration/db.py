@@ -9,6 +9,8 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
+from integration import driver_sql
+
 
 OVERFLOW = 8  # connections beyond the pool (watchlist threads, the lease keeper); closed when returned
 
@@ -37,8 +39,9 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         def _begin_immediate(conn):
             # Take the write lock at BEGIN so two writers never deadlock upgrading a read lock.
             # Sessions of `make_read_session_factory` only read: a plain BEGIN (a WAL snapshot)
-            # lets them run beside the writer instead of queueing for its lock.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+            # lets them run beside the writer instead of queueing for its lock. On the driver's
+            # cursor: SQLAlchemy's execution path cost more than the BEGIN (integration/driver_sql.py).
+            driver_sql.execute(conn, "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         # pysqlite's own transaction handling must be off for the BEGIN above to be ours.
         @event.listens_for(engine, "connect")

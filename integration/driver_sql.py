@@ -15,6 +15,7 @@ so callers and error handlers see what an `execute` would have raised.
 """
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 
 from sqlalchemy.engine import Connection
@@ -49,32 +50,38 @@ class Prepared:
         self._run(conn, params, False)
 
     def _run(self, conn: Connection, params: dict, fetch: bool):
-        dialect = conn.dialect
-        compiled = self._compiled.get(dialect.name)
+        compiled = self._compiled.get(conn.dialect.name)
         if compiled is None:
-            compiled = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
-        values = compiled.values(params)
-        driver_connection = conn.connection.dbapi_connection
-        cursor = driver_connection.cursor()
-        try:
-            listeners = conn.dispatch.before_cursor_execute
-            if listeners:
-                listeners(conn, cursor, compiled.sql, values, None, False)
-            cursor.execute(compiled.sql, values)
-            fetched = cursor.fetchall() if fetch else None
-        except compiled.driver_error as exc:
-            lost = dialect.is_disconnect(exc, driver_connection, cursor)
-            if lost:
-                # As SQLAlchemy does on a lost connection: this one is dropped, and the idle
-                # ones (a server restart killed them too) are closed, so the next call opens
-                # fresh ones instead of failing once per dead connection.
-                conn.invalidate(exc)
-                conn.engine.pool.dispose()
-            raise DBAPIError.instance(compiled.sql, values, exc, compiled.driver_error,
-                                      connection_invalidated=lost, dialect=dialect) from exc
-        finally:
-            cursor.close()
+            compiled = self._compiled[conn.dialect.name] = _Compiled(self.statement, conn.dialect)
+        fetched = execute(conn, compiled.sql, compiled.values(params), fetch)
         return compiled.make_rows(fetched) if fetch else None
+
+
+def execute(conn: Connection, sql: str, values=(), fetch: bool = False) -> list | None:
+    """`sql` (the dialect's own text and parameter style) on the driver's cursor of `conn`:
+    the engine's `before_cursor_execute` listeners told, the driver's rows returned as they
+    come (`fetch`), its errors raised as SQLAlchemy's."""
+    dialect = conn.dialect
+    driver_connection = conn.connection.dbapi_connection
+    cursor = driver_connection.cursor()
+    try:
+        listeners = conn.dispatch.before_cursor_execute
+        if listeners:
+            listeners(conn, cursor, sql, values, None, False)
+        cursor.execute(sql, values)
+        return cursor.fetchall() if fetch else None
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, driver_connection, cursor)
+        if lost:
+            # As SQLAlchemy does on a lost connection: this one is dropped, and the idle ones
+            # (a server restart killed them too) are closed, so the next call opens fresh
+            # ones instead of failing once per dead connection.
+            conn.invalidate(exc)
+            conn.engine.pool.dispose()
+        raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
+                                  dialect=dialect) from exc
+    finally:
+        cursor.close()
 
 
 class _Compiled:
@@ -87,7 +94,6 @@ class _Compiled:
             # not run here, so such a statement must give every column its value.
             raise TypeError(f"a Prepared statement must set every column with a Python default: {statement}")
         self.sql = compiled.string
-        self.driver_error = dialect.loaded_dbapi.Error
         self.order = compiled.positiontup  # positional paramstyles (SQLite's "?"); None: named
         binds = compiled.bind_names.items()  # parameter -> its name in the SQL (anonymous ones included)
         self.constants = {name: bind.effective_value for bind, name in binds if not bind.required}
@@ -108,10 +114,10 @@ class _Compiled:
         return tuple(merged[name] for name in self.order) if self.order is not None else merged
 
     def make_rows(self, fetched: list) -> list:
-        make = self.row._make
+        make = functools.partial(tuple.__new__, self.row)  # namedtuple._make without its Python frame
         readers = self.readers
         if readers is None:
-            return [make(row) for row in fetched]
+            return list(map(make, fetched))
         rows = []
         for row in fetched:
             row = list(row)

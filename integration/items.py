@@ -119,7 +119,8 @@ def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, si
     # Unfiltered, one LIMIT is the answer. Filtered, the journal (bounded: JOURNAL_MAX_EVENTS
     # per watch) is read in batches, newest first, until `limit` items are kept: keyset
     # pages, not a server-side cursor, so reads need no transaction (autocommit on PostgreSQL).
-    batch = BATCH if filters.active else limit
+    filtered = filters.active
+    batch = BATCH if filtered else limit
     params = {"w": watch_id, "kind": kind, "n": batch, "since": None if since is None else naive_utc(since),
               "after": after_sequence}
     items: list[dict] = []
@@ -127,6 +128,9 @@ def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, si
     while True:
         query = _journal_query(since is not None, after_sequence is not None, before is not None)
         rows = query.rows(session.connection(), {**params, "before": before})
+        if not filtered:  # one read of `limit` rows: each is an item
+            items = [event_item(event.handle, event) for event in rows]
+            break
         for event in rows:
             item = event_item(event.handle, event)
             if filters.keep(item):

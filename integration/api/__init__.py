@@ -94,12 +94,18 @@ class Blueprint(flask_smorest.Blueprint):
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
 
     def documented_errors(self, *statuses: int):
-        """Document the error answers (our `{"error", "code"}` body) an operation can give."""
+        """Document the error answers (our `{"error", "code"}` body) an operation can give.
+
+        Only their documentation is kept: each `alt_response` also wraps the view in a layer
+        that runs on every call (an app-context lookup and a coroutine check, seven deep on
+        the trigger routes)."""
         from schemas.errors import ErrorSchema
 
         def wrap(fn):
+            documented = fn
             for status in statuses:
-                fn = self.alt_response(status, schema=ErrorSchema, description="Error")(fn)
+                documented = self.alt_response(status, schema=ErrorSchema, description="Error")(documented)
+            fn._apidoc = documented._apidoc
             return fn
         return wrap
 
