@@ -27,7 +27,6 @@ import pycurl
 from marshmallow import ValidationError
 from urllib3 import HTTPHeaderDict  # a case-insensitive mapping, as Meter.record and rate-limit reads expect
 
-from integration.accounts import flatten
 from integration.errors import UpstreamFailure, kind_for_status
 from integration.retry_after import parse_retry_after
 from integration.upstream_shape import UpstreamPageSchema
@@ -292,7 +291,7 @@ class DumplingClient:
     def _parse(self, content: bytes, rate) -> UpstreamPage:
         try:
             data = _page_schema.load(_decode(content))
-            accounts = tuple(flatten(entry) for entry in data["followingList"])
+            accounts = data["followingList"]  # flat accounts (upstream_shape.UpstreamEntries)
         except (ValueError, ValidationError, KeyError, TypeError) as exc:
             raise UpstreamFailure("malformed", 200, detail=type(exc).__name__, rate_limit=rate)
         return UpstreamPage(accounts, data["maxCursor"], data["minCursor"], data["hasMore"], data.get("total"))
