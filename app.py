@@ -97,6 +97,7 @@ def _check_body(max_bytes: int) -> None:
         raise errors.not_json()
     if not isinstance(body, dict):
         raise errors.not_json()
+    g.json_body = body  # what a route's `arguments` loads (integration/api/__init__.py)
 
 
 def _install_request_hooks(app: Flask, settings: Settings) -> None:
