@@ -85,6 +85,36 @@ class _Lane:
         self._pool.shutdown(wait=True)
 
 
+class _Wakeup:
+    """What the loop sleeps on, set by a job ending and by stop(), which the SIGTERM handler calls.
+
+    Not a threading.Event: a Python signal handler runs in the main thread between any two
+    bytecodes, also while that thread is inside Event.wait() or Event.set() holding the Event's
+    lock, which is not reentrant: an Event.set() in the handler then waits for ever on a lock its
+    own thread holds (a worker that never stopped after SIGTERM; two SIGTERMs close together, as
+    tests/test_worker_processes.py sends, widen the window). SimpleQueue.put takes no Python-level
+    lock and is documented as reentrant (the queue module's docs)."""
+
+    def __init__(self):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+
+    def set(self) -> None:
+        self._calls.put(None)
+
+    def clear(self) -> None:
+        # What is there now, not until empty: a set() meanwhile (a job ending, a stream of
+        # signals) cannot keep it draining; it only makes the next wait() return at once.
+        for _ in range(self._calls.qsize()):
+            self._calls.get_nowait()  # the loop's thread is the only one that takes: never empty
+
+    def wait(self, timeout: float) -> None:
+        """Until set (since the last clear) or timeout seconds, what comes first."""
+        try:
+            self._calls.get(timeout=timeout)
+        except queue.Empty:
+            pass
+
+
 class Worker:
     def __init__(self, svc: Services):
         self.svc = svc
@@ -92,8 +122,8 @@ class Worker:
         self.idle_seconds = settings.worker_idle_seconds
         self.claim_seconds = settings.worker_claim_seconds
         size = max(1, settings.worker_concurrency)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._wake = _Wakeup()
+        self._stopping = False  # a plain flag: set from the signal handler (see _Wakeup)
         self.refreshes = _Lane(size, "refresh", self._refresh_done)
         self.sends = _Lane(size, "deliver", self._send_done)
         # When the loop next looks for due work, per kind (monotonic): after finding less than
@@ -118,7 +148,7 @@ class Worker:
     # ------------------------------------------------------------ loop
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping:
             self._wake.clear()  # before claiming: a job ending from now on wakes the wait below
             try:
                 self.flush_outcomes()
@@ -128,11 +158,17 @@ class Worker:
                 claimed += self._step("deliver", self.sends, self.deliver_due)
             except Exception:  # noqa: BLE001 - e.g. the database restarting: keep going, slowly
                 logger.exception("worker loop failed; retrying in 5 s")
-                self._stop.wait(5)
+                self._pause(5)
                 continue
-            if claimed == 0:
+            if claimed == 0 and not self._stopping:  # stop() may have come before the clear() above
                 # Nothing claimable (or no free thread): sleep until a job ends or it is time to look again.
                 self._wake.wait(max(0.0, min(self._look.values()) - time.monotonic()) or self.idle_seconds)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep `seconds` however many jobs end meanwhile; stop() ends it."""
+        until = time.monotonic() + seconds
+        while not self._stopping and (left := until - time.monotonic()) > 0:
+            self._wake.wait(left)
 
     def _retention(self) -> None:
         """Idle watches and expired auth checks go, about hourly (h4: keep this call at merge)."""
@@ -176,7 +212,8 @@ class Worker:
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Safe in a signal handler, also one that interrupts stop() itself (see _Wakeup)."""
+        self._stopping = True
         self._wake.set()
 
     def run_once(self) -> int:

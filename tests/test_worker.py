@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import sys
 import threading
+import time
 
 import pytest
 from sqlalchemy import select, update
@@ -318,6 +320,42 @@ def test_run_loop_delivers_and_stops_cleanly(client, fake_upstream, receiver, sv
     assert not thread.is_alive()
     assert worker.stats["refreshed"] == 1 and worker.stats["delivered"] == 1
     assert json.loads(receiver.received[0].body)["followedBy"] == handle
+
+
+def test_stop_is_safe_in_a_signal_handler_that_interrupts_the_loop_or_itself(worker):
+    """main() calls stop() from the SIGTERM handler, which Python runs in the main thread between
+    any two lines: also inside the loop's wait, or inside the stop() of a first SIGTERM (two close
+    together). Here stop() runs at every line those execute (sys.settrace), in a thread so that a
+    deadlock fails the test instead of hanging it. With threading.Event it deadlocked: the handler's
+    set() waited for the Event's lock, held by the very wait() or set() it had interrupted."""
+    interrupting = False
+
+    def stop_at_every_line(frame, event, arg):
+        nonlocal interrupting
+        if event == "line" and not interrupting:
+            interrupting = True  # one level: a handler interrupted by a second one
+            try:
+                worker.stop()
+            finally:
+                interrupting = False
+        return stop_at_every_line
+
+    def main_thread():
+        sys.settrace(stop_at_every_line)
+        try:
+            worker._wake.clear()
+            worker._wake.wait(5)  # the idle loop's sleep
+            worker.stop()  # a first SIGTERM
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=main_thread, daemon=True)  # daemon: a deadlocked one must not block exit
+    started = time.monotonic()
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "stop() deadlocked inside the wait or stop() it interrupted"
+    assert time.monotonic() - started < 4  # the stop woke the sleep
+    worker.run()  # returns: the worker is stopped
 
 
 # ---------------------------------------------------------------- stored keys
