@@ -50,6 +50,12 @@ class Prepared:
         self._run(conn, params, False)
 
     def _run(self, conn: Connection, params: dict, fetch: bool):
+        if not conn.in_transaction():
+            # What SQLAlchemy's `execute` does (autobegin): the statement then belongs to a
+            # transaction the connection's `commit()` commits. Without it a write on
+            # PostgreSQL would sit in the driver's own transaction, rolled back when the
+            # connection goes back to the pool.
+            conn.begin()
         compiled = self._compiled.get(conn.dialect.name)
         if compiled is None:
             compiled = self._compiled[conn.dialect.name] = _Compiled(self.statement, conn.dialect)

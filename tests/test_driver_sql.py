@@ -81,6 +81,21 @@ def test_a_statement_that_needs_python_side_defaults_is_refused(engine):
             incomplete.run(conn, {"o": "o", "h": "x"})
 
 
+def test_a_statement_on_a_connection_not_begun_belongs_to_the_transaction_commit_commits(engine):
+    """As SQLAlchemy's `execute` does (autobegin). On PostgreSQL the driver would otherwise run
+    the write in a transaction of its own, which `commit()` does not see and the pool's reset
+    rolls back."""
+    line = Prepared(insert(CreditDay).values(owner_hash=bindparam("o"), day=bindparam("d"), credits=1, reserved=0,
+                                             refreshes=0))
+    with engine.connect() as conn:
+        line.run(conn, {"o": "kept", "d": MOMENT.date()})
+        conn.commit()
+        line.run(conn, {"o": "dropped", "d": MOMENT.date()})
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(select(CreditDay.owner_hash)).scalars().all() == ["kept"]
+
+
 def test_the_engines_statement_listeners_see_each_statement(engine):
     seen = []
     event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
