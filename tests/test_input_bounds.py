@@ -34,6 +34,32 @@ def test_deeply_nested_json_is_400_not_a_crash(client, fake_upstream):
     _error(client.post(TRIGGER, data=deep, headers={**AUTH, "Content-Type": "application/json"}), 400, "invalid_json")
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
+def test_a_body_in_another_unicode_encoding_is_read_as_json_reads_it(client, fake_upstream, encoding):
+    """RFC 7159 allowed UTF-16/32 JSON and Python's json detects them: every route reads such a body
+    as its UTF-8 twin (it answered 500 when a second parser refused what the first had accepted)."""
+    fake_upstream.seed("alice", 3)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    twin = client.post(FOLLOWING, json={"handle": "alice", "count": 3}, headers=AUTH)
+    response = client.post(FOLLOWING, data=json.dumps({"handle": "alice", "count": 3}).encode(encoding), headers=headers)
+    assert response.status_code == twin.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == twin.get_json() and len(response.get_json()["following"]) == 3
+    response = client.post(TRIGGER, data=json.dumps({"handle": "alice", "limit": 2}).encode(encoding), headers=headers)
+    assert response.status_code == 200 and response.get_json() == client.post(TRIGGER, json={"handle": "alice"},
+                                                                               headers=AUTH).get_json()
+    for route in (TRIGGER, FOLLOWING):  # and a bad field in it is named as in UTF-8
+        body = _error(client.post(route, data=json.dumps({"handle": ""}).encode(encoding), headers=headers),
+                      400, "invalid_request")
+        assert "handle" in body["fields"]
+
+
+def test_bytes_that_are_no_unicode_text_are_invalid_json(client, fake_upstream):
+    body = _error(client.post(TRIGGER, data=b'{"handle": "\xff\xfe"}', headers={**AUTH, "Content-Type": "application/json"}),
+                  400, "invalid_json")
+    assert "JSON" in body["error"]
+    assert fake_upstream.requests == []
+
+
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
 def test_a_json_body_without_the_json_content_type_says_so(client, content_type):
     headers = {**AUTH, **({"Content-Type": content_type} if content_type else {})}
