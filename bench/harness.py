@@ -7,6 +7,7 @@ import glob
 import http.client
 import json
 import os
+import statistics
 import threading
 import shutil
 import subprocess
@@ -147,6 +148,12 @@ def postgres_cluster():
         subprocess.run(as_pg + [f"{pgbin}/pg_ctl", "-D", f"{folder}/data", "-m", "fast", "stop"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def steady_rate(clients: int, latencies: list[float]) -> float:
+    """A closed loop's throughput by Little's law: clients / mean latency (no think time). Unlike the
+    calls completed in a window, not quantized by clients that start together."""
+    return clients / statistics.fmean(latencies) if latencies else float("nan")
 
 
 def closed_loop(url: str, path: str, bodies: list[dict], seconds: float, warm_up: bool = False) -> tuple[list[float], list[str]]:
