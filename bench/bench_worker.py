@@ -1,6 +1,6 @@
 """Worker throughput and memory (a script, not a test).
 
-    .venv/bin/python bench/bench_worker.py [--watches 600] [--deliveries 100000]
+    .venv/bin/python bench/bench_worker.py [--watches 3000] [--deliveries 100000] [--baseline COMMIT]
     BENCH_DATABASE_URL=postgresql+psycopg://... to use PostgreSQL (default: a fresh SQLite file)
 
 The worker runs as the real `python -m integration.worker` subprocess; this script
@@ -26,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+# BENCH_TREE: the tree whose worker (and models, migrations, fake) this run measures; `--baseline`
+# points it at the baseline commit's tree and runs this same script there.
+ROOT = Path(os.environ.get("BENCH_TREE") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select, text, update  # noqa: E402
@@ -184,10 +186,24 @@ def delivered(svc: Services) -> int:
         return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "delivered"))
 
 
+def baseline_refreshes(commit: str, watches: int, concurrency: int) -> list[str]:
+    """Part 1 measured on the baseline's tree (its worker, migrations and models) by this same
+    script, on the same database (reset first), before this tree's run."""
+    from harness import baseline_tree
+    with baseline_tree(commit) as tree:
+        env = {**os.environ, "BENCH_TREE": tree, "PYTHONPATH": tree}
+        out = subprocess.run([sys.executable, __file__, "--refresh-only", "--baseline", "", "--watches", str(watches),
+                              "--concurrency", str(concurrency)], env=env, capture_output=True, text=True, timeout=1800)
+    if out.returncode:
+        return [f"   baseline {commit}: failed ({out.stderr.strip().splitlines()[-1:]})"]
+    return [f"   baseline {commit}:{line}" for line in out.stdout.splitlines() if line.startswith("   ")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--watches", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--watches", type=int, default=3000)  # ~10 s at 300/s: past the first waves
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--baseline", default="e4e027f", help="measure part 1 on this commit first ('': not)")
     parser.add_argument("--deliveries", type=int, default=100_000)
     parser.add_argument("--refresh-only", action="store_true", help="only the refresh throughput (1.)")
     parser.add_argument("--shipped-limits", action="store_true",
@@ -195,6 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.shipped_limits:
         LIMITS.clear()
+    baseline = baseline_refreshes(args.baseline, args.watches, max(args.concurrency)) if args.baseline else []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks: stop our workers
 
     folder = Path(tempfile.mkdtemp(prefix="bench_worker_"))
@@ -225,6 +242,7 @@ def main() -> None:
         print(f"   concurrency {concurrency:3d}: {rate:6.1f} refreshes/s (ceiling {ceiling:5.1f}/s, "
               f"{rate / ceiling:4.0%}); worker CPU {cpu_ms:.2f} ms/refresh; credits {fake.credits_spent() - credits}; "
               f"10,000 watches / 5 min (33.3/s) {fits}; 100,000 (333/s) {'fits' if rate >= 333 else 'does NOT fit'}")
+    print("\n".join(baseline))
     if args.refresh_only:
         fake.stop()
         svc.engine.dispose()
