@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from integration import idset, known, ledger, sweeps
 from integration.db import core_transaction, transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
-from integration.driver_sql import Prepared
+from integration.driver_sql import Prepared, Writes
 from integration.models import Delivery, Event, Subscription, Watch
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
@@ -77,8 +77,10 @@ _OPEN = Prepared(select(_W.c.id, _W.c.owner_hash, _W.c.last_used_at, _W.c.check_
                                                                         _W.c.handle == bindparam("handle")))
 
 # What a trigger call wants once its watch is fresh: its answer, read in the transaction that
-# found the watch fresh or committed its refresh (one transaction fewer per call).
-Answer = Callable[[Session, int], object]
+# found the watch fresh or committed its refresh (one transaction fewer per call):
+# answer(session, watch_id, riding) where `riding` (driver_sql.Writes, or None) are the commit's
+# last writes, for the answer's first read to carry (Prepared.rows's `riding`).
+Answer = Callable[[Session, int, Writes | None], object]
 
 
 def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
@@ -175,7 +177,7 @@ def _fresh_or_lease(svc: Services, session, watch, now: dt.datetime, meter: Mete
     cutoff = _fresh_cutoff(svc, now, _window(session, watch, now, fresh))
     if refreshed_since(watch.last_refresh_at, cutoff):
         return RefreshResult(refreshed=False, fresh=True,
-                             answer=answer(session, watch.id) if answer is not None else None)
+                             answer=answer(session, watch.id, None) if answer is not None else None)
     try:
         return _take(svc, session, watch.id, cutoff, meter)
     except ledger.BudgetReached:
@@ -464,15 +466,19 @@ def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages:
         values["next_poll_at"] = next_poll(conn, watch, clock, schedule, refreshed=True)
     if swept:
         session.flush()  # a sweep's unfollows (ORM rows) first, as before
-    save = (_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
+    save = (_SAVE_BASELINE if outcome.baseline else _SAVE,
+            {"saved": watch_id, **{f"v_{k}": v for k, v in values.items()}})
     if outcome.baseline or share.account is None:
         save[0].run(conn, save[1])  # before the answer: a baseline's answer shows the samples it stores
         save = None
-    items = answer(session, watch_id) if answer is not None else None
-    if share.account is not None:
-        # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's
-        # write goes with it (one round trip on PostgreSQL): the answer reads only the journal.
-        share.account.refreshed(conn, watch_id, share.credits, spent, also=save)
+    # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's write
+    # goes with it, and both ride with the answer's first read (one statement, one round trip
+    # on PostgreSQL; driver_sql.Writes): the answer reads only the journal, which they leave as is.
+    writes = share.account.refresh_writes(conn, watch_id, share.credits, spent, also=save) \
+        if share.account is not None else None
+    items = answer(session, watch_id, writes) if answer is not None else None
+    if writes is not None:
+        writes.run(conn)  # unless the answer's read carried them
     return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
                          unfollows=unfollows, scheduled=scheduled, answer=items)
 
@@ -503,7 +509,8 @@ _SAVED = ("last_sequence", "watermark", "watermark_exclusive", "detection_mode",
 
 
 def _save(columns: tuple[str, ...]) -> Prepared:
-    return Prepared(_W.update().where(_W.c.id == bindparam("w")).values({c: bindparam(f"v_{c}") for c in columns}))
+    # `saved`, not `w`: it rides with the answer's read (driver_sql.Writes), whose parameters are its own.
+    return Prepared(_W.update().where(_W.c.id == bindparam("saved")).values({c: bindparam(f"v_{c}") for c in columns}))
 
 
 _SAVE, _SAVE_BASELINE = _save(_SAVED), _save((*_SAVED, "samples"))
