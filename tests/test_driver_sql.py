@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import bindparam, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, NoResultFound
 
-from integration import watches
+from integration import driver_sql, watches
 from integration.db import make_engine
 from integration.driver_sql import Prepared, Writes
 from integration.models import CreditDay, Watch
@@ -179,3 +179,15 @@ def test_writes_whose_parameter_names_clash_with_the_reads_are_refused(engine):
     with engine.begin() as conn:
         with pytest.raises(TypeError, match="owner"):
             Prepared(_READ).rows(conn, {"owner": "o"}, Writes([(bump, {"owner": "o"})]))
+
+
+def test_a_connection_replaced_after_it_was_invalidated_gets_a_cursor_of_its_own(engine):
+    """`execute` keeps one driver cursor per connection (the pool's `info`): a connection the
+    pool replaced (here invalidated by hand, as a lost one is) must not reuse the old one's."""
+    with engine.connect() as conn:
+        assert Prepared(_READ).rows(conn, {"owner": "o"}) == []
+        old = conn.connection.info[driver_sql._CURSOR]
+        conn.invalidate()
+        conn.rollback()  # what a failed request's transaction does
+        assert Prepared(_READ).rows(conn, {"owner": "o"}) == []  # on the new connection
+        assert conn.connection.info[driver_sql._CURSOR] is not old
