@@ -12,7 +12,7 @@ from enum import StrEnum
 import orjson
 from sqlalchemy import bindparam, select
 
-from integration.driver_sql import Prepared
+from integration.driver_sql import Prepared, Writes
 from integration.filters import NO_FILTERS, Filters
 from integration.models import Event, Watch
 from integration.platforms import Platform
@@ -100,22 +100,24 @@ def _journal_query(since: bool, after: bool, before: bool):
     return Prepared(query.order_by(Event.sequence.desc()).limit(bindparam("n")))
 
 
-def trigger_items(svc: Services, watch_id: int, platform: Platform, *, session=None, **query) -> list[dict]:
+def trigger_items(svc: Services, watch_id: int, platform: Platform, *, session=None, riding: Writes | None = None,
+                  **query) -> list[dict]:
     """Newest first, only events of `kind` that pass `filters`. Zapier also gets the baseline
     accounts after the journal (sequence 0) of new follows. Read in `session` when given (a
-    transaction the trigger call made anyway: watches.open_watch's `answer`).
+    transaction the trigger call made anyway: watches.open_watch's `answer`), its first read
+    carrying that transaction's `riding` writes (driver_sql.Writes).
 
     The items are built once, in the documented shape (schemas.account.FollowEventSchema,
     checked by tests/test_trigger_items_shape.py): the route sends them as they are."""
     if session is not None:
-        return _trigger_items(session, watch_id, platform, **query)
+        return _trigger_items(session, watch_id, platform, riding=riding, **query)
     with svc.reads() as session:
         return _trigger_items(session, watch_id, platform, **query)
 
 
 def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, since: dt.datetime | None = None,
                    after_sequence: int | None = None, filters: Filters = NO_FILTERS,
-                   kind: str = "new_following") -> list[dict]:
+                   kind: str = "new_following", riding: Writes | None = None) -> list[dict]:
     # Unfiltered, one LIMIT is the answer. Filtered, the journal (bounded: JOURNAL_MAX_EVENTS
     # per watch) is read in batches, newest first, until `limit` items are kept: keyset
     # pages, not a server-side cursor, so reads need no transaction (autocommit on PostgreSQL).
@@ -127,7 +129,7 @@ def _trigger_items(session, watch_id: int, platform: Platform, *, limit: int, si
     before = None
     while True:
         query = _journal_query(since is not None, after_sequence is not None, before is not None)
-        rows = query.rows(session.connection(), {**params, "before": before})
+        rows = query.rows(session.connection(), {**params, "before": before}, riding)  # carried by the first only
         if not filtered:  # one read of `limit` rows: each is an item
             items = [event_item(event.handle, event) for event in rows]
             break

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from integration.db import connection_of, core_transaction, transaction
-from integration.driver_sql import Prepared
+from integration.driver_sql import Prepared, Writes
 from integration.models import CreditDay, WatchDay
 
 USAGE_DAYS = 30
@@ -47,7 +47,13 @@ def _upsert(executor, model, keys: dict, increments: dict) -> None:
     session or a Core connection (Core either way: the ORM's execution path cost more than
     the statement)."""
     conn = connection_of(executor)
-    _upsert_statement(conn.dialect.name, model, tuple(keys), tuple(increments)).run(conn, _params("", keys, increments))
+    statement, params = _upsert_write(conn.dialect.name, model, keys, increments)
+    statement.run(conn, params)
+
+
+def _upsert_write(dialect_name: str, model, keys: dict, increments: dict) -> tuple[Prepared, dict]:
+    """`_upsert`'s statement and parameters, not run."""
+    return _upsert_statement(dialect_name, model, tuple(keys), tuple(increments)), _params("", keys, increments)
 
 
 def _params(prefix: str, keys: dict, increments: dict) -> dict:
@@ -149,24 +155,28 @@ class Account:
 
     def refreshed(self, session, watch_id: int, credits: int, spent: tuple[int, int] = (0, 0),
                   also: tuple | None = None) -> None:
-        """The owner's and the watch's lines of a refresh, in the caller's transaction (the
-        refresh's commit: no transaction, and on SQLite no write lock, of their own).
-        `spent`: the refresh's credits not written yet and the reservations they used
-        (RefreshMeter.pending): the owner's credits, counted in the same commit. `also`:
-        the caller's write (a Prepared statement, its parameters, none prefixed `o_` or
-        `w_`), run first: on PostgreSQL in the same statement."""
+        """The owner's and the watch's lines of a refresh, written now in the caller's
+        transaction (the refresh's commit: no transaction, and on SQLite no write lock, of
+        their own). As `refresh_writes`."""
+        self.refresh_writes(session, watch_id, credits, spent, also).run(connection_of(session))
+
+    def refresh_writes(self, session, watch_id: int, credits: int, spent: tuple[int, int] = (0, 0),
+                       also: tuple | None = None) -> Writes:
+        """The writes of `refreshed`, for the caller to run or to send with its next read
+        (driver_sql.Writes). `spent`: the refresh's credits not written yet and the reservations
+        they used (RefreshMeter.pending): the owner's credits, counted in the same commit.
+        `also`: the caller's write (a Prepared statement, its parameters, none prefixed `o_`
+        or `w_`), first: on PostgreSQL in the same statement."""
         owner_keys, owner = {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1)
         watch_keys, watch = {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1}
         conn = connection_of(session)
         if conn.dialect.name == "postgresql":
             statement, params = also if also is not None else (None, {})
-            _two_lines_statement(tuple(owner), tuple(watch), statement).run(
-                conn, {**params, **_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})
-            return
-        if also is not None:
-            also[0].run(conn, also[1])
-        _upsert(conn, CreditDay, owner_keys, owner)
-        _upsert(conn, WatchDay, watch_keys, watch)
+            return Writes([(_two_lines_statement(tuple(owner), tuple(watch), statement),
+                            {**params, **_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})])
+        return Writes([*([also] if also is not None else []),
+                       _upsert_write(conn.dialect.name, CreditDay, owner_keys, owner),
+                       _upsert_write(conn.dialect.name, WatchDay, watch_keys, watch)])
 
     def unfinished(self, watch_id: int, credits: int, spent: tuple[int, int]) -> None:
         """A refresh that did not commit: its credits (the owner's `spent`, not written yet,

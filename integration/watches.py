@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from integration import idset, known, ledger, sweeps
 from integration.db import core_transaction, transaction
 from integration.detection import NeedVerify, Outcome, Page, WatchState, step
-from integration.driver_sql import Prepared
+from integration.driver_sql import Prepared, Writes
 from integration.models import Delivery, Event, Subscription, Watch
 from integration.errors import UpstreamFailure
 from integration.filters import Filters
@@ -72,13 +72,16 @@ class WatchGone(Exception):
 TOUCH_EVERY = dt.timedelta(hours=1)  # `last_used_at` is written at most this often per watch
 _W = Watch.__table__
 # What a trigger call reads of its watch (not the baseline and detection state it does not need).
-_OPEN = Prepared(select(_W.c.id, _W.c.owner_hash, _W.c.last_used_at, _W.c.check_every_minutes, _W.c.check_auto,
-                        _W.c.daily_budget, _W.c.last_refresh_at).where(_W.c.owner_hash == bindparam("owner"),
-                                                                        _W.c.handle == bindparam("handle")))
+_OPENED = (_W.c.id, _W.c.owner_hash, _W.c.last_used_at, _W.c.check_every_minutes, _W.c.check_auto,
+           _W.c.daily_budget, _W.c.last_refresh_at)
+_THE_WATCH = (_W.c.owner_hash == bindparam("owner"), _W.c.handle == bindparam("handle"))
+_OPEN = Prepared(select(*_OPENED).where(*_THE_WATCH))
 
 # What a trigger call wants once its watch is fresh: its answer, read in the transaction that
-# found the watch fresh or committed its refresh (one transaction fewer per call).
-Answer = Callable[[Session, int], object]
+# found the watch fresh or committed its refresh (one transaction fewer per call):
+# answer(session, watch_id, riding) where `riding` (driver_sql.Writes, or None) are the commit's
+# last writes, for the answer's first read to carry (Prepared.rows's `riding`).
+Answer = Callable[[Session, int, Writes | None], object]
 
 
 def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: Platform, meter: Meter,
@@ -90,7 +93,7 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     refused leaves no row behind. The caller's `wish` (checkEvery, budget) is stored on the
     watch; a `checkEvery` makes the refresh window that long, whoever asks. Over the daily
     budget an existing watch is answered from its journal (a new one raises BudgetReached:
-    it has no journal yet). With `answer`, the result carries `answer(session, watch_id)`
+    it has no journal yet). With `answer`, the result carries `answer(session, watch_id, riding)`
     when it could be read in a transaction the call made anyway (else None: read it after).
 
     Transactions: a watch found fresh is one (the read and its answer); a refresh is two,
@@ -100,8 +103,10 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
         watch, changes, opened = None, {}, None
         try:
             with svc.reads() as session:  # no write lock unless the lease is taken (SQLite)
-                row = _OPEN.first(session.connection(), {"owner": owner, "handle": handle})
+                row, opened = _open_or_take(svc, session.connection(), owner, handle, now, wish, meter, fresh)
                 watch = SimpleNamespace(**row._asdict()) if row is not None else None
+                if opened is not None:
+                    break  # stale and free: its lease taken by the read itself (PostgreSQL's autocommit)
                 changes = wish.changes(watch) if watch is not None else {}
                 if watch is not None and not changes and not _touch_due(watch, now):
                     opened = _fresh_or_lease(svc, session, watch, now, meter, fresh, answer)
@@ -163,6 +168,25 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     return watch.id, _refresh(svc, watch.id, opened.token, api_key, platform, meter, opened.claimed, answer=answer)
 
 
+def _open_or_take(svc: Services, conn, owner: str, handle: str, now: dt.datetime, wish: Wish, meter: Meter,
+                  fresh: dict):
+    """The watch's row as open_watch reads it (None: no watch), and the Lease when this read
+    took it (else None). On PostgreSQL, a call that asks nothing of the watch (no wish, no
+    budget to reserve) takes the lease in the read itself when the watch is stale, free,
+    needs no touch and has no checkEvery interval (whose window may need reads of its own):
+    what open_watch's read and _take would do in two statements (_OPEN_TAKE). SQLite has
+    no data-modifying WITH, and there the read must not take the write lock."""
+    account = meter.account
+    if conn.dialect.name != "postgresql" or wish.check_every is not None or wish.budget is not None \
+            or (account is not None and account.budget is not None):
+        return _OPEN.first(conn, {"owner": owner, "handle": handle}), None
+    token = secrets.token_hex(16)
+    row = _OPEN_TAKE.first(conn, {"owner": owner, "handle": handle, "now": now, "token": token,
+                                  "until": lease_until(svc), "touched": now - TOUCH_EVERY,
+                                  "cutoff": _fresh_cutoff(svc, now, fresh.get("window"))})
+    return row, (lease_of(row, token) if row is not None and row.taken is not None else None)
+
+
 def _touch_due(watch, now: dt.datetime) -> bool:
     return watch.last_used_at is None or watch.last_used_at < now - TOUCH_EVERY
 
@@ -175,7 +199,7 @@ def _fresh_or_lease(svc: Services, session, watch, now: dt.datetime, meter: Mete
     cutoff = _fresh_cutoff(svc, now, _window(session, watch, now, fresh))
     if refreshed_since(watch.last_refresh_at, cutoff):
         return RefreshResult(refreshed=False, fresh=True,
-                             answer=answer(session, watch.id) if answer is not None else None)
+                             answer=answer(session, watch.id, None) if answer is not None else None)
     try:
         return _take(svc, session, watch.id, cutoff, meter)
     except ledger.BudgetReached:
@@ -251,13 +275,25 @@ LEASE_STATE = (_W.c.handle, _W.c.watermark, _W.c.top_ids, _W.c.watermark_exclusi
                sweeps.record_version_of(_W).label("record"), known.segment_count(_W).label("segments"))
 # The same, for a new watch whose lease its insert took.
 _STATE = select(*LEASE_STATE).where(_W.c.id == bindparam("w"))
-# The lease and the state, in one statement built once: free (or expired) and not refreshed
-# since the cutoff. Most calls take it; the others learn why with a second read.
-_TAKE = Prepared(_W.update()
-                 .where(_W.c.id == bindparam("w"), or_(_W.c.lease_until.is_(None), _W.c.lease_until < bindparam("now")),
-                        or_(_W.c.last_refresh_at.is_(None), _W.c.last_refresh_at < bindparam("cutoff")))
-                 .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
-                 .returning(_W.c.id, *LEASE_STATE))
+# A lease can be taken: free (or expired), and the watch not refreshed since the cutoff.
+_TAKEABLE = (or_(_W.c.lease_until.is_(None), _W.c.lease_until < bindparam("now")),
+             or_(_W.c.last_refresh_at.is_(None), _W.c.last_refresh_at < bindparam("cutoff")))
+_TAKEN = _W.update().values(lease_token=bindparam("token"), lease_until=bindparam("until"))
+# The lease and the state, in one statement built once. Most calls take it; the others learn
+# why with a second read.
+_TAKE = Prepared(_TAKEN.where(_W.c.id == bindparam("w"), *_TAKEABLE).returning(_W.c.id, *LEASE_STATE))
+# open_watch's read (_OPENED) taking the lease of a watch that needs nothing else first
+# (_open_or_take; PostgreSQL): the update as a data-modifying WITH, its row joined to the read
+# (`taken` the watch's id when taken, else NULL with the state). The read's row is the watch as
+# the statement began; the update rechecks its conditions on the latest row (READ COMMITTED),
+# so two callers never both take it.
+_TAKEN_IN_READ = _TAKEN.where(*_THE_WATCH, *_TAKEABLE, _W.c.last_used_at >= bindparam("touched"),
+                              _W.c.check_every_minutes.is_(None), _W.c.check_auto.is_(False)) \
+    .returning(_W.c.id, *LEASE_STATE).cte("taken")
+_OPEN_TAKE = Prepared(select(*_OPENED, _TAKEN_IN_READ.c.id.label("taken"),
+                             *(_TAKEN_IN_READ.c[c.key] for c in LEASE_STATE))
+                      .select_from(_W.outerjoin(_TAKEN_IN_READ, _TAKEN_IN_READ.c.id == _W.c.id))
+                      .where(*_THE_WATCH))
 
 
 # The lease given back (`release`, or a claim the budget refused), if it is still ours.
@@ -464,15 +500,19 @@ def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages:
         values["next_poll_at"] = next_poll(conn, watch, clock, schedule, refreshed=True)
     if swept:
         session.flush()  # a sweep's unfollows (ORM rows) first, as before
-    save = (_SAVE_BASELINE if outcome.baseline else _SAVE, {"w": watch_id, **{f"v_{k}": v for k, v in values.items()}})
+    save = (_SAVE_BASELINE if outcome.baseline else _SAVE,
+            {"saved": watch_id, **{f"v_{k}": v for k, v in values.items()}})
     if outcome.baseline or share.account is None:
         save[0].run(conn, save[1])  # before the answer: a baseline's answer shows the samples it stores
         save = None
-    items = answer(session, watch_id) if answer is not None else None
-    if share.account is not None:
-        # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's
-        # write goes with it (one round trip on PostgreSQL): the answer reads only the journal.
-        share.account.refreshed(conn, watch_id, share.credits, spent, also=save)
+    # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's write
+    # goes with it, and both ride with the answer's first read (one statement, one round trip
+    # on PostgreSQL; driver_sql.Writes): the answer reads only the journal, which they leave as is.
+    writes = share.account.refresh_writes(conn, watch_id, share.credits, spent, also=save) \
+        if share.account is not None else None
+    items = answer(session, watch_id, writes) if answer is not None else None
+    if writes is not None:
+        writes.run(conn)  # unless the answer's read carried them
     return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
                          unfollows=unfollows, scheduled=scheduled, answer=items)
 
@@ -503,7 +543,8 @@ _SAVED = ("last_sequence", "watermark", "watermark_exclusive", "detection_mode",
 
 
 def _save(columns: tuple[str, ...]) -> Prepared:
-    return Prepared(_W.update().where(_W.c.id == bindparam("w")).values({c: bindparam(f"v_{c}") for c in columns}))
+    # `saved`, not `w`: it rides with the answer's read (driver_sql.Writes), whose parameters are its own.
+    return Prepared(_W.update().where(_W.c.id == bindparam("saved")).values({c: bindparam(f"v_{c}") for c in columns}))
 
 
 _SAVE, _SAVE_BASELINE = _save(_SAVED), _save((*_SAVED, "samples"))

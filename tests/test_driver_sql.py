@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import bindparam, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, NoResultFound
 
-from integration import watches
+from integration import driver_sql, watches
 from integration.db import make_engine
-from integration.driver_sql import Prepared
+from integration.driver_sql import Prepared, Writes
 from integration.models import CreditDay, Watch
 from tests.conftest import AUTH, make_test_app, unique_handle
 
@@ -136,3 +136,58 @@ def test_a_connection_the_server_dropped_fails_one_call_and_the_next_opens_afres
     finally:
         svc.client.close()
         svc.engine.dispose()
+
+
+def test_writes_riding_with_a_read_are_written_once_and_the_read_sees_the_rows_before_them(engine):
+    """driver_sql.Writes: on PostgreSQL one statement (the writes as data-modifying WITHs of
+    the read); on SQLite the read, then the writes. Either way the read answers as it would
+    have before them, both commit (or roll back) with the transaction, and `run` afterwards
+    does not write them twice."""
+    add = Prepared(insert(CreditDay).values(owner_hash=bindparam("o"), day=bindparam("d"), credits=bindparam("c"),
+                                            reserved=0, refreshes=0))
+    bump = Prepared(CreditDay.__table__.update().where(CreditDay.owner_hash == bindparam("b_o"))
+                    .values(credits=CreditDay.credits + 1))
+    read = Prepared(select(CreditDay.owner_hash, CreditDay.credits).where(CreditDay.day == bindparam("day"))
+                    .order_by(CreditDay.owner_hash))
+    seen = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
+    with engine.begin() as conn:
+        add.run(conn, {"o": "a", "d": MOMENT.date(), "c": 1})
+        writes = Writes([(add, {"o": "b", "d": MOMENT.date(), "c": 5}), (bump, {"b_o": "a"})])
+        before = len(seen)
+        rows = read.rows(conn, {"day": MOMENT.date()}, writes)
+        writes.run(conn)  # carried already: nothing more
+        assert len(seen) - before == (1 if engine.dialect.name == "postgresql" else 3)
+    assert [tuple(row) for row in rows] == [("a", 1)]
+    with engine.connect() as conn:
+        assert read.rows(conn, {"day": MOMENT.date()}) == [("a", 2), ("b", 5)]
+    with pytest.raises(IntegrityError):
+        with engine.begin() as conn:  # a riding write that fails undoes the transaction
+            read.rows(conn, {"day": MOMENT.date()}, Writes([(bump, {"b_o": "b"}),
+                                                            (add, {"o": "a", "d": MOMENT.date(), "c": 1})]))
+    with engine.connect() as conn:
+        assert read.rows(conn, {"day": MOMENT.date()}) == [("a", 2), ("b", 5)]
+
+
+def test_writes_whose_parameter_names_clash_with_the_reads_are_refused(engine):
+    """One namespace for the parameters of a read and its riding writes (PostgreSQL): a name
+    in both would silently bind one value to both."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs them as separate statements")
+    bump = Prepared(CreditDay.__table__.update().where(CreditDay.owner_hash == bindparam("owner"))
+                    .values(credits=CreditDay.credits + 1))
+    with engine.begin() as conn:
+        with pytest.raises(TypeError, match="owner"):
+            Prepared(_READ).rows(conn, {"owner": "o"}, Writes([(bump, {"owner": "o"})]))
+
+
+def test_a_connection_replaced_after_it_was_invalidated_gets_a_cursor_of_its_own(engine):
+    """`execute` keeps one driver cursor per connection (the pool's `info`): a connection the
+    pool replaced (here invalidated by hand, as a lost one is) must not reuse the old one's."""
+    with engine.connect() as conn:
+        assert Prepared(_READ).rows(conn, {"owner": "o"}) == []
+        old = conn.connection.info[driver_sql._CURSOR]
+        conn.invalidate()
+        conn.rollback()  # what a failed request's transaction does
+        assert Prepared(_READ).rows(conn, {"owner": "o"}) == []  # on the new connection
+        assert conn.connection.info[driver_sql._CURSOR] is not old

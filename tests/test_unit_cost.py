@@ -4,15 +4,19 @@ connection pools sized to the threads that use them. The CPU figures are in
 bench/bench_unitcost.py (side by side with the baseline commit)."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from integration import watches, worker
 
 from integration.config import Settings
 from integration.models import CreditDay, Watch
+from integration.schedule import Wish
 from integration.services import Services
+from integration.upstream import Meter
 from tests.conftest import AUTH, make_test_app, unique_handle
 
 
@@ -32,8 +36,10 @@ class Recorder:
 
 
 @pytest.fixture
-def env(database_url, fake_upstream):
-    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=3600)
+def env(request, database_url, fake_upstream):
+    """(client, services, fake upstream) of an app whose refresh window is an hour, or
+    `request.param` seconds (indirect parametrization)."""
+    app = make_test_app(database_url, fake_upstream.url, refresh_window_seconds=getattr(request, "param", 3600))
     svc = app.extensions["tiktok_following"]
     yield app.test_client(), svc, fake_upstream
     svc.client.close()
@@ -79,6 +85,16 @@ def test_a_call_through_a_refresh_is_two_transactions_and_answers_what_it_commit
         assert [i["id"] for i in items] == [str(followed["user"]["id"])]
         # The read that takes the lease, and the commit (known ids, journal, credit, answer).
         assert recorder.transactions == 2
+        if svc.engine.dialect.name == "postgresql":
+            # The read takes the lease (watches._OPEN_TAKE: one statement, not two), and the
+            # commit's last statement is the watch's write with the ledger lines, carrying the
+            # answer's read (driver_sql.Writes): no statement of their own.
+            first, last = recorder.statements[0], recorder.statements[-1]
+            assert first.startswith("WITH taken AS \n(UPDATE watches SET lease_token")
+            assert "UPDATE watches" in last and "INSERT INTO credit_days" in last and "FROM events JOIN watches" in last
+            alone = ("SELECT watches.id, watches.owner_hash, watches.last_used_at", "UPDATE watches",
+                     "SELECT watches.handle, events")  # the read, the lease, the answer: before, one each
+            assert not any(s.startswith(alone) for s in recorder.statements)
         with svc.reads() as session:
             assert sum(session.scalars(select(CreditDay.credits))) == credits_before + 1
             assert session.scalar(select(Watch.lease_token).where(Watch.handle == handle)) is None
@@ -156,3 +172,48 @@ def test_a_read_that_cannot_take_sqlites_write_lock_falls_back_to_a_write_transa
     finally:
         svc.client.close()
         svc.engine.dispose()
+
+
+@pytest.mark.parametrize("env", [60], indirect=True)
+@pytest.mark.parametrize("case", ["stale", "lease expired", "leased", "fresh", "touch due", "check every", "wish"])
+def test_the_read_takes_the_lease_only_when_the_call_would_take_it_next(env, case):
+    """PostgreSQL: the trigger call's read takes a stale watch's lease itself (one statement,
+    not two) when nothing else must happen first. The lease rules are _take's: not while
+    another caller's lease runs (an expired one is taken over), not once the watch is fresh.
+    A watch to touch, one with a checkEvery interval, and a call that asks something of the
+    watch are read only, and go the way they went before. SQLite: always read only."""
+    client, svc, fake = env
+    handle = unique_handle()
+    fake.seed(handle, 3)
+    poll(client, handle)
+    now = svc.clock()
+    values = {"last_refresh_at": now - dt.timedelta(seconds=61), "last_used_at": now}
+    if case == "lease expired":
+        values.update(lease_token="crashed", lease_until=now - dt.timedelta(seconds=1))
+    if case == "leased":
+        values.update(lease_token="other", lease_until=now + dt.timedelta(seconds=30))
+    if case == "fresh":
+        values["last_refresh_at"] = now - dt.timedelta(seconds=59)
+    if case == "touch due":
+        values["last_used_at"] = now - watches.TOUCH_EVERY - dt.timedelta(seconds=1)
+    if case == "check every":
+        values["check_every_minutes"] = 1
+    with svc.sessions.begin() as session:
+        session.execute(update(Watch).where(Watch.handle == handle).values(**values))
+        owner = session.scalar(select(Watch.owner_hash).where(Watch.handle == handle))
+    wish = Wish(budget=10) if case == "wish" else Wish()
+    expect_taken = case in ("stale", "lease expired") and svc.engine.dialect.name == "postgresql"
+
+    with svc.reads() as session:
+        row, lease = watches._open_or_take(svc, session.connection(), owner, handle, now, wish, Meter(), {})
+    assert row.id and row.last_refresh_at == values["last_refresh_at"]  # the row as the call read it
+    assert (lease is not None) == expect_taken
+    with svc.reads() as session:
+        token = session.scalar(select(Watch.lease_token).where(Watch.handle == handle))
+    assert token == (lease.token if expect_taken else values.get("lease_token"))
+    if expect_taken:
+        assert lease.claimed.handle == handle and lease.reserved == 0
+        # A second caller, at once: the lease is held, not taken again.
+        with svc.reads() as session:
+            _, again = watches._open_or_take(svc, session.connection(), owner, handle, now, wish, Meter(), {})
+        assert again is None

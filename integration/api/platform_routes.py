@@ -80,8 +80,8 @@ class NewFollowing(MethodView):
         query = _item_query(args, items.NEW_FOLLOWING)
         answers: dict[int, list] = {}  # read in each watch's own transaction (open_watch's `answer`)
 
-        def answer(session, watch_id: int) -> list:
-            return items.trigger_items(svc, watch_id, platform, session=session, **query)
+        def answer(session, watch_id: int, riding) -> list:
+            return items.trigger_items(svc, watch_id, platform, session=session, riding=riding, **query)
         return _answer(svc, args, platform, caller, _opener(svc, args, platform, caller, answer, answers),
                        query, answers)
 
