@@ -97,75 +97,140 @@ def open_watch(svc: Services, owner: str, handle: str, api_key: str, platform: P
     when it could be read in a transaction the call made anyway (else None: read it after).
 
     Transactions: a watch found fresh is one (the read and its answer); a refresh is two,
-    the read that takes its lease and the commit that writes and answers (`_refresh`)."""
+    the read that takes its lease and the commit that writes and answers (`_refresh`).
+
+    Each turn: the first read (which decides most calls), else a new watch created, else the
+    caller's changes written and the watch found fresh or claimed. A turn starts again when a
+    concurrent caller created the watch first or the watch was deleted while we waited."""
+    call = _Call(svc, owner, handle, api_key, platform, meter, wish, answer, fresh)
     for _ in range(3):
         now = svc.clock()
-        watch, changes, opened = None, {}, None
-        try:
-            with svc.reads() as session:  # no write lock unless the lease is taken (SQLite)
-                row, opened = _open_or_take(svc, session.connection(), owner, handle, now, wish, meter, fresh)
-                watch = SimpleNamespace(**row._asdict()) if row is not None else None
-                if opened is not None:
-                    break  # stale and free: its lease taken by the read itself (PostgreSQL's autocommit)
-                changes = wish.changes(watch) if watch is not None else {}
-                if watch is not None and not changes and not _touch_due(watch, now):
-                    opened = _fresh_or_lease(svc, session, watch, now, meter, fresh, answer)
-                    if opened is not None:
-                        session.commit()  # the lease (SQLite; PostgreSQL's reads are autocommit)
-                        break
-        except OperationalError as error:
-            if watch is None or not _lock_conflict(error):
-                raise
-            # SQLite: another writer committed since our read began, so the read could not
-            # take the write lock for the lease: the path below takes it in a write transaction.
-            opened = None
+        watch, changes, decided = _read_and_maybe_lease(call, now)
+        if decided is not None:
+            return watch.id, _decided(call, watch.id, decided)
         if watch is None:
-            token = secrets.token_hex(16)
-            try:
-                with transaction(svc.sessions) as session:
-                    created = Watch(owner_hash=owner, handle=handle, last_used_at=now, lease_token=token,
-                                    lease_until=lease_until(svc), check_auto=False)
-                    for name, value in wish.changes(created).items():
-                        setattr(created, name, value)
-                    session.add(created)
-                    session.flush()
-                    watch_id = created.id
-            except IntegrityError:
+            created = _create(call, now)
+            if created is None:
                 continue  # created concurrently: wait for its refresh on the next turn
-            svc.leases.hold(token, watch_id)
-            try:
-                return watch_id, _refresh(svc, watch_id, token, api_key, platform, meter, answer=answer)
-            except BaseException:
-                _delete_unborn(svc, watch_id)
-                raise
-        watch_id = watch.id
-        if _touch_due(watch, now):
-            changes["last_used_at"] = now
-        if changes:
-            with transaction(svc.sessions) as session:
-                session.execute(update(Watch).where(Watch.id == watch_id).values(**changes)
-                                .execution_options(synchronize_session=False))
-            for name, value in changes.items():  # the row as it is now
-                setattr(watch, name, value)
-        with svc.reads() as session:  # no statement unless the watch has a checkEvery interval
-            fresh["window"] = _window(session, watch, now, fresh)
-        if refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, fresh["window"])):
-            # Refreshed inside the window as of the read above: the journal answers, without the
-            # claim's write transaction (ensure_fresh would find the same and answer the same).
-            return watch_id, RefreshResult(refreshed=False, fresh=True)
-        try:
-            return watch_id, ensure_fresh(svc, watch_id, api_key, platform, meter, answer=answer, **fresh)
-        except WatchGone:
-            continue
-        except ledger.BudgetReached:
-            return watch_id, RefreshResult(refreshed=False, budget_reached=True)
-    else:
-        raise RuntimeError("the watch kept disappearing")
-    # Decided inside the first read: fresh (answered there), over budget, or our lease taken.
-    if isinstance(opened, RefreshResult):
-        return watch.id, opened
-    _held(svc, watch.id, opened, meter)
-    return watch.id, _refresh(svc, watch.id, opened.token, api_key, platform, meter, opened.claimed, answer=answer)
+            return created
+        _apply_changes(svc, watch, changes, now)
+        result = _fresh_or_claim(call, watch, now)
+        if result is None:
+            continue  # deleted while we waited (WatchGone): read it again
+        return watch.id, result
+    raise RuntimeError("the watch kept disappearing")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One open_watch call's arguments, for its steps (a turn may run each of them)."""
+
+    svc: Services
+    owner: str
+    handle: str
+    api_key: str
+    platform: Platform
+    meter: Meter
+    wish: Wish
+    answer: Answer | None
+    fresh: dict  # ensure_fresh's keywords; its `window` is set once the watch's is known (_fresh_or_claim)
+
+
+def _read_and_maybe_lease(call: _Call, now: dt.datetime):
+    """open_watch's first read: (watch, changes, decided). `watch` is its row as read (None: no
+    watch yet), `changes` what the caller's wish changes on it; `decided` is what the read itself
+    decided (a RefreshResult: fresh, answered there, or over budget; a Lease: taken here), else
+    None: the steps after the read decide. Deciding in the read saves most calls a transaction."""
+    svc = call.svc
+    watch, changes = None, {}
+    try:
+        with svc.reads() as session:  # no write lock unless the lease is taken (SQLite)
+            row, opened = _open_or_take(svc, session.connection(), call.owner, call.handle, now, call.wish,
+                                        call.meter, call.fresh)
+            watch = SimpleNamespace(**row._asdict()) if row is not None else None
+            if opened is not None:
+                # Stale and free: its lease taken by the read itself (PostgreSQL's autocommit).
+                return watch, changes, opened
+            changes = call.wish.changes(watch) if watch is not None else {}
+            if watch is not None and not changes and not _touch_due(watch, now):
+                opened = _fresh_or_lease(svc, session, watch, now, call.meter, call.fresh, call.answer)
+                if opened is not None:
+                    session.commit()  # the lease (SQLite; PostgreSQL's reads are autocommit)
+                    return watch, changes, opened
+    except OperationalError as error:
+        if watch is None or not _lock_conflict(error):
+            raise
+        # SQLite: another writer committed since our read began, so the read could not
+        # take the write lock for the lease: the steps after the read take it in a write transaction.
+    return watch, changes, None
+
+
+def _decided(call: _Call, watch_id: int, decided) -> RefreshResult:
+    """The call's result when its first read decided it (after that read's transaction ended):
+    the read's RefreshResult, or the refresh under the lease the read took."""
+    if isinstance(decided, RefreshResult):
+        return decided
+    _held(call.svc, watch_id, decided, call.meter)
+    return _refresh(call.svc, watch_id, decided.token, call.api_key, call.platform, call.meter, decided.claimed,
+                    answer=call.answer)
+
+
+def _create(call: _Call, now: dt.datetime) -> tuple[int, RefreshResult] | None:
+    """A new watch and its first refresh (its baseline): inserted holding its lease, deleted if
+    that refresh fails (open_watch says why). None: another caller created it first (the
+    insert's IntegrityError)."""
+    svc = call.svc
+    token = secrets.token_hex(16)
+    try:
+        with transaction(svc.sessions) as session:
+            created = Watch(owner_hash=call.owner, handle=call.handle, last_used_at=now, lease_token=token,
+                            lease_until=lease_until(svc), check_auto=False)
+            for name, value in call.wish.changes(created).items():
+                setattr(created, name, value)
+            session.add(created)
+            session.flush()
+            watch_id = created.id
+    except IntegrityError:
+        return None
+    svc.leases.hold(token, watch_id)
+    try:
+        return watch_id, _refresh(svc, watch_id, token, call.api_key, call.platform, call.meter, answer=call.answer)
+    except BaseException:
+        _delete_unborn(svc, watch_id)
+        raise
+
+
+def _apply_changes(svc: Services, watch, changes: dict, now: dt.datetime) -> None:
+    """The caller's wish, and `last_used_at` when due (at most every TOUCH_EVERY), written in
+    a transaction of their own and copied onto `watch`: the window and the claim after it read
+    the watch as it is now."""
+    if _touch_due(watch, now):
+        changes["last_used_at"] = now
+    if changes:
+        with transaction(svc.sessions) as session:
+            session.execute(update(Watch).where(Watch.id == watch.id).values(**changes)
+                            .execution_options(synchronize_session=False))
+        for name, value in changes.items():
+            setattr(watch, name, value)
+
+
+def _fresh_or_claim(call: _Call, watch, now: dt.datetime) -> RefreshResult | None:
+    """The result of a call its first read did not decide: fresh as of a read of the window,
+    else ensure_fresh's (the claim, or the wait for another refresh). None: the watch was
+    deleted while we waited (WatchGone), for open_watch to read it again."""
+    svc = call.svc
+    with svc.reads() as session:  # no statement unless the watch has a checkEvery interval
+        call.fresh["window"] = _window(session, watch, now, call.fresh)
+    if refreshed_since(watch.last_refresh_at, _fresh_cutoff(svc, now, call.fresh["window"])):
+        # Refreshed inside the window as of the read above: the journal answers, without the
+        # claim's write transaction (ensure_fresh would find the same and answer the same).
+        return RefreshResult(refreshed=False, fresh=True)
+    try:
+        return ensure_fresh(svc, watch.id, call.api_key, call.platform, call.meter, answer=call.answer, **call.fresh)
+    except WatchGone:
+        return None
+    except ledger.BudgetReached:
+        return RefreshResult(refreshed=False, budget_reached=True)
 
 
 def _open_or_take(svc: Services, conn, owner: str, handle: str, now: dt.datetime, wish: Wish, meter: Meter,
