@@ -506,8 +506,8 @@ def _detect_and_commit(svc: Services, watch_id: int, token: str, claimed: _Claim
                 outcome = wanted if isinstance(wanted, Outcome) else None
                 if outcome is None:
                     continue  # another page first; this transaction only read
-                result = _write(svc, conn, watch, outcome, pages, claimed, known_ids, share, spent,
-                                schedule=schedule, answer=answer)
+                result = _write(svc, conn, watch, _Commit(outcome, pages, claimed, known_ids, share, spent,
+                                                          schedule, answer))
         share.written(spent)
         if outcome is not None:
             _report(svc, watch_id, outcome)
@@ -520,20 +520,32 @@ def _hidden(page) -> bool:
     return not page.accounts and not page.has_more and bool(page.total)
 
 
-def _write(svc: Services, conn, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
-           known_ids: set[str], share: RefreshMeter, spent: tuple[int, int], *, schedule, answer) -> RefreshResult:
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    """What a refresh's commit knows of the refresh (built once, by the page that reached the
+    outcome), and what its caller wants of the commit."""
+
+    outcome: Outcome
+    pages: list[Page]                 # the pages detection read (not its verifications)
+    claimed: _Claimed                 # the watch as the lease was taken
+    known_ids: set[str]               # the pages' ids the lookups found known
+    share: RefreshMeter               # this refresh's credits
+    spent: tuple[int, int]            # share.pending() at this transaction: written by it
+    schedule: dt.timedelta | None     # ensure_fresh's `schedule`: the worker's next poll
+    answer: Answer | None             # open_watch's `answer`
+
+
+def _write(svc: Services, conn, watch, commit: _Commit) -> RefreshResult:
     """The outcome written, in the transaction (`conn`) holding the watch's row (`watch`, locked).
     An ORM session joins it only for what needs one: a sweep record's rows (free_unfollows,
     not from a safe-mode refresh, whose cursors proved nothing) and the caller's `answer`."""
-    swept = claimed.record is not None and not outcome.safe_mode
-    with svc.sessions(bind=conn) if swept or answer is not None else nullcontext() as session:
-        return _write_outcome(svc, conn, session, watch, outcome, pages, claimed, known_ids, share, spent,
-                              schedule=schedule, answer=answer, swept=swept)
+    swept = commit.claimed.record is not None and not commit.outcome.safe_mode
+    with svc.sessions(bind=conn) if swept or commit.answer is not None else nullcontext() as session:
+        return _write_outcome(svc, conn, session, watch, commit, swept)
 
 
-def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages: list[Page], claimed: _Claimed,
-                   known_ids: set[str], share: RefreshMeter, spent: tuple[int, int], *, schedule, answer,
-                   swept: bool) -> RefreshResult:
+def _write_outcome(svc: Services, conn, session, watch, commit: _Commit, swept: bool) -> RefreshResult:
+    outcome, claimed, share = commit.outcome, commit.claimed, commit.share
     clock = svc.clock()
     now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
     watch_id = watch.id
@@ -541,11 +553,11 @@ def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages:
     # unchanged since the claim, the ids our lookups found known still are, and only the
     # others need writing (most refreshes: none).
     unchanged = watch.last_sequence == claimed.sequence
-    known.remember(conn, watch_id, [i for i in outcome.seen_ids if i not in known_ids] if unchanged
+    known.remember(conn, watch_id, [i for i in outcome.seen_ids if i not in commit.known_ids] if unchanged
                    else outcome.seen_ids)
     watch.last_sequence = _journal(conn, watch_id, watch.last_sequence, outcome.new_follows, now)
     # Unfollows among the pages just read, for watches with unfollow listeners (no extra request).
-    unfollows = sweeps.free_unfollows(session, watch, claimed.record, pages, now) if swept else 0
+    unfollows = sweeps.free_unfollows(session, watch, claimed.record, commit.pages, now) if swept else 0
     values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
               "watermark_exclusive": outcome.state.exclusive,
               "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
@@ -557,12 +569,12 @@ def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages:
               "next_poll_at": watch.next_poll_at}
     if outcome.baseline:
         # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
-        values["samples"] = pack_samples(pages[0].accounts)
+        values["samples"] = pack_samples(commit.pages[0].accounts)
     if watch.last_sequence != claimed.sequence or _new_day(watch.last_refresh_at, now):
         _prune(svc, conn, watch)
-    scheduled = schedule is not None and watch.next_poll_at is not None
+    scheduled = commit.schedule is not None and watch.next_poll_at is not None
     if scheduled:  # the worker's next poll (claims.schedule_next's rule), one write less
-        values["next_poll_at"] = next_poll(conn, watch, clock, schedule, refreshed=True)
+        values["next_poll_at"] = next_poll(conn, watch, clock, commit.schedule, refreshed=True)
     if swept:
         session.flush()  # a sweep's unfollows (ORM rows) first, as before
     save = (_SAVE_BASELINE if outcome.baseline else _SAVE,
@@ -573,9 +585,9 @@ def _write_outcome(svc: Services, conn, session, watch, outcome: Outcome, pages:
     # Last: on PostgreSQL the owner's ledger row stays locked until the commit. The row's write
     # goes with it, and both ride with the answer's first read (one statement, one round trip
     # on PostgreSQL; driver_sql.Writes): the answer reads only the journal, which they leave as is.
-    writes = share.account.refresh_writes(conn, watch_id, share.credits, spent, also=save) \
+    writes = share.account.refresh_writes(conn, watch_id, share.credits, commit.spent, also=save) \
         if share.account is not None else None
-    items = answer(session, watch_id, writes) if answer is not None else None
+    items = commit.answer(session, watch_id, writes) if commit.answer is not None else None
     if writes is not None:
         writes.run(conn)  # unless the answer's read carried them
     return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
