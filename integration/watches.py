@@ -545,6 +545,9 @@ def _write(svc: Services, conn, watch, commit: _Commit) -> RefreshResult:
 
 
 def _write_outcome(svc: Services, conn, session, watch, commit: _Commit, swept: bool) -> RefreshResult:
+    """The commit's writes: the known ids, the journal and its outbox, a sweep's unfollows, the
+    journal's retention, the watch's row (_saved_row, and the worker's next poll) and, last,
+    the credits, riding with the caller's answer."""
     outcome, claimed, share = commit.outcome, commit.claimed, commit.share
     clock = svc.clock()
     now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # what `detectedAt` shows is what `since` compares
@@ -558,18 +561,7 @@ def _write_outcome(svc: Services, conn, session, watch, commit: _Commit, swept: 
     watch.last_sequence = _journal(conn, watch_id, watch.last_sequence, outcome.new_follows, now)
     # Unfollows among the pages just read, for watches with unfollow listeners (no extra request).
     unfollows = sweeps.free_unfollows(session, watch, claimed.record, commit.pages, now) if swept else 0
-    values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
-              "watermark_exclusive": outcome.state.exclusive,
-              "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
-              # Capped by detection.TOP_IDS_CAP; most refreshes leave it as it was (nothing to pack).
-              "top_ids": claimed.top_ids if outcome.state.top_ids == claimed.state.top_ids
-              else idset.pack_list(outcome.state.top_ids),
-              "last_refresh_at": now, "lease_token": None, "lease_until": None,
-              "truncations": watch.truncations + 1 if outcome.truncated else watch.truncations,
-              "next_poll_at": watch.next_poll_at}
-    if outcome.baseline:
-        # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
-        values["samples"] = pack_samples(commit.pages[0].accounts)
+    values = _saved_row(watch, commit, now)
     if watch.last_sequence != claimed.sequence or _new_day(watch.last_refresh_at, now):
         _prune(svc, conn, watch)
     scheduled = commit.schedule is not None and watch.next_poll_at is not None
@@ -592,6 +584,25 @@ def _write_outcome(svc: Services, conn, session, watch, commit: _Commit, swept: 
         writes.run(conn)  # unless the answer's read carried them
     return RefreshResult(refreshed=True, new_events=len(outcome.new_follows), truncated=outcome.truncated,
                          unfollows=unfollows, scheduled=scheduled, answer=items)
+
+
+def _saved_row(watch, commit: _Commit, now: dt.datetime) -> dict:
+    """The watch's row as the commit leaves it (_SAVED's columns, and a baseline's samples),
+    from the locked row after the journal's and the unfollows' numbers: its lease given back."""
+    outcome, claimed = commit.outcome, commit.claimed
+    values = {"last_sequence": watch.last_sequence, "watermark": outcome.state.watermark,
+              "watermark_exclusive": outcome.state.exclusive,
+              "detection_mode": outcome.safe_mode.value if outcome.safe_mode else None,
+              # Capped by detection.TOP_IDS_CAP; most refreshes leave it as it was (nothing to pack).
+              "top_ids": claimed.top_ids if outcome.state.top_ids == claimed.state.top_ids
+              else idset.pack_list(outcome.state.top_ids),
+              "last_refresh_at": now, "lease_token": None, "lease_until": None,
+              "truncations": watch.truncations + 1 if outcome.truncated else watch.truncations,
+              "next_poll_at": watch.next_poll_at}
+    if outcome.baseline:
+        # A few accounts, whatever the page size or an upstream ignoring `count` (issue: bounds).
+        values["samples"] = pack_samples(commit.pages[0].accounts)
+    return values
 
 
 def _report(svc: Services, watch_id: int, outcome: Outcome) -> None:
