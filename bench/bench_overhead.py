@@ -4,12 +4,19 @@ keep-alive requests.Session each, interleaved, the upstream answering at once), 
 the service's gunicorn workers spend per call (utime + stime from /proc). Goal: under 1 ms
 added at p50 (issue 14 item 2).
 
-    .venv/bin/python bench/bench_overhead.py [N] [--baseline COMMIT]
+    .venv/bin/python bench/bench_overhead.py [N] [--baseline COMMIT] [--granian]
+
+--granian: also today's code behind granian (a Rust HTTP server; not a dependency: install it
+beside, e.g. `pip install --target DIR granian` and PYTHONPATH=DIR), 2 workers x 128 blocking
+threads, to weigh a change of server on the same machine state.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +24,7 @@ import requests
 
 from harness import (API_KEY, ROOT, FakeProcess, baseline_tree, fresh_sqlite, percentile, seeded_fake, service_env,
                      start_service, stop_service)
+from tests.conftest import LiveService, free_port
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 BODY = {"handle": "alice", "count": 30}
@@ -44,9 +52,31 @@ def service_cpu(master_pid: int) -> float:
     return total / TICKS
 
 
-def measure(tree: Path, fake: FakeProcess, n: int) -> dict:
-    service = start_service(fresh_sqlite(tree), fake.url, workers=2, threads=128, root=tree,
-                            extra_env=service_env(PYTHONPATH=str(tree)))
+def start_granian(tree: Path, fake: FakeProcess) -> LiveService:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": fresh_sqlite(tree), "DUMPLING_BASE_URL": fake.url,
+           "AUTH_NEGATIVE_CACHE_SECONDS": "0", **service_env()}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--workers", "2",
+                                "--blocking-threads", "128", "--host", "127.0.0.1", "--port", str(port), "--no-ws",
+                                "--log-level", "warning", "app:create_app"], cwd=tree, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    service = LiveService(f"http://127.0.0.1:{port}", process, env["DATABASE_URL"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(service.url + "/readyz", timeout=1).status_code == 200:
+                return service
+        except requests.RequestException:  # not listening yet
+            time.sleep(0.1)
+    stop_service(service)
+    raise RuntimeError("granian did not become ready")
+
+
+def measure(tree: Path, fake: FakeProcess, n: int, granian: bool = False) -> dict:
+    service = start_granian(tree, fake) if granian else \
+        start_service(fresh_sqlite(tree), fake.url, workers=2, threads=128, root=tree,
+                      extra_env=service_env(PYTHONPATH=str(tree)))
     try:
         direct, ours = requests.Session(), requests.Session()
         direct_url, our_url = fake.url + "/api/v1/get-tiktok-user-following", service.url + "/v1/api/following"
@@ -69,11 +99,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("n", nargs="?", type=int, default=2000)
     parser.add_argument("--baseline", default="e4e027f")
+    parser.add_argument("--granian", action="store_true")
     args = parser.parse_args()
+    if args.granian and importlib.util.find_spec("granian") is None:
+        parser.error("--granian: granian is not importable (see the docstring)")
     fake = seeded_fake()
     try:
         with baseline_tree(args.baseline) as base:
             rows = {"baseline": measure(Path(base), fake, args.n), "now": measure(ROOT, fake, args.n)}
+            if args.granian:
+                rows["granian"] = measure(ROOT, fake, args.n, granian=True)
     finally:
         fake.stop()
     print(f"action: {args.n} calls each, page of 30 accounts, upstream answering at once (baseline {args.baseline})")
