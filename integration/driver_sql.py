@@ -41,11 +41,7 @@ class Prepared:
             riding.run(conn)
             return rows
         riding.done = True
-        merged = {}
-        for _, values in riding.writes:
-            merged.update(values)
-        merged.update(params)
-        return _with_writes(self, tuple(statement for statement, _ in riding.writes))._run(conn, merged, True)
+        return _carrying(self, riding.statements())._run(conn, {**riding.params(), **params}, True)
 
     def first(self, conn: Connection, params: dict):
         rows = self._run(conn, params, True)
@@ -80,7 +76,8 @@ class Writes:
     (`Prepared.rows(..., riding=)`): on PostgreSQL as data-modifying WITHs of that read, so a
     round trip and a statement through this module fewer; elsewhere run after it. Either way
     the read sees the database as it was before them (PostgreSQL's WITHs and the read share
-    one snapshot). `run` sends them if no read carried them: the caller's last word."""
+    one snapshot). `run` sends them if no read carried them, the caller's last word: on
+    PostgreSQL as one statement too (the last write carrying the others), elsewhere in order."""
 
     __slots__ = ("writes", "done")
 
@@ -88,25 +85,37 @@ class Writes:
         self.writes = writes  # (statement, its parameters), in order
         self.done = False
 
+    def statements(self) -> tuple[Prepared, ...]:
+        return tuple(statement for statement, _ in self.writes)
+
+    def params(self) -> dict:
+        return {name: value for _, params in self.writes for name, value in params.items()}
+
     def run(self, conn: Connection) -> None:
-        if not self.done:
-            self.done = True
-            for statement, params in self.writes:
-                statement.run(conn, params)
+        if self.done:
+            return
+        self.done = True
+        if conn.dialect.name == "postgresql" and len(self.writes) > 1:
+            *carried, last = self.statements()
+            _carrying(last, tuple(carried)).run(conn, self.params())
+            return
+        for statement, params in self.writes:
+            statement.run(conn, params)
 
 
 @functools.cache
-def _with_writes(read: Prepared, writes: tuple[Prepared, ...]) -> Prepared:
-    """`read` carrying `writes` as data-modifying WITHs, built once per pair (by identity).
-    Their parameters share one namespace: a name in two of them would bind one value to both."""
+def _carrying(main: Prepared, writes: tuple[Prepared, ...]) -> Prepared:
+    """`main` (a read or a write) carrying `writes` as data-modifying WITHs (PostgreSQL), built
+    once per pair (by identity). Their parameters share one namespace: a name in two of them
+    would bind one value to both, so that is refused."""
     seen: set[str] = set()
-    for prepared in (read, *writes):
+    for prepared in (main, *writes):
         # The parameters given at execution (constants get unique names when compiled together).
         names = {bind.key for bind in prepared.statement.compile().binds.values() if bind.required}
         if names & seen:
             raise TypeError(f"statements riding together share parameter names: {sorted(names & seen)}")
         seen |= names
-    statement = read.statement
+    statement = main.statement
     for n, write in enumerate(writes):
         statement = statement.add_cte(write.statement.cte(f"riding_{n}"))
     return Prepared(statement)

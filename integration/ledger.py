@@ -51,9 +51,11 @@ def _upsert(executor, model, keys: dict, increments: dict) -> None:
     statement.run(conn, params)
 
 
-def _upsert_write(dialect_name: str, model, keys: dict, increments: dict) -> tuple[Prepared, dict]:
-    """`_upsert`'s statement and parameters, not run."""
-    return _upsert_statement(dialect_name, model, tuple(keys), tuple(increments)), _params("", keys, increments)
+def _upsert_write(dialect_name: str, model, keys: dict, increments: dict, prefix: str = "") -> tuple[Prepared, dict]:
+    """`_upsert`'s statement and parameters, not run; `prefix` on its parameters' names (a
+    statement sent with others: driver_sql.Writes)."""
+    return (_upsert_statement(dialect_name, model, tuple(keys), tuple(increments), prefix),
+            _params(prefix, keys, increments))
 
 
 def _params(prefix: str, keys: dict, increments: dict) -> dict:
@@ -71,17 +73,6 @@ def _upsert_statement(dialect_name: str, model, keys: tuple, increments: tuple, 
     values.update({k: bindparam(f"{prefix}add_{k}") for k in increments})
     return Prepared(dialect.insert(table).values(**values).on_conflict_do_update(
         index_elements=list(keys), set_={k: table.c[k] + bindparam(f"{prefix}add_{k}") for k in increments}))
-
-
-@functools.cache
-def _two_lines_statement(owner_increments: tuple, watch_increments: tuple, also: Prepared | None = None) -> Prepared:
-    """PostgreSQL: the owner's and the watch's lines of a refresh in one statement (the
-    owner's upsert, and the caller's `also`, as data-modifying WITHs): a round trip fewer
-    for each. `also` is a statement built once (cached by identity)."""
-    owner = _upsert_statement("postgresql", CreditDay, ("owner_hash", "day"), owner_increments, "o_").statement
-    watch = _upsert_statement("postgresql", WatchDay, ("watch_id", "day"), watch_increments, "w_").statement
-    both = watch.add_cte(owner.cte("owner_line"))
-    return Prepared(both if also is None else both.add_cte(also.statement.cte("also_write")))
 
 
 def add(sessions, owner: str, day: dt.date, *, credits: int = 0, reserved: int = 0, refreshes: int = 0) -> None:
@@ -169,14 +160,10 @@ class Account:
         or `w_`), first: on PostgreSQL in the same statement."""
         owner_keys, owner = {"owner_hash": self.owner, "day": self.day}, _spent(*spent, refreshes=1)
         watch_keys, watch = {"watch_id": watch_id, "day": self.day}, {"credits": credits, "refreshes": 1}
-        conn = connection_of(session)
-        if conn.dialect.name == "postgresql":
-            statement, params = also if also is not None else (None, {})
-            return Writes([(_two_lines_statement(tuple(owner), tuple(watch), statement),
-                            {**params, **_params("o_", owner_keys, owner), **_params("w_", watch_keys, watch)})])
+        dialect_name = connection_of(session).dialect.name
         return Writes([*([also] if also is not None else []),
-                       _upsert_write(conn.dialect.name, CreditDay, owner_keys, owner),
-                       _upsert_write(conn.dialect.name, WatchDay, watch_keys, watch)])
+                       _upsert_write(dialect_name, CreditDay, owner_keys, owner, "o_"),
+                       _upsert_write(dialect_name, WatchDay, watch_keys, watch, "w_")])
 
     def unfinished(self, watch_id: int, credits: int, spent: tuple[int, int]) -> None:
         """A refresh that did not commit: its credits (the owner's `spent`, not written yet,

@@ -169,6 +169,33 @@ def test_writes_riding_with_a_read_are_written_once_and_the_read_sees_the_rows_b
         assert read.rows(conn, {"day": MOMENT.date()}) == [("a", 2), ("b", 5)]
 
 
+def test_writes_no_read_carried_are_one_statement_on_postgresql_and_in_order_elsewhere(engine):
+    """`Writes.run` (the commit's last word when no read carries them, e.g. the worker's): on
+    PostgreSQL the last write carries the others as data-modifying WITHs (one statement), on
+    SQLite each runs in order; written once, with the transaction."""
+    add = Prepared(insert(CreditDay).values(owner_hash=bindparam("o"), day=bindparam("d"), credits=bindparam("c"),
+                                            reserved=0, refreshes=0))
+    bump = Prepared(CreditDay.__table__.update().where(CreditDay.owner_hash == bindparam("b_o"))
+                    .values(credits=CreditDay.credits + 1))
+    read = Prepared(select(CreditDay.owner_hash, CreditDay.credits).where(CreditDay.day == bindparam("day"))
+                    .order_by(CreditDay.owner_hash))
+    seen = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
+    with engine.begin() as conn:
+        add.run(conn, {"o": "a", "d": MOMENT.date(), "c": 1})
+        writes = Writes([(bump, {"b_o": "a"}), (add, {"o": "b", "d": MOMENT.date(), "c": 5})])
+        before = len(seen)
+        writes.run(conn)
+        writes.run(conn)  # once only
+        sent = seen[before:]
+    if engine.dialect.name == "postgresql":
+        assert len(sent) == 1 and sent[0].startswith("WITH riding_0 AS") and "INSERT INTO credit_days" in sent[0]
+    else:
+        assert [s.split(" ")[0] for s in sent] == ["UPDATE", "INSERT"]
+    with engine.connect() as conn:
+        assert read.rows(conn, {"day": MOMENT.date()}) == [("a", 2), ("b", 5)]
+
+
 def test_writes_whose_parameter_names_clash_with_the_reads_are_refused(engine):
     """One namespace for the parameters of a read and its riding writes (PostgreSQL): a name
     in both would silently bind one value to both."""
