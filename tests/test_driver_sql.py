@@ -96,9 +96,15 @@ def test_a_statement_on_a_connection_not_begun_belongs_to_the_transaction_commit
         assert conn.execute(select(CreditDay.owner_hash)).scalars().all() == ["kept"]
 
 
-def test_the_engines_statement_listeners_see_each_statement(engine):
-    seen = []
+def _statements_of(engine) -> list[str]:
+    """The SQL of every statement `engine` sends from now on (the listeners driver_sql tells)."""
+    seen: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
+    return seen
+
+
+def test_the_engines_statement_listeners_see_each_statement(engine):
+    seen = _statements_of(engine)
     with engine.begin() as conn:
         Prepared(_READ).rows(conn, {"owner": "o"})
     assert seen[-1].startswith("SELECT watches.id, watches.handle")
@@ -138,19 +144,22 @@ def test_a_connection_the_server_dropped_fails_one_call_and_the_next_opens_afres
         svc.engine.dispose()
 
 
+# Writes and a read for the Writes tests: a day line added, one bumped, the day's lines.
+_ADD = Prepared(insert(CreditDay).values(owner_hash=bindparam("o"), day=bindparam("d"), credits=bindparam("c"),
+                                         reserved=0, refreshes=0))
+_BUMP = Prepared(CreditDay.__table__.update().where(CreditDay.owner_hash == bindparam("b_o"))
+                 .values(credits=CreditDay.credits + 1))
+_DAY_READ = Prepared(select(CreditDay.owner_hash, CreditDay.credits).where(CreditDay.day == bindparam("day"))
+                     .order_by(CreditDay.owner_hash))
+
+
 def test_writes_riding_with_a_read_are_written_once_and_the_read_sees_the_rows_before_them(engine):
     """driver_sql.Writes: on PostgreSQL one statement (the writes as data-modifying WITHs of
     the read); on SQLite the read, then the writes. Either way the read answers as it would
     have before them, both commit (or roll back) with the transaction, and `run` afterwards
     does not write them twice."""
-    add = Prepared(insert(CreditDay).values(owner_hash=bindparam("o"), day=bindparam("d"), credits=bindparam("c"),
-                                            reserved=0, refreshes=0))
-    bump = Prepared(CreditDay.__table__.update().where(CreditDay.owner_hash == bindparam("b_o"))
-                    .values(credits=CreditDay.credits + 1))
-    read = Prepared(select(CreditDay.owner_hash, CreditDay.credits).where(CreditDay.day == bindparam("day"))
-                    .order_by(CreditDay.owner_hash))
-    seen = []
-    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
+    add, bump, read = _ADD, _BUMP, _DAY_READ
+    seen = _statements_of(engine)
     with engine.begin() as conn:
         add.run(conn, {"o": "a", "d": MOMENT.date(), "c": 1})
         writes = Writes([(add, {"o": "b", "d": MOMENT.date(), "c": 5}), (bump, {"b_o": "a"})])
@@ -173,14 +182,8 @@ def test_writes_no_read_carried_are_one_statement_on_postgresql_and_in_order_els
     """`Writes.run` (the commit's last word when no read carries them, e.g. the worker's): on
     PostgreSQL the last write carries the others as data-modifying WITHs (one statement), on
     SQLite each runs in order; written once, with the transaction."""
-    add = Prepared(insert(CreditDay).values(owner_hash=bindparam("o"), day=bindparam("d"), credits=bindparam("c"),
-                                            reserved=0, refreshes=0))
-    bump = Prepared(CreditDay.__table__.update().where(CreditDay.owner_hash == bindparam("b_o"))
-                    .values(credits=CreditDay.credits + 1))
-    read = Prepared(select(CreditDay.owner_hash, CreditDay.credits).where(CreditDay.day == bindparam("day"))
-                    .order_by(CreditDay.owner_hash))
-    seen = []
-    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
+    add, bump, read = _ADD, _BUMP, _DAY_READ
+    seen = _statements_of(engine)
     with engine.begin() as conn:
         add.run(conn, {"o": "a", "d": MOMENT.date(), "c": 1})
         writes = Writes([(bump, {"b_o": "a"}), (add, {"o": "b", "d": MOMENT.date(), "c": 5})])
