@@ -3,22 +3,19 @@ see gunicorn.conf.py). Importing this module does no work: no pool, no log handl
 from __future__ import annotations
 
 import json
-import logging
 import time
-import uuid
 
 from flask import Flask, g, request
 
 from integration import errors
-from integration.api import MAX_BUDGET, Api, health, hooks, platform_routes
+from integration.api import MAX_BUDGET, Api, health, hooks, lifecycle, platform_routes
+from integration.api.action_path import ActionPath
 from integration.config import Settings
-from integration.observability import (CREDITS_SPENT, HTTP_LATENCY, HTTP_REQUESTS, configure_logging, labelled, log,
-                                      method_label)
+from integration.observability import configure_logging
 from integration.platforms import Platform, PlatformConverter
 from integration.services import Services
 from integration.upstream import Meter
 
-logger = logging.getLogger("app")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -53,6 +50,8 @@ def create_app(overrides: dict | None = None, services: Services | None = None) 
     _document_budget_header(api)
     app.extensions["tiktok_following"] = services or Services.build(settings)
     _install_request_hooks(app, settings)
+    if settings.action_fast_path:
+        app.wsgi_app = ActionPath(app, app.extensions["tiktok_following"], settings.max_body_bytes)
     return app
 
 
@@ -104,29 +103,15 @@ def _install_request_hooks(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _start():
         g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
+        g.request_id = lifecycle.request_id(request.headers.get("X-Request-Id", ""))
         g.meter = Meter()
         _check_body(settings.max_body_bytes)
 
     @app.after_request
     def _finish(response):
-        meter: Meter = g.get("meter")
-        if meter is not None:
-            meter.close()  # unused budget reservations go back
-        platform = (request.view_args or {}).get("platform")
-        if meter is not None and platform is not None:
-            response.headers.update(meter.headers() if meter.calls else {"X-Credits-Used": "0"})
-            if meter.credits:
-                labelled(CREDITS_SPENT, platform.value).inc(meter.credits)
-        response.headers["X-Request-Id"] = g.get("request_id", "")
         # Labels from bounded sets only: the rule (never the raw path) and a known method.
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        labelled(HTTP_REQUESTS, route, method_label(request.method), str(response.status_code)).inc()
-        labelled(HTTP_LATENCY, route).observe(elapsed)
-        if route not in ("/healthz", "/metrics"):
-            log(logger, logging.INFO, "request", method=method_label(request.method), route=route,
-                status=response.status_code, ms=round(elapsed * 1000, 2), credits=meter.credits if meter else 0,
-                upstream_calls=meter.calls if meter else 0)
+        response.headers.update(lifecycle.finish(
+            g.get("meter"), (request.view_args or {}).get("platform"),
+            request.url_rule.rule if request.url_rule else "unmatched", request.method, response.status_code,
+            g.get("request_id", ""), g.get("started", time.perf_counter())))
         return response

@@ -53,6 +53,7 @@ class Settings:
     # web process (h2): bounds, logging, rotation, metrics
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024             # larger request bodies get a 413 before they are read
+    action_fast_path: bool = True                # the action's plain calls skip Flask (integration/api/action_path.py)
     upstream_max_bytes: int = 5 * 1024 * 1024   # larger upstream answers are a 502 (malformed)
     metrics_dir: str = ""                       # PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py)
     # Worker (integration/worker.py, sendgate.py): loop timing, metrics, fairness between customers.
@@ -98,6 +99,7 @@ class Settings:
             watch_idle_days=_int("WATCH_IDLE_DAYS", cls.watch_idle_days),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).upper(),
             max_body_bytes=_int("MAX_BODY_BYTES", cls.max_body_bytes),
+            action_fast_path=env.get("ACTION_FAST_PATH", "1") != "0",
             upstream_max_bytes=_int("UPSTREAM_MAX_BYTES", cls.upstream_max_bytes),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
             worker_idle_seconds=_float("WORKER_IDLE_SECONDS", cls.worker_idle_seconds),

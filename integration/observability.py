@@ -115,7 +115,8 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def log(logger: logging.Logger, level: int, msg: str, **fields) -> None:
-    request_id = _current_request_id()  # taken now: a handler may format the record later
-    if request_id:
-        fields.setdefault("request_id", request_id)
+    if "request_id" not in fields:  # the action's direct path passes it: it has no Flask context
+        request_id = _current_request_id()  # taken now: a handler may format the record later
+        if request_id:
+            fields["request_id"] = request_id
     logger.log(level, msg, extra={"fields": fields})

@@ -45,8 +45,9 @@ class Caller:
     budget: int | None = None      # X-Daily-Credit-Budget, when the request carries one
 
 
-def _budget_from_request() -> int | None:
-    raw = (request.headers.get(errors.BUDGET_HEADER) or "").strip()
+def budget_from(raw: str) -> int | None:
+    """The X-Daily-Credit-Budget header's value."""
+    raw = raw.strip()
     if not raw:
         return None  # absent, or empty (an app's optional connection field left blank): no budget
     if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_BUDGET:
@@ -54,15 +55,16 @@ def _budget_from_request() -> int | None:
     return int(raw)
 
 
-def _caller_from_request() -> Caller:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+def caller_for(svc: Services, authorization: str, budget_header: str, address: str | None) -> Caller:
+    """Who a request acts for, from its Authorization and X-Daily-Credit-Budget headers (either
+    path: `key_required` below, or the action's direct path, integration/api/action_path.py)."""
+    scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH:
         raise errors.missing_key()
-    budget = _budget_from_request()
-    svc = services()
+    budget = budget_from(budget_header)
     owner = svc.owner(key)
-    authcheck.refuse_if_known_bad(svc, owner, request.remote_addr)  # recently refused: no upstream call
+    authcheck.refuse_if_known_bad(svc, owner, address)  # recently refused: no upstream call
     return Caller(key, owner, budget)
 
 
@@ -75,9 +77,11 @@ def key_required(view):
     """
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        g.caller = _caller_from_request()
-        g.meter.account = Account.for_owner(services(), g.caller.owner, g.caller.budget)
-        return view(*args, caller=g.caller, **kwargs)
+        svc, headers = services(), request.headers
+        g.caller = caller = caller_for(svc, headers.get("Authorization", ""), headers.get(errors.BUDGET_HEADER, ""),
+                                       request.remote_addr)
+        g.meter.account = Account.for_owner(svc, caller.owner, caller.budget)
+        return view(*args, caller=caller, **kwargs)
 
     return wrapped
 

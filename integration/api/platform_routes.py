@@ -45,16 +45,21 @@ class Following(MethodView):
 
         Filters apply per page: a page whose accounts were all filtered out still costs its
         credit, and `count` counts the accounts kept."""
-        svc = services()
-        result = following.list_following(
-            svc.client, caller.key, args["handle"], platform,
-            count=args.get("count"), min_time=args.get("minTime"), limit=args.get("limit"),
-            page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds,
-            filters=Filters.from_request(args), meter=g.meter)
-        remember(svc, caller.owner)
         # Already in the documented shape (flatten builds it): skip a second serialization
         # pass through the schema, which cost more than the rest of our overhead.
-        return json_answer(result)
+        return json_answer(list_for(services(), caller, platform, args, g.meter))
+
+
+def list_for(svc, caller: Caller, platform, args: dict, meter) -> dict:
+    """The action's work, whichever path serves it (this view, or the direct path of
+    integration/api/action_path.py): `args` is the body the schema loaded."""
+    result = following.list_following(
+        svc.client, caller.key, args["handle"], platform,
+        count=args.get("count"), min_time=args.get("minTime"), limit=args.get("limit"),
+        page_cap=svc.settings.page_cap, budget_seconds=svc.settings.action_budget_seconds,
+        filters=Filters.from_request(args), meter=meter)
+    remember(svc, caller.owner)
+    return result
 
 
 @blp.route("/triggers/new-following")
