@@ -3,10 +3,13 @@ calls one upstream page costs, and the request schema built once per route, not 
 Timings are in bench/bench_overhead.py and docs/SCALING.md ("The action's overhead")."""
 from __future__ import annotations
 
+import io
 import sys
 import threading
 
+import orjson
 import pytest
+from werkzeug.test import EnvironBuilder
 
 from integration.errors import UpstreamFailure
 from integration.upstream import DumplingClient, _decode
@@ -137,3 +140,27 @@ def test_an_answer_cut_off_drops_its_connection_and_the_next_call_reconnects(fak
         assert fake_upstream.accepted - before == 4  # one more, then kept alive
     finally:
         client.close()
+
+
+# One action call (a page of 30) through the WSGI application, after warm-up: ~585 Python calls
+# on its direct path (integration/api/action_path.py), ~980 through Flask's dispatch. A plain
+# call that falls back to Flask, or a heavier path, fails here.
+ACTION_CALL_BUDGET = 700
+
+
+def test_one_action_call_stays_within_its_python_call_budget(app, fake_upstream):
+    fake_upstream.seed("budgeted", 30)
+    body = orjson.dumps({"handle": "budgeted", "count": 30})
+    environ = EnvironBuilder(path="/v1/api/following", method="POST", data=body, content_type="application/json",
+                             headers={"Authorization": f"Bearer {API_KEY}"}).get_environ()
+    statuses = []
+
+    def call():
+        answer = app.wsgi_app({**environ, "wsgi.input": io.BytesIO(body)}, lambda status, *_: statuses.append(status))
+        assert orjson.loads(b"".join(answer))["count"] == 30
+
+    for _ in range(3):  # pools, lazy imports, caches
+        call()
+    calls = _python_calls(call)
+    assert statuses == ["200 OK"] * 4
+    assert calls <= ACTION_CALL_BUDGET, calls
