@@ -11,6 +11,17 @@ In one process, the fake upstream in its own, wall p50 per call (interleaved rou
 Then a WSGI app answering at once (bench/hello_wsgi.py, a body the size of the action's) behind
 each server, against a plain requests.Session as bench_overhead.py's client: what the server costs.
 
+Then the floor: the least a Python proxy adds, behind each server (bench/proxy_wsgi.py), each
+row its own service process of 2 workers x 128 threads as the action's, measured exactly as
+bench_overhead.py measures the action: one requests.Session to the fake direct and one to the
+service, calls interleaved one by one, added = service p50 - direct p50. Rows: a raw WSGI
+app doing one pycurl exchange with the fake; the same work in a plain Flask route; a plain
+Flask route calling our DumplingClient.fetch_page. Against bench_overhead.py's added p50 this
+says how much of it is the server, how much Flask, how much our own layers.
+
+Rows behind granian (a Rust HTTP server) are skipped when it is not importable; it is not a
+dependency: install it beside (`pip install --target DIR granian`) and set PYTHONPATH=DIR.
+
     .venv/bin/python bench/bench_overhead_split.py [N]
 """
 from __future__ import annotations
@@ -31,18 +42,29 @@ import time
 import orjson
 import requests
 
+from bench_overhead import BODY, HEADERS, timed  # the action's request, as that bench sends it
 from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, percentile, seeded_fake
 from tests.conftest import free_port
 
-BODY = {"handle": "alice", "count": 30}
-HEADERS = {"Authorization": f"Bearer {API_KEY}"}
-SERVERS = {  # name -> command serving hello_wsgi:app on a port (one process, as the action uses one)
-    "gunicorn HeadBufferingWorker (ours)": "-m gunicorn -c ../gunicorn.conf.py hello_wsgi:app",
-    "gunicorn gthread": "-m gunicorn -c ../gunicorn.conf.py --worker-class gthread hello_wsgi:app",
-    "gunicorn sync": "-m gunicorn -c ../gunicorn.conf.py --worker-class sync hello_wsgi:app",
-    "granian (Rust, if installed)": "-m granian --interface wsgi --workers 1 --blocking-threads 128 --no-ws "
-                                    "--host 127.0.0.1 --port {port} hello_wsgi:app",
+# Commands run in bench/; {workers} and {port} are filled in at start (gunicorn reads them
+# from WEB_CONCURRENCY and PORT).
+GUNICORN = "-m gunicorn -c ../gunicorn.conf.py"
+GRANIAN = "-m granian --interface wsgi --workers {workers} --blocking-threads 128 --no-ws --host 127.0.0.1 --port {port}"
+SERVERS = {  # name -> command serving hello_wsgi:app on a port (one worker process)
+    "gunicorn HeadBufferingWorker (ours)": f"{GUNICORN} hello_wsgi:app",
+    "gunicorn gthread": f"{GUNICORN} --worker-class gthread hello_wsgi:app",
+    "gunicorn sync": f"{GUNICORN} --worker-class sync hello_wsgi:app",
+    "granian (Rust, if installed)": f"{GRANIAN} hello_wsgi:app",
 }
+FLOOR = {  # name -> command serving one of bench/proxy_wsgi.py's apps, 2 workers as the action's
+    "raw WSGI + pycurl, gunicorn (ours)": f"{GUNICORN} proxy_wsgi:app",
+    "raw WSGI + pycurl, granian": f"{GRANIAN} proxy_wsgi:app",
+    "plain Flask + pycurl, gunicorn (ours)": f"{GUNICORN} proxy_wsgi:flask_app",
+    "Flask + DumplingClient, gunicorn (ours)": f"{GUNICORN} proxy_wsgi:client_app",
+    "Flask + DumplingClient, granian": f"{GRANIAN} proxy_wsgi:client_app",
+}
+DIRECT_PATH = "/api/v1/get-tiktok-user-following"
+ROUTE = "/v1/api/following"  # the action's (bench/proxy_wsgi.py's Flask apps serve it too)
 
 
 def raw_exchange(port: int):
@@ -70,7 +92,7 @@ def wsgi_call(app):
     body = orjson.dumps(BODY)
 
     def call():
-        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/api/following", "SCRIPT_NAME": "", "QUERY_STRING": "",
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": ROUTE, "SCRIPT_NAME": "", "QUERY_STRING": "",
                    "SERVER_NAME": "bench", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
                    "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
                    "HTTP_AUTHORIZATION": f"Bearer {API_KEY}", "REMOTE_ADDR": "127.0.0.1", "wsgi.errors": sys.stderr,
@@ -130,36 +152,73 @@ def in_process(fake: FakeProcess, n: int) -> dict:
 
 def servers(fake: FakeProcess, n: int) -> dict:
     direct = requests.Session()
-    calls, processes = {"the fake upstream, direct": lambda: _post(direct, fake.url + "/api/v1/get-tiktok-user-following")}, []
+    calls, processes = {"the fake upstream, direct": lambda: timed(direct, fake.url + DIRECT_PATH, BODY)}, []
     try:
         for name, command in SERVERS.items():
-            if "granian" in command and importlib.util.find_spec("granian") is None:
+            if not _runnable(command):
                 continue
-            port = free_port()
-            env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "128"}
-            env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # in_process's; gunicorn.conf.py makes its own
-            processes.append(subprocess.Popen([sys.executable, *command.format(port=port).split()], cwd=ROOT / "bench",
-                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            url = f"http://127.0.0.1:{port}/"
-            _wait(url)
-            calls[name] = (lambda session, u: lambda: _post(session, u))(requests.Session(), url)
+            process, url = _start(command, workers=1)
+            processes.append(process)
+            calls[name] = (lambda session, u: lambda: timed(session, u, BODY))(requests.Session(), url)
         return p50_interleaved(calls, n)
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(10)
+            _stop(process)
 
 
-def _post(session: requests.Session, url: str) -> None:
-    response = session.post(url, json=BODY, headers=HEADERS, timeout=30)
-    assert response.status_code == 200, response.text
+def floor(fake: FakeProcess, n: int) -> dict:
+    """name -> (direct p50, service p50), one row at a time, each in its own process."""
+    rows = {}
+    for name, command in FLOOR.items():
+        if not _runnable(command):
+            continue
+        process, url = _start(command, workers=2, DUMPLING_BASE_URL=fake.url)
+        try:
+            direct, ours = requests.Session(), requests.Session()
+            for _ in range(100):  # warm up connections and code paths
+                timed(direct, fake.url + DIRECT_PATH, BODY)
+                timed(ours, url + ROUTE, BODY)
+            d, o = [], []
+            for _ in range(n):  # interleaved: both see the same machine state
+                d.append(timed(direct, fake.url + DIRECT_PATH, BODY))
+                o.append(timed(ours, url + ROUTE, BODY))
+            rows[name] = (percentile(d, 50), percentile(o, 50))
+        finally:
+            _stop(process)
+    return rows
+
+
+def _runnable(command: str) -> bool:
+    return "granian" not in command or importlib.util.find_spec("granian") is not None
+
+
+def _start(command: str, workers: int, **extra_env) -> tuple[subprocess.Popen, str]:
+    """`command` serving on a free port, answering; its process and base URL."""
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers),
+           "GUNICORN_THREADS": "128", **extra_env}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # in_process's; gunicorn.conf.py makes its own
+    process = subprocess.Popen([sys.executable, *command.format(port=port, workers=workers).split()],
+                               cwd=ROOT / "bench", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url + ROUTE)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, url
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(10)
 
 
 def _wait(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.post(url, json=BODY, timeout=1)
+            requests.post(url, json=BODY, headers=HEADERS, timeout=1)
             return
         except requests.RequestException:
             time.sleep(0.1)
@@ -172,7 +231,7 @@ def main():
     args = parser.parse_args()
     fake = seeded_fake()
     try:
-        parts, served = in_process(fake, args.n), servers(fake, args.n)
+        parts, served, floors = in_process(fake, args.n), servers(fake, args.n), floor(fake, args.n)
     finally:
         fake.stop()
     print(f"where the action's time goes: {args.n} calls each, wall p50, interleaved rounds")
@@ -181,6 +240,10 @@ def main():
     print("a WSGI app answering at once behind each server (requests.Session client, one process):")
     for name, p50 in served.items():
         print(f"  {name:42}{p50:>8.3f} ms")
+    print("the least a Python proxy adds, behind each server (2 workers x 128 threads, interleaved as bench_overhead.py):")
+    print(f"  {'p50 ms':42}{'direct':>8}{'service':>9}{'added':>8}")
+    for name, (direct, ours) in floors.items():
+        print(f"  {name:42}{direct:>8.3f}{ours:>9.3f}{ours - direct:>8.3f}")
 
 
 if __name__ == "__main__":
