@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as dt
-import importlib.util
 import io
 import os
 import shutil
@@ -31,7 +30,7 @@ import time
 import orjson
 import requests
 
-from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, percentile, seeded_fake
+from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, have_granian, percentile, seeded_fake
 from tests.conftest import free_port
 
 BODY = {"handle": "alice", "count": 30}
@@ -133,7 +132,7 @@ def servers(fake: FakeProcess, n: int) -> dict:
     calls, processes = {"the fake upstream, direct": lambda: _post(direct, fake.url + "/api/v1/get-tiktok-user-following")}, []
     try:
         for name, command in SERVERS.items():
-            if "granian" in command and importlib.util.find_spec("granian") is None:
+            if "granian" in command and not have_granian():
                 continue
             port = free_port()
             env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "128"}
