@@ -13,18 +13,14 @@ threads, to weigh a change of server on the same machine state.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
-from harness import (API_KEY, ROOT, FakeProcess, baseline_tree, fresh_sqlite, percentile, seeded_fake, service_env,
-                     start_service, stop_service)
-from tests.conftest import LiveService, free_port
+from harness import (API_KEY, GRANIAN_MISSING, ROOT, FakeProcess, baseline_tree, fresh_sqlite, have_granian, percentile,
+                     seeded_fake, service_env, start_granian, start_service, stop_service)
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 BODY = {"handle": "alice", "count": 30}
@@ -50,27 +46,6 @@ def service_cpu(master_pid: int) -> float:
         if int(fields[1]) == master_pid:  # ppid
             total += int(fields[11]) + int(fields[12])  # utime + stime
     return total / TICKS
-
-
-def start_granian(tree: Path, fake: FakeProcess) -> LiveService:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": fresh_sqlite(tree), "DUMPLING_BASE_URL": fake.url,
-           "AUTH_NEGATIVE_CACHE_SECONDS": "0", **service_env()}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--workers", "2",
-                                "--blocking-threads", "128", "--host", "127.0.0.1", "--port", str(port), "--no-ws",
-                                "--log-level", "warning", "app:create_app"], cwd=tree, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    service = LiveService(f"http://127.0.0.1:{port}", process, env["DATABASE_URL"])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(service.url + "/readyz", timeout=1).status_code == 200:
-                return service
-        except requests.RequestException:  # not listening yet
-            time.sleep(0.1)
-    stop_service(service)
-    raise RuntimeError("granian did not become ready")
 
 
 def measure(tree: Path, fake: FakeProcess, n: int, granian: bool = False) -> dict:
@@ -101,8 +76,8 @@ def main():
     parser.add_argument("--baseline", default="e4e027f")
     parser.add_argument("--granian", action="store_true")
     args = parser.parse_args()
-    if args.granian and importlib.util.find_spec("granian") is None:
-        parser.error("--granian: granian is not importable (see the docstring)")
+    if args.granian and not have_granian():
+        parser.error(GRANIAN_MISSING)
     fake = seeded_fake()
     try:
         with baseline_tree(args.baseline) as base:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as dt
-import importlib.util
 import io
 import os
 import shutil
@@ -43,7 +42,7 @@ import orjson
 import requests
 
 from bench_overhead import BODY, HEADERS, timed  # the action's request, as that bench sends it
-from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, percentile, seeded_fake
+from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, have_granian, percentile, seeded_fake
 from tests.conftest import free_port
 
 # Commands run in bench/; {workers} and {port} are filled in at start (gunicorn reads them
@@ -189,7 +188,7 @@ def floor(fake: FakeProcess, n: int) -> dict:
 
 
 def _runnable(command: str) -> bool:
-    return "granian" not in command or importlib.util.find_spec("granian") is not None
+    return "granian" not in command or have_granian()
 
 
 def _start(command: str, workers: int, **extra_env) -> tuple[subprocess.Popen, str]:

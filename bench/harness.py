@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import http.client
+import importlib.util
 import json
 import os
 import statistics
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from integration.migrate import upgrade  # noqa: E402
-from tests.conftest import API_KEY, free_port, start_service, stop_service  # noqa: E402,F401
+from tests.conftest import API_KEY, LiveService, free_port, start_service, stop_service  # noqa: E402,F401
 
 
 class FakeProcess:
@@ -95,6 +96,39 @@ def service_env(**extra) -> dict:
 def default_gunicorn() -> dict:
     """Workers and threads exactly as gunicorn.conf.py picks them (what `make run` starts)."""
     return {k: os.environ[k] for k in ("WEB_CONCURRENCY", "GUNICORN_THREADS") if k in os.environ}
+
+
+# granian (a Rust HTTP server) is not a dependency: the benches that weigh it run it only when
+# it is installed beside.
+GRANIAN_MISSING = ("--granian: granian is not importable "
+                   "(install it beside: pip install --target DIR granian, PYTHONPATH=DIR)")
+
+
+def have_granian() -> bool:
+    return importlib.util.find_spec("granian") is not None
+
+
+def start_granian(tree: Path, fake: FakeProcess) -> LiveService:
+    """`tree`'s app behind granian, sized as `make run` sizes gunicorn (2 workers x 128 threads),
+    on a fresh SQLite database; stop it with stop_service."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": fresh_sqlite(tree), "DUMPLING_BASE_URL": fake.url,
+           "AUTH_NEGATIVE_CACHE_SECONDS": "0", **service_env()}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--workers", "2",
+                                "--blocking-threads", "128", "--host", "127.0.0.1", "--port", str(port), "--no-ws",
+                                "--log-level", "warning", "app:create_app"], cwd=tree, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    service = LiveService(f"http://127.0.0.1:{port}", process, env["DATABASE_URL"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(service.url + "/readyz", timeout=1).status_code == 200:
+                return service
+        except requests.RequestException:  # not listening yet
+            time.sleep(0.1)
+    stop_service(service)
+    raise RuntimeError("granian did not become ready")
 
 
 @contextlib.contextmanager
