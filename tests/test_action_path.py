@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from flask import request_started
 
 from integration import following, ledger
 from integration.config import Settings
 from integration.models import utcnow
-from tests.conftest import API_KEY, AUTH, make_test_app
+from tests.conftest import API_KEY, AUTH, make_test_app, unique_handle
 
 ROUTE = "/v1/api/following"
 BUDGET = "X-Daily-Credit-Budget"
@@ -149,3 +152,26 @@ def test_the_direct_path_can_be_turned_off(monkeypatch):
     assert Settings.from_env().action_fast_path is True
     monkeypatch.setenv("ACTION_FAST_PATH", "0")
     assert Settings.from_env().action_fast_path is False
+
+
+def test_through_gunicorn_plain_chunked_and_refused_bodies_answer_as_before(live_service, fake_upstream):
+    """The service as it runs: a plain call (the direct path), the same body chunked (no declared
+    length: Flask's), a body declared over the limit (refused unread) and a wrong content type."""
+    handle = unique_handle("ap")
+    fake_upstream.seed(handle, 5)
+    url = live_service.url + ROUTE
+    plain = requests.post(url, json={"handle": handle}, headers=AUTH, timeout=30)
+    assert plain.status_code == 200 and plain.headers["X-Credits-Used"] == "1", plain.text
+    chunked = requests.post(url, data=iter([b'{"handle": ', f'"{handle}"}}'.encode()]), timeout=30,
+                            headers={**AUTH, "Content-Type": "application/json"})
+    assert chunked.status_code == 200 and chunked.headers["X-Credits-Used"] == "1", chunked.text
+    assert chunked.json()["following"] == plain.json()["following"] and plain.json()["count"] == 5
+    address = urlsplit(live_service.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(f"POST {ROUTE} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 209715200\r\n\r\n".encode())
+        head = sock.recv(65536)  # answered at once: nothing waited for the 200 MB announced
+    assert head.startswith(b"HTTP/1.1 413"), head[:200]
+    text = requests.post(url, data=f'{{"handle": "{handle}"}}', headers={**AUTH, "Content-Type": "text/plain"}, timeout=30)
+    assert text.status_code == 415 and text.json()["code"] == "unsupported_media_type"
+    assert len(fake_upstream.requests) == 2  # only the two plain calls asked the upstream
