@@ -441,6 +441,11 @@ def main() -> int:
         metrics_host=settings.worker_metrics_host if settings.worker_metrics_port else None)
     worker.run()
     worker.close()  # waits for in-flight refreshes and sends
+    # Stopped: a later SIGTERM or SIGINT has nothing left to stop. Ignored, not left to our
+    # handler: CPython gives a signal handled in Python back its default action (ending the
+    # process, exit -15) while the interpreter finalizes, and a supervisor may signal again.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     log(logger, logging.INFO, "worker stopped", pid=os.getpid(), **worker.stats)
     svc.client.close()
     svc.engine.dispose()

@@ -158,6 +158,21 @@ def test_sigterm_finishes_the_send_in_flight(client, svc, fake_upstream, receive
     assert delivery_states(svc) == ["delivered"]
 
 
+
+def test_a_signal_while_the_stopped_worker_exits_does_not_kill_it(fake_upstream, tmp_path, database_url):
+    """A supervisor may signal again while the worker exits. Once it has stopped, SIGTERM is
+    ignored: CPython gives the signals it handled in Python back their default action (ending
+    the process, -15) as the interpreter finalizes. It exits 0 whatever comes."""
+    worker = start_worker(database_url, fake_upstream.url, tmp_path / "w.log")
+    worker.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while worker.poll() is None and time.monotonic() < deadline:
+        if b'"worker stopped"' in worker.log_path.read_bytes():
+            worker.send_signal(signal.SIGTERM)  # again and again, through the interpreter's exit
+        time.sleep(0.0002)
+    assert worker.wait(5) == 0, worker.log_path.read_text()[-2000:]
+
+
 # ---------------------------------------------------------------- one owner's hostile receivers
 
 OTHER_KEY = "another-test-key"
