@@ -3,6 +3,7 @@ everything else is Flask's, and either way a caller cannot tell the difference: 
 status, body, headers, ledger and log line as the view's (ACTION_FAST_PATH=0). Both databases."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -11,6 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from flask import request_started
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Response
 
 from integration import following, ledger
 from integration.config import Settings
@@ -175,3 +178,22 @@ def test_through_gunicorn_plain_chunked_and_refused_bodies_answer_as_before(live
     text = requests.post(url, data=f'{{"handle": "{handle}"}}', headers={**AUTH, "Content-Type": "text/plain"}, timeout=30)
     assert text.status_code == 415 and text.json()["code"] == "unsupported_media_type"
     assert len(fake_upstream.requests) == 2  # only the two plain calls asked the upstream
+
+
+def test_what_the_direct_path_cannot_read_is_flasks_to_answer(apps, dispatched, monkeypatch):
+    """A declared length too long to be a number, or a body the direct path's schema fails on
+    (a bug, not a refusal), goes to Flask, which answers as the view does."""
+    environ = EnvironBuilder(path=ROUTE, method="POST", data=b"{}", content_type="application/json",
+                             headers=AUTH).get_environ()
+    environ["CONTENT_LENGTH"] = "9" * 5000  # past what int() reads (4,300 digits)
+    absurd = [Response.from_app(app.wsgi_app, {**environ, "wsgi.input": io.BytesIO(b"{}")}) for app in apps]
+    assert answer_of(absurd[0]) == answer_of(absurd[1]) and absurd[0].status_code == 400
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a schema bug")
+
+    monkeypatch.setattr(apps[0].wsgi_app.schema, "load", broken)
+    del dispatched[:]
+    answered = apps[0].test_client().post(ROUTE, json={"handle": "alice", "count": 3}, headers=AUTH)
+    assert answered.status_code == 200 and answered.get_json()["count"] == 3  # the view's own schema read it
+    assert dispatched == [ROUTE]
