@@ -24,6 +24,8 @@ from harness import (API_KEY, GRANIAN_MISSING, ROOT, FakeProcess, baseline_tree,
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 BODY = {"handle": "alice", "count": 30}
+DIRECT_PATH = "/api/v1/get-tiktok-user-following"  # the fake upstream's
+ROUTE = "/v1/api/following"  # the action's
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -33,6 +35,25 @@ def timed(session: requests.Session, url: str, body: dict) -> float:
     elapsed = (time.perf_counter() - started) * 1000
     assert response.status_code == 200, response.text
     return elapsed
+
+
+def warmed(direct_url: str, our_url: str) -> tuple[requests.Session, requests.Session]:
+    """A kept-alive session to each, after 100 calls each (connections and code paths warm)."""
+    direct, ours = requests.Session(), requests.Session()
+    for _ in range(100):
+        timed(direct, direct_url, BODY)
+        timed(ours, our_url, BODY)
+    return direct, ours
+
+
+def interleaved(sessions: tuple[requests.Session, requests.Session], direct_url: str, our_url: str,
+                n: int) -> tuple[list[float], list[float]]:
+    """Wall ms of n calls each, direct then ours in turn: both see the same machine state."""
+    (direct, ours), d, o = sessions, [], []
+    for _ in range(n):
+        d.append(timed(direct, direct_url, BODY))
+        o.append(timed(ours, our_url, BODY))
+    return d, o
 
 
 def service_cpu(master_pid: int) -> float:
@@ -53,16 +74,10 @@ def measure(tree: Path, fake: FakeProcess, n: int, granian: bool = False) -> dic
         start_service(fresh_sqlite(tree), fake.url, workers=2, threads=128, root=tree,
                       extra_env=service_env(PYTHONPATH=str(tree)))
     try:
-        direct, ours = requests.Session(), requests.Session()
-        direct_url, our_url = fake.url + "/api/v1/get-tiktok-user-following", service.url + "/v1/api/following"
-        for _ in range(100):  # warm up connections and code paths
-            timed(direct, direct_url, BODY)
-            timed(ours, our_url, BODY)
-        d, o = [], []
+        direct_url, our_url = fake.url + DIRECT_PATH, service.url + ROUTE
+        sessions = warmed(direct_url, our_url)
         cpu_before = service_cpu(service.process.pid)
-        for _ in range(n):  # interleaved: both see the same machine state
-            d.append(timed(direct, direct_url, BODY))
-            o.append(timed(ours, our_url, BODY))
+        d, o = interleaved(sessions, direct_url, our_url, n)
         cpu = (service_cpu(service.process.pid) - cpu_before) * 1000 / n
         return {"direct": percentile(d, 50), "ours": percentile(o, 50), "added50": percentile(o, 50) - percentile(d, 50),
                 "added99": percentile(o, 99) - percentile(d, 99), "cpu": cpu}

@@ -41,7 +41,7 @@ import time
 import orjson
 import requests
 
-from bench_overhead import BODY, HEADERS, timed  # the action's request, as that bench sends it
+from bench_overhead import BODY, DIRECT_PATH, HEADERS, ROUTE, interleaved, timed, warmed  # as that bench measures
 from harness import API_KEY, ROOT, FakeProcess, fresh_sqlite, have_granian, percentile, seeded_fake
 from tests.conftest import free_port
 
@@ -62,8 +62,6 @@ FLOOR = {  # name -> command serving one of bench/proxy_wsgi.py's apps, 2 worker
     "Flask + DumplingClient, gunicorn (ours)": f"{GUNICORN} proxy_wsgi:client_app",
     "Flask + DumplingClient, granian": f"{GRANIAN} proxy_wsgi:client_app",
 }
-DIRECT_PATH = "/api/v1/get-tiktok-user-following"
-ROUTE = "/v1/api/following"  # the action's (bench/proxy_wsgi.py's Flask apps serve it too)
 
 
 def raw_exchange(port: int):
@@ -173,14 +171,8 @@ def floor(fake: FakeProcess, n: int) -> dict:
             continue
         process, url = _start(command, workers=2, DUMPLING_BASE_URL=fake.url)
         try:
-            direct, ours = requests.Session(), requests.Session()
-            for _ in range(100):  # warm up connections and code paths
-                timed(direct, fake.url + DIRECT_PATH, BODY)
-                timed(ours, url + ROUTE, BODY)
-            d, o = [], []
-            for _ in range(n):  # interleaved: both see the same machine state
-                d.append(timed(direct, fake.url + DIRECT_PATH, BODY))
-                o.append(timed(ours, url + ROUTE, BODY))
+            direct_url, our_url = fake.url + DIRECT_PATH, url + ROUTE  # proxy_wsgi's Flask apps serve ROUTE too
+            d, o = interleaved(warmed(direct_url, our_url), direct_url, our_url, n)
             rows[name] = (percentile(d, 50), percentile(o, 50))
         finally:
             _stop(process)

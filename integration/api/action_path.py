@@ -87,9 +87,8 @@ class ActionPath:
                 or not (length.isascii() and length.isdigit() and len(length) <= 9)  # Flask's 413 past it
                 or "HTTP_TRANSFER_ENCODING" in environ):
             return None
-        if not 0 < int(length) <= self.max_body_bytes:
-            return None
-        return environ["wsgi.input"].read(int(length))
+        length = int(length)
+        return environ["wsgi.input"].read(length) if 0 < length <= self.max_body_bytes else None
 
     def _flask_answers(self, exc: Exception, environ, start_response, started: float, request_id: str,
                        meter: Meter, caller):
